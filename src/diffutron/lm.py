@@ -1,0 +1,174 @@
+"""`Diffutron`: a loaded masked diffusion LM with chat, generate and infill."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from diffutron.errors import DiffutronError
+from diffutron.model.chat import Message, cut_answer, render_chat
+from diffutron.model.loading import load_checkpoint
+from diffutron.model.tokens import SpecialIds
+from diffutron.sampling.config import GenerationConfig
+from diffutron.sampling.infill import parse_placeholders
+from diffutron.sampling.sampler import StepCallback, denoise, sample
+
+
+class Diffutron:
+    """A masked-LM checkpoint and its tokenizer, ready to generate.
+
+    >>> lm = Diffutron.from_pretrained("diffutron/DiffutronLM-0.3B-Instruct")  # doctest: +SKIP
+    >>> lm.chat("Türkiye'nin başkenti neresidir?")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        config: GenerationConfig | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config or GenerationConfig()
+        self.special = SpecialIds.from_tokenizer(tokenizer)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path | None = None,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+    ) -> Diffutron:
+        """Load a local directory or hub id; `None` is the model embedded in the package."""
+        model, tokenizer = load_checkpoint(name_or_path, device=device, dtype=dtype)
+        return cls(model, tokenizer)
+
+    @property
+    def context_length(self) -> int:
+        return int(self.model.config.max_position_embeddings)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids without special tokens (the chat format uses plain-text tags)."""
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def chat(
+        self,
+        messages_or_text: str | Sequence[Message],
+        config: GenerationConfig | None = None,
+        *,
+        callback: StepCallback | None = None,
+    ) -> str:
+        """Answer the last user turn of a conversation (or a single question)."""
+        prompt = render_chat(messages_or_text)
+        return self._generate_ids([self.encode(prompt)], config, callback)[0]
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        config: GenerationConfig | None = None,
+        chat: bool = True,
+        *,
+        callback: StepCallback | None = None,
+    ) -> list[str]:
+        """Answers for several prompts in one batch; `chat=False` continues raw text."""
+        if isinstance(prompts, str):
+            raise DiffutronError("generate takes a list of prompts; use chat() for a single one")
+        texts = []
+        for index, prompt in enumerate(prompts):
+            if not prompt.strip():
+                raise DiffutronError(f"prompt {index} is empty: give some text")
+            texts.append(render_chat(prompt) if chat else prompt)
+        return self._generate_ids([self.encode(text) for text in texts], config, callback)
+
+    def infill(
+        self,
+        text: str,
+        config: GenerationConfig | None = None,
+        *,
+        callback: StepCallback | None = None,
+    ) -> str:
+        """Fill `[MASK]` (one token) and `[MASK:n]` (n tokens) placeholders; keep the rest."""
+        config = config or self.config
+        ids: list[int] = []
+        spans: list[tuple[int, int]] = []
+        pieces: list[str | None] = []
+        for part in parse_placeholders(text):
+            if isinstance(part, int):
+                spans.append((len(ids), len(ids) + part))
+                ids.extend([self.special.mask] * part)
+                pieces.append(None)
+            else:
+                ids.extend(self.encode(part))
+                pieces.append(part)
+        if len(ids) > self.context_length:
+            raise DiffutronError(
+                f"the text is {len(ids)} tokens long, more than the model's context of "
+                f"{self.context_length}"
+            )
+        canvas = torch.tensor([ids], device=self.device)
+        filled = denoise(self.model, self.tokenizer, canvas, config, callback=callback)[0].tolist()
+        fills = iter(self._span_text(filled, start, end) for start, end in spans)
+        return "".join(piece if piece is not None else next(fills) for piece in pieces)
+
+    def answer(self, canvas_row: Sequence[int], prompt_length: int) -> str:
+        """The answer in a canvas row: cut at the first mask, EOS or pad, then at `[/Answer]`."""
+        tokens = list(canvas_row[prompt_length:])
+        for index, token in enumerate(tokens):
+            if token == self.special.mask or token in self.special.stops:
+                tokens = tokens[:index]
+                break
+        return cut_answer(self.tokenizer.decode(tokens, skip_special_tokens=True))
+
+    def info(self) -> dict[str, Any]:
+        """What a user needs to know about the loaded checkpoint."""
+        config = self.model.config
+        special = {
+            name: (getattr(self.tokenizer, f"{name}_token"), getattr(self.tokenizer, f"{name}_token_id"))
+            for name in ("mask", "eos", "pad", "bos", "cls", "sep", "unk")
+            if getattr(self.tokenizer, f"{name}_token", None) is not None
+        }
+        return {
+            "model": getattr(config, "_name_or_path", ""),
+            "architecture": ", ".join(getattr(config, "architectures", None) or [type(self.model).__name__]),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "context_length": self.context_length,
+            "vocabulary": len(self.tokenizer),
+            "special_tokens": special,
+            "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
+            "device": str(self.device),
+        }
+
+    def _generate_ids(
+        self, prompts: list[list[int]], config: GenerationConfig | None, callback: StepCallback | None
+    ) -> list[str]:
+        config = config or self.config
+        prompts = [self._fit(prompt, config, index) for index, prompt in enumerate(prompts)]
+        canvas = sample(self.model, self.tokenizer, prompts, config, callback=callback)
+        return [self.answer(row, len(prompt)) for row, prompt in zip(canvas.tolist(), prompts)]
+
+    def _fit(self, prompt: list[int], config: GenerationConfig, index: int) -> list[int]:
+        """The prompt, cut from the left if asked to, so that it fits the context."""
+        room = self.context_length - config.max_new_tokens
+        if len(prompt) <= room:
+            return prompt
+        if config.truncate == "left" and room > 0:
+            return prompt[-room:]
+        raise DiffutronError(
+            f"prompt {index} has {len(prompt)} tokens; with max_new_tokens={config.max_new_tokens} "
+            f"that exceeds the model's context of {self.context_length} tokens. Shorten the "
+            "prompt, lower max_new_tokens, or truncate from the left (--truncate left)"
+        )
+
+    def _span_text(self, ids: list[int], start: int, end: int) -> str:
+        """Text of ids[start:end] as it reads in context (tokenizers merge spaces at edges)."""
+        before = self.tokenizer.decode(ids[:start], skip_special_tokens=True)
+        return self.tokenizer.decode(ids[:end], skip_special_tokens=True)[len(before) :]

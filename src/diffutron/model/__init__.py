@@ -1,0 +1,1 @@
+"""Loading checkpoints, the chat format and special tokens."""

@@ -1,0 +1,1 @@
+"""The masked-diffusion sampler and its settings."""
