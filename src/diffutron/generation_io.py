@@ -1,0 +1,73 @@
+"""Batch generation from and to JSONL files, for `diffutron generate --input/--output`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from diffutron.errors import DiffutronError
+from diffutron.files import atomic_file
+from diffutron.lm import Diffutron
+from diffutron.sampling.config import GenerationConfig
+
+
+def read_prompts(path: Path) -> list[dict[str, Any]]:
+    """Records with a non-empty "prompt" string, one JSON object per line (blank lines skipped)."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise DiffutronError(f"cannot read {path}: {error.strerror}") from error
+    records = []
+    for number, raw in enumerate(data.splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DiffutronError(f"{path}:{number}: not valid UTF-8 text") from None
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DiffutronError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
+            raise DiffutronError(f'{path}:{number}: expected an object like {{"prompt": "..."}}')
+        if not record["prompt"].strip():
+            raise DiffutronError(f"{path}:{number}: the prompt is empty")
+        records.append(record)
+    if not records:
+        raise DiffutronError(f"{path} has no prompts")
+    return records
+
+
+def generate_jsonl(
+    lm: Diffutron,
+    records: list[dict[str, Any]],
+    config: GenerationConfig,
+    *,
+    chat: bool,
+    batch_size: int,
+    output: Path | None,
+) -> list[dict[str, Any]]:
+    """Answer every record in batches; the output file appears only once all are done."""
+    results: list[dict[str, Any]] = []
+    settings = {**config.to_dict(), "chat": chat, "model": lm.info()["model"]}
+    progress = Progress(
+        TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        transient=True, disable=len(records) <= batch_size,
+    )
+    with progress:
+        task = progress.add_task("generate", total=len(records))
+        for start in range(0, len(records), batch_size):
+            batch = records[start : start + batch_size]
+            answers = lm.generate([record["prompt"] for record in batch], config, chat=chat)
+            results.extend({**record, "answer": answer, "settings": settings}
+                           for record, answer in zip(batch, answers))
+            progress.advance(task, len(batch))
+    if output is not None:
+        with atomic_file(output) as handle:
+            for record in results:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return results
