@@ -182,6 +182,13 @@ def info(
     console.print(table)
 
 
+from diffutron.training import commands as training_commands  # noqa: E402
+
+app.command()(training_commands.train)
+app.command("merge-lora")(training_commands.merge_lora)
+app.command("plot-loss")(training_commands.plot_loss)
+
+
 def main() -> None:
     app()
 

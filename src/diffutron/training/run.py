@@ -1,0 +1,196 @@
+"""`diffutron train`: turn a recipe into a Trainer run, and write the final model.
+
+Run directory (recipe.output_dir):
+    recipe.yaml           the resolved recipe of the run
+    log.jsonl             per-step loss, learning rate, grad norm, tokens/s
+    checkpoint-N/         complete checkpoints (atomic; the last `keep_last` are kept)
+    adapter/              LoRA runs: the trained adapter (input of `diffutron merge-lora`)
+    final/                a plain masked-LM checkpoint: `Diffutron.from_pretrained(RUN_DIR / "final")`
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+import yaml
+from transformers import PreTrainedTokenizerBase, TrainingArguments
+
+from diffutron.errors import DiffutronError
+from diffutron.files import atomic_file
+from diffutron.model.tokens import SpecialIds
+from diffutron.training import checkpoints
+from diffutron.training.callbacks import LOG_NAME, JsonlLogger
+from diffutron.training.collators import PretrainCollator, SFTCollator
+from diffutron.training.config import Recipe
+from diffutron.training.merge import merge_checked, probe_batch, save_model
+from diffutron.training.models import apply_lora, build_meta_model, build_model, describe_parameters, load_tokenizer
+from diffutron.training.trainer import MDLMTrainer
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = {"pretrain": ("input_ids",), "sft": ("input_ids", "labels")}
+BUILDERS = {"pretrain": "diffutron data pretrain", "sft": "diffutron data sft"}
+MERGE_TOLERANCE = 1e-4
+
+
+def dry_run(recipe: Recipe) -> str:
+    """The parameter count line, from config.json alone (meta device: no weights, no data)."""
+    model = build_meta_model(recipe)
+    if recipe.lora is not None:
+        model = apply_lora(model, recipe.lora)
+    return describe_parameters(model)
+
+
+def resolve_optimizer(name: str) -> str:
+    if name != "paged_adamw_8bit":
+        return name
+    if not torch.cuda.is_available():
+        logger.warning("optimizer paged_adamw_8bit needs CUDA; falling back to adamw_torch")
+        return "adamw_torch"
+    if importlib.util.find_spec("bitsandbytes") is None:
+        logger.warning("optimizer paged_adamw_8bit needs bitsandbytes (pip install bitsandbytes); using adamw_torch")
+        return "adamw_torch"
+    return name
+
+
+def resolve_precision(precision: str) -> dict[str, bool]:
+    """auto: bf16 on CUDA devices that support it, float32 elsewhere."""
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def load_prepared(path: str, task: str):
+    """A dataset directory written by the data builders (datasets.save_to_disk)."""
+    import datasets
+
+    directory = Path(path)
+    if not path or not directory.is_dir():
+        raise DiffutronError(
+            f"training data directory {path!r} does not exist; build it with `{BUILDERS[task]}` "
+            "and set data.train to the directory"
+        )
+    try:
+        dataset = datasets.load_from_disk(str(directory))
+    except (FileNotFoundError, ValueError) as error:
+        raise DiffutronError(f"{directory} is not a dataset saved with datasets.save_to_disk: {error}") from error
+    if isinstance(dataset, datasets.DatasetDict):
+        if "train" not in dataset:
+            raise DiffutronError(f"{directory} holds splits {', '.join(dataset)} but no 'train' split")
+        dataset = dataset["train"]
+    missing = [column for column in REQUIRED_COLUMNS[task] if column not in dataset.column_names]
+    if missing:
+        raise DiffutronError(
+            f"{directory} lacks column(s) {', '.join(missing)} needed for task {task!r}; "
+            f"columns found: {', '.join(dataset.column_names)}"
+        )
+    if len(dataset) == 0:
+        raise DiffutronError(f"{directory} holds no rows")
+    return dataset.select_columns(list(REQUIRED_COLUMNS[task]))
+
+
+def training_arguments(recipe: Recipe, has_eval: bool) -> TrainingArguments:
+    settings, optimizer = recipe.training, recipe.optimizer
+    tensorboard = recipe.logging.tensorboard and importlib.util.find_spec("tensorboard") is not None
+    return TrainingArguments(
+        output_dir=recipe.output_dir,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation,
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps if settings.max_steps is not None else -1,
+        learning_rate=optimizer.lr,
+        weight_decay=optimizer.weight_decay,
+        lr_scheduler_type=optimizer.schedule,
+        warmup_steps=optimizer.warmup,
+        max_grad_norm=optimizer.max_grad_norm,
+        optim=resolve_optimizer(optimizer.name),
+        **resolve_precision(settings.precision),
+        gradient_checkpointing=settings.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if settings.gradient_checkpointing else None,
+        logging_strategy="steps",
+        logging_steps=recipe.logging.steps,
+        save_strategy="steps",
+        save_steps=recipe.checkpoints.save_steps,
+        save_total_limit=None,  # MDLMTrainer keeps the last N itself, after each atomic publish
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=recipe.checkpoints.save_steps if has_eval else None,
+        prediction_loss_only=True,
+        seed=recipe.seed,
+        report_to=["tensorboard"] if tensorboard else [],
+        include_num_input_tokens_seen="non_padding",
+        remove_unused_columns=False,
+        dataloader_num_workers=settings.dataloader_workers,
+    )
+
+
+def train(recipe: Recipe, *, resume: bool = False) -> Path:
+    """Train as the recipe says; returns the directory of the final model."""
+    run_dir = Path(recipe.output_dir)
+    resume_from = checkpoints.newest_checkpoint(run_dir) if resume else None
+    if not resume and (checkpoints.complete_checkpoints(run_dir) or (run_dir / "final").exists()):
+        raise DiffutronError(
+            f"{run_dir} already holds a run; pass --resume to continue it, or choose another output_dir "
+            "(--set output_dir=...)"
+        )
+    tokenizer = load_tokenizer(str(recipe.tokenizer))
+    special = SpecialIds.from_tokenizer(tokenizer)
+    train_data = load_prepared(recipe.data.train, recipe.task)
+    eval_data = load_prepared(recipe.data.eval, recipe.task) if recipe.data.eval else None
+    args = training_arguments(recipe, eval_data is not None)
+
+    model = build_model(recipe, tokenizer)
+    positions = model.config.max_position_embeddings
+    if recipe.training.max_length > positions:
+        raise DiffutronError(f"training.max_length {recipe.training.max_length} exceeds the model's {positions} positions")
+    if recipe.lora is not None:
+        model = apply_lora(model, recipe.lora)
+    logger.info(describe_parameters(model))
+    collator_type = PretrainCollator if recipe.task == "pretrain" else SFTCollator
+    trainer = MDLMTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_data,
+        eval_dataset=eval_data,
+        data_collator=collator_type(pad_token_id=special.pad, max_length=recipe.training.max_length),
+        processing_class=tokenizer,
+        callbacks=[JsonlLogger(run_dir / LOG_NAME)],
+        objective=recipe.objective,
+        mask_token_id=special.mask,
+        keep_last=recipe.checkpoints.keep_last,
+    )
+    if args.should_save:
+        with atomic_file(run_dir / "recipe.yaml") as handle:
+            yaml.safe_dump(recipe.to_dict(), handle, sort_keys=False, allow_unicode=True)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    return save_final(trainer, recipe, tokenizer)
+
+
+def save_final(trainer: MDLMTrainer, recipe: Recipe, tokenizer: PreTrainedTokenizerBase) -> Path:
+    """RUN_DIR/final as a plain masked LM; LoRA runs also keep RUN_DIR/adapter and merge into final."""
+    run_dir = Path(recipe.output_dir)
+    if recipe.lora is None:
+        _save_through_trainer(trainer, run_dir, "final")
+        return run_dir / "final"
+    _save_through_trainer(trainer, run_dir, "adapter")
+    if trainer.args.should_save:
+        adapted = trainer.accelerator.unwrap_model(trainer.model)
+        merged, _ = merge_checked(adapted, probe_batch(tokenizer), MERGE_TOLERANCE)
+        save_model(merged, tokenizer, run_dir / "final", overwrite=True)
+    return run_dir / "final"
+
+
+def _save_through_trainer(trainer: MDLMTrainer, run_dir: Path, name: str) -> None:
+    """trainer.save_model (which every process must call under FSDP / DeepSpeed), then publish."""
+    staged = checkpoints.staging_dir(run_dir) / name
+    if trainer.args.should_save:
+        shutil.rmtree(staged, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(staged))
+    trainer.accelerator.wait_for_everyone()
+    if trainer.args.should_save:
+        checkpoints.publish(staged, run_dir / name, run_dir)

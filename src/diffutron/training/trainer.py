@@ -1,0 +1,69 @@
+"""The Hugging Face Trainer with the MDLM loss and atomic, rotated checkpoints.
+
+Everything else (DDP / FSDP / DeepSpeed through `accelerate launch` or `torchrun`, mixed
+precision, gradient accumulation, resuming data order, optimizer, scheduler and RNG state) is
+the stock Trainer's.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import Trainer
+
+from diffutron.training import checkpoints
+from diffutron.training.objective import MDLMObjective
+
+
+class MDLMTrainer(Trainer):
+    """`compute_loss` masks each batch with a random time t and scores the masked positions."""
+
+    # the loss is a per-micro-batch mean: let the Trainer divide it by the accumulation steps
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args: Any, objective: MDLMObjective, mask_token_id: int, keep_last: int, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.objective = objective
+        self.mask_token_id = mask_token_id
+        self.keep_last = keep_last
+        self._staging: Path | None = None
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        labels = inputs["labels"]
+        t = self.objective.sample_times(labels.shape[0], labels.device)
+        noisy, masked = self.objective.corrupt(inputs["input_ids"], labels, t, self.mask_token_id)
+        outputs = model(input_ids=noisy, attention_mask=inputs.get("attention_mask"))
+        loss = self.objective.loss(outputs.logits, labels, masked, t)
+        return (loss, outputs) if return_outputs else loss
+
+    def _get_output_dir(self, trial: Any) -> str:
+        # while a checkpoint is being saved, the Trainer writes it under the staging directory
+        return str(self._staging) if self._staging is not None else super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        run_dir = Path(self._get_output_dir(trial))
+        name = f"{checkpoints.PREFIX}{self.state.global_step}"
+        staging = checkpoints.staging_dir(run_dir)
+        if self.args.should_save:
+            shutil.rmtree(staging / name, ignore_errors=True)  # debris of a run killed while saving
+        self.accelerator.wait_for_everyone()
+        self._staging = staging
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = None
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            checkpoints.publish(staging / name, run_dir / name, run_dir)
+            checkpoints.keep_last(run_dir, self.keep_last)
+        self.accelerator.wait_for_everyone()
