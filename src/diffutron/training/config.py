@@ -1,21 +1,16 @@
-"""Training recipes: YAML files mapped onto typed dataclasses, with `--set key=value` overrides.
+"""Training recipes: the typed dataclasses behind configs/*.yaml (`diffutron train CONFIG`).
 
-Every key is checked: an unknown one is an error that lists the valid keys of its section, and
-values are converted to the field's type (so `lr: 1e-4`, which YAML reads as a string, works).
+Loading, `--set key=value` overrides, type checks and unknown-key errors are diffutron.recipe's.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
-import yaml
-
+from diffutron import recipe
 from diffutron.errors import DiffutronError
 from diffutron.training.objective import MDLMObjective
 
@@ -118,113 +113,9 @@ class Recipe:
                 raise DiffutronError(f"{name} must be >= 1, got {value}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return recipe.to_mapping(self)
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     """Read a YAML recipe, apply `key.sub=value` overrides, and check every key and type."""
-    path = Path(path)
-    if not path.is_file():
-        raise DiffutronError(f"recipe {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise DiffutronError(f"{path} is not valid YAML: {error}") from error
-    if not isinstance(raw, dict):
-        raise DiffutronError(f"{path} must hold a mapping of settings, not {type(raw).__name__}")
-    for override in overrides:
-        apply_override(raw, override)
-    return build(Recipe, raw)
-
-
-def apply_override(raw: dict[str, Any], override: str) -> None:
-    """Set `a.b.c=value` in a nested mapping; the value is parsed as YAML and typed later."""
-    key, separator, text = override.partition("=")
-    if not separator or not key.strip():
-        raise DiffutronError(f"--set expects key=value (dotted keys for sections), got {override!r}")
-    *sections, leaf = key.strip().split(".")
-    target = raw
-    for section in sections:
-        if not isinstance(target.get(section), dict):
-            target[section] = {}
-        target = target[section]
-    target[leaf] = yaml.safe_load(text) if text.strip() else None
-
-
-def build(cls: type, values: Mapping[str, Any], where: str = "") -> Any:
-    """Instantiate dataclass `cls` from a mapping, converting values to the field types."""
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        section = f"section {where!r}" if where else "the recipe"
-        raise DiffutronError(
-            f"unknown key(s) {', '.join(map(repr, unknown))} in {section}; valid keys: {', '.join(fields)}"
-        )
-    hints = typing.get_type_hints(cls)
-    missing = [
-        name
-        for name, f in fields.items()
-        if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise DiffutronError(f"missing required key(s) {', '.join(_dotted(where, m) for m in missing)}")
-    converted = {name: _convert(value, hints[name], _dotted(where, name)) for name, value in values.items()}
-    return cls(**converted)
-
-
-def _dotted(where: str, name: str) -> str:
-    return f"{where}.{name}" if where else name
-
-
-_NULLS = {"null", "none", "~"}
-_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
-
-
-def _convert(value: Any, annotation: Any, key: str) -> Any:
-    origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
-    if annotation is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.strip().lower() in _NULLS):
-            if type(None) in arguments:
-                return None
-        (inner,) = [argument for argument in arguments if argument is not type(None)]
-        return _convert(value, inner, key)
-    if dataclasses.is_dataclass(annotation):
-        if not isinstance(value, Mapping):
-            raise DiffutronError(f"{key} must be a section (a mapping), got {value!r}")
-        return build(annotation, value, key)
-    if origin is Literal:
-        if value not in arguments:
-            raise DiffutronError(f"{key} must be one of {', '.join(map(str, arguments))}, got {value!r}")
-        return value
-    if origin is list:
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        if not isinstance(value, list):
-            raise DiffutronError(f"{key} must be a list, got {value!r}")
-        return [_convert(item, arguments[0], f"{key}[]") for item in value]
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise DiffutronError(f"{key} must be a mapping, got {value!r}")
-        return dict(value)
-    return _convert_scalar(value, annotation, key)
-
-
-def _convert_scalar(value: Any, annotation: type, key: str) -> Any:
-    try:
-        if annotation is bool:
-            if isinstance(value, bool):
-                return value
-            return _BOOLEANS[str(value).strip().lower()]
-        if annotation is int and not isinstance(value, bool):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        if annotation is float and not isinstance(value, bool):
-            return float(value)
-        if annotation is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-    except (KeyError, ValueError, TypeError):
-        pass
-    raise DiffutronError(f"{key} must be of type {annotation.__name__}, got {value!r}")
+    return recipe.load_recipe(Recipe, path, overrides)

@@ -110,6 +110,7 @@ def apply_lora(model: PreTrainedModel, settings: LoraSettings) -> nn.Module:
 
     linears = linear_module_names(model)
     short_names = sorted({name.rsplit(".", 1)[-1] for name in linears})
+    encoder_names = sorted({name.rsplit(".", 1)[-1] for name in linears if not name.startswith(HEAD_PREFIXES)})
     for target in settings.target_modules:
         hits = [name for name in linears if _matches(name, target)]
         if not hits:
@@ -120,7 +121,7 @@ def apply_lora(model: PreTrainedModel, settings: LoraSettings) -> nn.Module:
         if in_head:
             raise DiffutronError(
                 f"LoRA target {target!r} matches the MLM head ({', '.join(in_head)}), which is never adapted; "
-                f"choose among the encoder's linear modules: {', '.join(short_names)}"
+                f"choose among the encoder's linear modules: {', '.join(encoder_names)}"
             )
     config = LoraConfig(
         r=settings.r,
