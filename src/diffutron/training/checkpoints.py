@@ -18,8 +18,7 @@ from diffutron.errors import DiffutronError
 STAGING = ".staging"
 PREFIX = "checkpoint-"
 _NAME = re.compile(rf"^{PREFIX}(\d+)$")
-WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json")
-STATE_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
+STATE_FILE = "trainer_state.json"  # the Trainer writes it after weights, optimizer, scheduler and RNG state
 
 
 def staging_dir(run_dir: str | Path) -> Path:
@@ -27,10 +26,12 @@ def staging_dir(run_dir: str | Path) -> Path:
 
 
 def is_complete(path: Path) -> bool:
-    """Weights plus the trainer, optimizer and scheduler state needed to resume exactly."""
-    return any((path / name).is_file() for name in WEIGHT_FILES) and all(
-        (path / name).is_file() for name in STATE_FILES
-    )
+    """Published (renamed out of staging) and holding the trainer state written last.
+
+    Weight and optimizer files differ between single-process, FSDP and DeepSpeed runs, so the
+    state file plus the atomic publish are the test rather than a list of file names.
+    """
+    return (path / STATE_FILE).is_file()
 
 
 def complete_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
@@ -50,8 +51,8 @@ def newest_checkpoint(run_dir: str | Path) -> Path:
     found = complete_checkpoints(run_dir)
     if not found:
         raise DiffutronError(
-            f"--resume: {run_dir} holds no complete checkpoint (a {PREFIX}N directory with weights, "
-            f"{', '.join(STATE_FILES)}); start without --resume, or point output_dir at the run to continue"
+            f"--resume: {run_dir} holds no complete checkpoint (a {PREFIX}N directory with {STATE_FILE}); "
+            "start without --resume, or point output_dir at the run to continue"
         )
     return found[-1][1]
 
