@@ -58,6 +58,12 @@ class MDLMObjective:
             return 1.0 - t
         return 1.0 - torch.cos(math.pi / 2 * (1.0 - t))
 
+    def mask_probability(self, t: torch.Tensor) -> torch.Tensor:
+        """1 - alpha(t), computed directly (1 - (1 - t) loses precision in float32)."""
+        if self.schedule == "linear":
+            return t
+        return torch.cos(math.pi / 2 * (1.0 - t))
+
     def alpha_derivative(self, t: torch.Tensor) -> torch.Tensor:
         if self.schedule == "linear":
             return -torch.ones_like(t)
@@ -66,7 +72,7 @@ class MDLMObjective:
     def weight(self, t: torch.Tensor) -> torch.Tensor:
         if self.weighting == "ones":
             return torch.ones_like(t)
-        return -self.alpha_derivative(t) / (1.0 - self.alpha(t) + WEIGHT_EPSILON)
+        return -self.alpha_derivative(t) / (self.mask_probability(t) + WEIGHT_EPSILON)
 
     def sample_times(
         self, batch_size: int, device: torch.device, generator: torch.Generator | None = None
@@ -84,9 +90,8 @@ class MDLMObjective:
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Noisy ids and the boolean map of masked positions; label -100 is never masked."""
-        mask_probability = (1.0 - self.alpha(t))[:, None]
         draws = torch.rand(input_ids.shape, device=input_ids.device, generator=generator)
-        masked = (draws < mask_probability) & (labels != IGNORE_INDEX)
+        masked = (draws < self.mask_probability(t)[:, None]) & (labels != IGNORE_INDEX)
         return torch.where(masked, torch.full_like(input_ids, mask_token_id), input_ids), masked
 
     def loss(

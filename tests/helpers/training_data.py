@@ -1,0 +1,56 @@
+"""Prepared training data directories and recipes, built by the training tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import datasets
+import yaml
+
+from diffutron.files import atomic_directory
+from diffutron.model.chat import render_chat
+from helpers.tiny import TURKISH_TEXT
+
+TINY_MODEL = {
+    "hidden_size": 32,
+    "intermediate_size": 48,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "local_attention": 8,
+    "max_position_embeddings": 128,
+}
+QUESTIONS = [
+    ("Türkiye'nin başkenti neresidir?", "Türkiye'nin başkenti Ankara'dır."),
+    ("Bugün hava nasıl?", "Bugün hava çok güzel, parka gidelim."),
+    ("Çay neyin simgesidir?", "Çay misafirperverliğin simgesidir."),
+]
+
+
+def save_dataset(path: Path, columns: dict[str, list]) -> Path:
+    """A prepared-data directory as the data builders write it (save_to_disk, atomically)."""
+    with atomic_directory(path) as staging:
+        datasets.Dataset.from_dict(columns).save_to_disk(str(staging), max_shard_size="10MB")
+        (staging / "manifest.json").write_text('{"written_by": "tests"}', encoding="utf-8")
+    return path
+
+
+def sft_rows(tokenizer) -> tuple[list[list[int]], list[list[int]], list[int]]:
+    """(input_ids, labels, prompt lengths) of a few conversations, prompt labelled -100."""
+    ids, labels, prompt_lengths = [], [], []
+    for question, answer in QUESTIONS:
+        prompt = tokenizer(render_chat(question), add_special_tokens=False)["input_ids"]
+        full = tokenizer(
+            render_chat([{"role": "user", "content": question}, {"role": "assistant", "content": answer}]),
+            add_special_tokens=False,
+        )["input_ids"]
+        assert full[: len(prompt)] == prompt
+        ids.append(full)
+        labels.append([-100] * len(prompt) + full[len(prompt) :])
+        prompt_lengths.append(len(prompt))
+    return ids, labels, prompt_lengths
+
+
+def write_recipe(path: Path, **sections: Any) -> Path:
+    path.write_text(yaml.safe_dump(sections, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
