@@ -18,7 +18,8 @@ def _prompts(tokenizer, texts):
 
 
 prompt_texts = st.lists(
-    st.lists(st.sampled_from(WORDS), min_size=1, max_size=8).map("".join), min_size=1, max_size=3
+    st.lists(st.sampled_from(WORDS), min_size=1, max_size=8).map("".join).filter(str.strip),
+    min_size=1, max_size=3,
 )
 
 
