@@ -188,12 +188,15 @@ app.command()(training_commands.train)
 app.command("merge-lora")(training_commands.merge_lora)
 app.command("plot-loss")(training_commands.plot_loss)
 
+from diffutron.data import commands as data_commands  # noqa: E402
 from diffutron.data import embedded_commands  # noqa: E402
 
 data_app = typer.Typer(name="data", help="Build corpora, tokenizers and training datasets.", no_args_is_help=True)
 data_app.command("offline-corpus")(embedded_commands.offline_corpus)
 data_app.command("train-tokenizer")(embedded_commands.train_tokenizer)
 data_app.command("kenet-sft")(embedded_commands.kenet_sft)
+data_app.command("pretrain")(data_commands.pretrain)
+data_app.command("sft")(data_commands.sft)
 app.add_typer(data_app)
 
 from diffutron.eval.commands import eval_app  # noqa: E402

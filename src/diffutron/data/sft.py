@@ -1,0 +1,150 @@
+"""Build SFT data: instruction rows -> chat-format conversations -> `input_ids` + `labels` rows.
+
+Rows are unpadded; the training collator pads them with the pad token and labels the pads
+(SPEC section 4). With `eval_size`, a seeded held-out split is written as a second prepared
+dataset at `eval_output`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from rich.console import Console
+
+from diffutron.data.conversations import needed_columns, record_to_messages
+from diffutron.data.prepared import (
+    check_output,
+    datasets_quiet,
+    length_statistics,
+    materialize,
+    scratch_directory,
+    software_versions,
+    write_prepared,
+)
+from diffutron.data.progress import data_progress, summary_table, tracked
+from diffutron.data.recipes import SFTRecipe, SFTSource
+from diffutron.data.sft_examples import IGNORE_INDEX, SFTCounts, encode_conversations, split_conversation
+from diffutron.data.sources import open_source
+from diffutron.data.tokenizer import load_tokenizer, tokenizer_name
+from diffutron.errors import DiffutronError
+from diffutron.recipe import to_mapping
+
+BOUNDARY = "prompt (through the final '[Answer]\\n') and answer tokenized separately, ids concatenated"
+
+
+def build_sft(
+    recipe: SFTRecipe, *, tokenizer: Any = None, console: Console | None = None, overwrite: bool = False
+) -> dict[str, Any]:
+    """Build and write the SFT data of `recipe`; returns the manifest of the training split."""
+    from datasets import Features, Sequence, Value, concatenate_datasets
+
+    console = console or Console(stderr=True)
+    check_output(recipe.output, overwrite=overwrite)
+    if recipe.eval_output is not None:
+        check_output(recipe.eval_output, overwrite=overwrite)
+    name = tokenizer_name(tokenizer) if tokenizer is not None else recipe.tokenizer
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(recipe.tokenizer)
+    features = Features({"input_ids": Sequence(Value("int32")), "labels": Sequence(Value("int32"))})
+    counts = {source.name: SFTCounts() for source in recipe.sources}
+
+    with scratch_directory(recipe.output) as scratch, datasets_quiet(), data_progress(console) as progress:
+        parts = []
+        for source in recipe.sources:
+            pairs = _conversation_texts(source, counts[source.name], progress)
+            rows = encode_conversations(
+                pairs, tokenizer, counts[source.name], max_length=recipe.max_length, batch_size=recipe.batch_size
+            )
+            parts.append(materialize(rows, features, scratch))
+        dataset = concatenate_datasets(parts)
+        if len(dataset) == 0:
+            raise DiffutronError(f"no SFT example is left: {_describe_counts(recipe, counts)}")
+
+        splits = {"train": dataset}
+        if recipe.eval_size:
+            size = int(recipe.eval_size) if recipe.eval_size >= 1 else recipe.eval_size
+            if isinstance(size, int) and size >= len(dataset):
+                raise DiffutronError(f"eval_size {size} leaves no training example (only {len(dataset)} examples)")
+            held_out = dataset.train_test_split(test_size=size, seed=recipe.seed)
+            splits = {"train": held_out["train"], "eval": held_out["test"]}
+
+        manifests = {}
+        for split in ("eval", "train"):  # train last: its manifest names the eval directory
+            if split not in splits:
+                continue
+            output = recipe.output if split == "train" else recipe.eval_output
+            assert output is not None
+            manifests[split] = _manifest(recipe, name, counts, splits, split)
+            writing = progress.add_task(f"writing {len(splits[split]):,} {split} rows to {output}", total=None)
+            write_prepared(splits[split], output, manifests[split], overwrite=overwrite, max_shard_size=recipe.max_shard_size)
+            progress.update(writing, total=1, completed=1)
+
+    console.print(_summary(recipe, counts, manifests))
+    return manifests["train"]
+
+
+def _conversation_texts(source: SFTSource, counts: SFTCounts, progress: Any) -> Iterator[tuple[str, str]]:
+    """(prompt, answer) texts of each usable row; the source is opened (and checked) right away."""
+    stream = open_source(source, needed_columns(source.columns))
+    records = tracked(progress, stream.records, f"{source.name}: reading + tokenizing", stream.total)
+
+    def texts() -> Iterator[tuple[str, str]]:
+        for location, record in records:
+            counts.read += 1
+            messages = record_to_messages(source.format, record, source.columns, location)
+            if messages is None:
+                counts.empty += 1
+                continue
+            try:
+                yield split_conversation(messages)
+            except DiffutronError as error:
+                raise DiffutronError(f"{location}: {error}") from None
+
+    return texts()
+
+
+def _manifest(
+    recipe: SFTRecipe, tokenizer: str, counts: dict[str, SFTCounts], splits: dict[str, Any], split: str
+) -> dict[str, Any]:
+    other = {"train": "eval", "eval": "train"}[split]
+    return {
+        "kind": "sft",
+        "split": split,
+        "columns": ["input_ids", "labels"],
+        "label_ignore_index": IGNORE_INDEX,
+        "boundary": BOUNDARY,
+        "tokenizer": tokenizer,
+        "seed": recipe.seed,
+        "max_length": recipe.max_length,
+        "sources": {
+            source.name: {"origin": source.origin, "format": source.format, "columns": source.columns, **counts[source.name].to_dict()}
+            for source in recipe.sources
+        },
+        "statistics": length_statistics(splits[split]),
+        **(
+            {other: {"path": str(recipe.output if other == "train" else recipe.eval_output), "rows": len(splits[other])}}
+            if other in splits
+            else {}
+        ),
+        "recipe": to_mapping(recipe),
+        "versions": software_versions(),
+    }
+
+
+def _describe_counts(recipe: SFTRecipe, counts: dict[str, SFTCounts]) -> str:
+    return "; ".join(
+        f"{name}: read {c.read:,}, empty question or answer {c.empty:,}, prompt longer than "
+        f"max_length {recipe.max_length} {c.prompt_too_long:,}, kept {c.kept:,}"
+        for name, c in counts.items()
+    ) + ". Check the column mapping, max_length and the source files."
+
+
+def _summary(recipe: SFTRecipe, counts: dict[str, SFTCounts], manifests: dict[str, dict[str, Any]]) -> Any:
+    rows = [
+        (name, c.read, c.empty, c.prompt_too_long, c.truncated, c.kept, c.tokens, c.answer_tokens)
+        for name, c in counts.items()
+    ]
+    splits = ", ".join(f"{split} {manifest['statistics']['rows']:,} rows" for split, manifest in manifests.items())
+    title = f"{recipe.output}: {splits} (max_length {recipe.max_length}, seed {recipe.seed})"
+    header = ("source", "read", "empty", "prompt too long", "cut", "kept", "tokens", "answer tokens")
+    return summary_table(title, header, rows)
