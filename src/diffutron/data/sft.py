@@ -133,8 +133,8 @@ def _manifest(
 
 def _describe_counts(recipe: SFTRecipe, counts: dict[str, SFTCounts]) -> str:
     return "; ".join(
-        f"{name}: read {c.read:,}, empty question or answer {c.empty:,}, prompt longer than "
-        f"max_length {recipe.max_length} {c.prompt_too_long:,}, kept {c.kept:,}"
+        f"{name}: read {c.read:,}, empty question or answer {c.empty:,}, prompt leaving no answer token "
+        f"within max_length {recipe.max_length} {c.prompt_too_long:,}, kept {c.kept:,}"
         for name, c in counts.items()
     ) + ". Check the column mapping, max_length and the source files."
 
