@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from diffutron.data.readers import iter_jsonl
 from diffutron.errors import DiffutronError
 from diffutron.files import atomic_file
 from diffutron.lm import Diffutron
@@ -16,26 +17,12 @@ from diffutron.sampling.config import GenerationConfig
 
 def read_prompts(path: Path) -> list[dict[str, Any]]:
     """Records with a non-empty "prompt" string, one JSON object per line (blank lines skipped)."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise DiffutronError(f"cannot read {path}: {error.strerror}") from error
     records = []
-    for number, raw in enumerate(data.splitlines(), start=1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise DiffutronError(f"{path}:{number}: not valid UTF-8 text") from None
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DiffutronError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
-            raise DiffutronError(f'{path}:{number}: expected an object like {{"prompt": "..."}}')
+    for location, record in iter_jsonl(path):
+        if not isinstance(record.get("prompt"), str):
+            raise DiffutronError(f'{location}: expected an object like {{"prompt": "..."}}')
         if not record["prompt"].strip():
-            raise DiffutronError(f"{path}:{number}: the prompt is empty")
+            raise DiffutronError(f"{location}: the prompt is empty")
         records.append(record)
     if not records:
         raise DiffutronError(f"{path} has no prompts")

@@ -92,3 +92,19 @@ def test_unsupported_or_missing_files(tmp_path):
         path = tmp_path / "numbers.jsonl"
         path.write_text('{"text": 3}\n', encoding="utf-8")
         texts(path)
+
+
+def test_generation_prompts_are_read_with_the_same_reader(tmp_path):
+    from diffutron.generation_io import read_prompts
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"prompt": "Merhaba", "id": 1}\n\n{"prompt": "Selam"}\n', encoding="utf-8")
+    assert read_prompts(path) == [{"prompt": "Merhaba", "id": 1}, {"prompt": "Selam"}]
+    path.write_text('{"prompt": "Merhaba"}\n{"text": "Selam"}\n', encoding="utf-8")
+    with pytest.raises(DiffutronError, match=rf"{path}:2: expected an object like"):
+        read_prompts(path)
+    path.write_bytes(b'{"prompt": "\xfe"}\n')
+    with pytest.raises(DiffutronError, match=rf"{path}:1: not valid UTF-8"):
+        read_prompts(path)
+    with pytest.raises(DiffutronError, match="cannot read"):
+        read_prompts(tmp_path / "absent.jsonl")

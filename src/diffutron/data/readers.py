@@ -148,7 +148,11 @@ def iter_parquet(path: Path, columns: Sequence[str] | None = None) -> Iterator[t
 
 def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Numbered lines, decoded strictly so that a non-UTF-8 byte is reported with its line."""
-    with path.open("rb") as handle:
+    try:
+        handle = path.open("rb")
+    except OSError as error:
+        raise DiffutronError(f"cannot read {path}: {error.strerror or error}") from None
+    with handle:
         for number, raw in enumerate(handle, start=1):
             try:
                 yield number, raw.decode("utf-8").rstrip("\r\n")

@@ -28,6 +28,8 @@ class Source:
     def __post_init__(self) -> None:
         if (self.dataset is None) == (self.path is None):
             raise DiffutronError(f"source {self.name!r}: give exactly one of `dataset` (a hub id) or `path` (a local file)")
+        if self.path is not None and (self.config is not None or self.streaming):
+            raise DiffutronError(f"source {self.name!r}: `config` and `streaming` apply to hub datasets, not to a local `path`")
         if self.limit is not None and self.limit < 1:
             raise DiffutronError(f"source {self.name!r}: limit must be >= 1 or null, got {self.limit}")
 
