@@ -10,6 +10,7 @@ Run directory (recipe.output_dir):
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import shutil
@@ -110,8 +111,7 @@ def training_arguments(recipe: Recipe, has_eval: bool) -> TrainingArguments:
         max_grad_norm=optimizer.max_grad_norm,
         optim=resolve_optimizer(optimizer.name),
         **resolve_precision(settings.precision),
-        gradient_checkpointing=settings.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if settings.gradient_checkpointing else None,
+        **_checkpointing(settings.gradient_checkpointing),
         logging_strategy="steps",
         logging_steps=recipe.logging.steps,
         save_strategy="steps",
@@ -125,7 +125,17 @@ def training_arguments(recipe: Recipe, has_eval: bool) -> TrainingArguments:
         include_num_input_tokens_seen="non_padding",
         remove_unused_columns=False,
         dataloader_num_workers=settings.dataloader_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
+
+
+def _checkpointing(enabled: bool) -> dict:
+    """Gradient checkpointing arguments (transformers 5 renamed them activation_checkpointing)."""
+    if not enabled:
+        return {}
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    name = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return {name: True, f"{name}_kwargs": {"use_reentrant": False}}
 
 
 def train(recipe: Recipe, *, resume: bool = False) -> Path:
