@@ -20,6 +20,8 @@ from diffutron.errors import DiffutronError
 
 WORDS = "kitap okumak insanın ufkunu genişletir bugün hava çok güzel parka gidelim çay".split()
 MAX_LENGTH = 48
+EXACT_FIT = " ".join(["a"] * 24)  # 47 ids with the tiny tokenizer, 48 with EOS: exactly max_length
+ONE_WORD_TOO_MANY = " ".join(["a"] * 25)  # 50 with EOS
 
 
 def document(rng: random.Random) -> str:
@@ -34,7 +36,7 @@ def corpus(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("corpus")
     rng = random.Random(7)
-    wiki = [document(rng) for _ in range(40)]
+    wiki = [document(rng) for _ in range(38)] + [EXACT_FIT, ONE_WORD_TOO_MANY]
     web = [document(rng) for _ in range(120)] + ["   "]
     news = [document(rng) for _ in range(80)] + [None]
     (folder / "wiki.txt").write_text("\n\n".join(wiki) + "\n", encoding="utf-8")
@@ -83,6 +85,9 @@ def test_filter_counts_keep_whole_and_sample_the_pool(tiny_tokenizer, corpus, tm
         assert counts["too_long"] == len(values) - empty - len(expected[name])
         assert 0 < counts["too_long"] < counts["read"]  # the fixture exercises both outcomes
     assert manifest["sources"]["wiki"]["in_corpus"] == len(expected["wiki"])  # kept whole
+    exact = tiny_tokenizer(EXACT_FIT, add_special_tokens=False)["input_ids"] + [tiny_tokenizer.eos_token_id]
+    assert len(exact) == MAX_LENGTH and exact in expected["wiki"]
+    assert len(tiny_tokenizer(ONE_WORD_TOO_MANY, add_special_tokens=False)["input_ids"]) + 1 > MAX_LENGTH
     pool = len(expected["web"]) + len(expected["news"])
     assert manifest["pool"] == {"available": pool, "requested": 50, "sampled": 50}
     assert manifest["sources"]["web"]["in_corpus"] + manifest["sources"]["news"]["in_corpus"] == 50
