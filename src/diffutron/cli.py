@@ -25,7 +25,7 @@ class _Commands(TyperGroup):
         try:
             return super().invoke(ctx)
         except DiffutronError as error:
-            errors.print(f"[red]error:[/red] {error}", highlight=False)
+            errors.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
             ctx.exit(2)
 
 
@@ -86,8 +86,11 @@ def with_generation_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def load(model: Optional[str], device: str, dtype: str):
     """Load a checkpoint with a status spinner (imports torch lazily for a fast --help)."""
+    from transformers.utils import logging as transformers_logging
+
     from diffutron.lm import Diffutron
 
+    transformers_logging.disable_progress_bar()  # the spinner below says the same, once
     with console.status(f"Loading {model or 'the embedded model'} ..."):
         return Diffutron.from_pretrained(model, device=device, dtype=dtype)
 

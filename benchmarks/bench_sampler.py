@@ -1,0 +1,92 @@
+"""Reference sampler loop vs `diffutron.sample` on a model of mmBERT-base's exact shape.
+
+Both run in the same process on the same randomly initialised 307M-parameter ModernBERT
+(no download), at temperature 0 so that their outputs can be compared token for token.
+Reports tokens per second of each and their ratio, for each thread count.
+
+    python benchmarks/bench_sampler.py [--threads 1 2] [--prompt-tokens 30] [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models
+from transformers import ModernBertConfig, ModernBertForMaskedLM, PreTrainedTokenizerFast
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers.oracle import reference_sample  # noqa: E402
+
+from diffutron import GenerationConfig, sample  # noqa: E402
+
+MMBERT_BASE = dict(
+    vocab_size=256000, hidden_size=768, num_hidden_layers=22, intermediate_size=1152,
+    num_attention_heads=12, global_attn_every_n_layers=3, local_attention=128,
+    max_position_embeddings=8192, pad_token_id=0, eos_token_id=1, bos_token_id=2,
+    cls_token_id=2, sep_token_id=1,
+)
+
+
+def mmbert_shaped_model() -> ModernBertForMaskedLM:
+    torch.manual_seed(0)
+    model = ModernBertForMaskedLM(ModernBertConfig(**MMBERT_BASE)).eval()
+    with torch.no_grad():  # spread the logits a little, as a trained model's are
+        model.decoder.bias.normal_(0, 1.0)
+    return model
+
+
+def tokenizer_with_mmbert_ids() -> PreTrainedTokenizerFast:
+    """Special tokens at mmBERT's ids (pad 0, eos 1, bos 2, unk 3, mask 4)."""
+    vocab = {token: index for index, token in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"])}
+    return PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="<unk>")),
+        pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>", mask_token="<mask>",
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--prompt-tokens", type=int, default=30)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=64)
+    parser.add_argument("--block-length", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+
+    model, tokenizer = mmbert_shaped_model(), tokenizer_with_mmbert_ids()
+    generator = torch.Generator().manual_seed(1)
+    prompt = torch.randint(5, MMBERT_BASE["vocab_size"], (args.prompt_tokens,), generator=generator).tolist()
+    config = GenerationConfig(
+        max_new_tokens=args.max_new_tokens, steps=args.steps, block_length=args.block_length,
+        temperature=0.0, early_stop=False,
+    )
+    print(f"prompt {args.prompt_tokens} tokens, {args.max_new_tokens} new, {args.steps} steps, "
+          f"block {args.block_length}, temperature 0, repetition penalty {config.repetition_penalty}")
+    print(f"{'threads':>7} {'oracle tok/s':>13} {'sample tok/s':>13} {'speed-up':>9}  identical")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        oracle_time = fast_time = 0.0
+        identical = True
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            expected = reference_sample(
+                model, tokenizer, [prompt], max_new_tokens=config.max_new_tokens, steps=config.steps,
+                block_length=config.block_length, repetition_penalty=config.repetition_penalty,
+            )
+            oracle_time += time.perf_counter() - start
+            start = time.perf_counter()
+            actual = sample(model, tokenizer, [prompt], config)
+            fast_time += time.perf_counter() - start
+            identical &= torch.equal(actual, expected)
+        tokens = args.max_new_tokens * args.repeats
+        print(f"{threads:>7} {tokens / oracle_time:>13.2f} {tokens / fast_time:>13.2f} "
+              f"{oracle_time / fast_time:>8.2f}x  {identical}")
+
+
+if __name__ == "__main__":
+    main()
