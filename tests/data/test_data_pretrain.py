@@ -201,3 +201,22 @@ def test_command_line(tiny_tokenizer, corpus, tmp_path):
     typo = runner.invoke(app, ["data", "pretrain", "--config", str(config), "--set", "pool_sise=3"])
     assert typo.exit_code == 2
     assert "unknown key 'pool_sise'; valid keys: output, tokenizer, sources" in " ".join(typo.output.split())
+
+
+def test_every_source_is_checked_before_any_tokenizing(tiny_tokenizer, corpus, tmp_path):
+    folder, _ = corpus
+
+    class NoTokenizing:
+        def __getattr__(self, name):
+            return getattr(tiny_tokenizer, name)
+
+        def __call__(self, *args, **kwargs):
+            raise AssertionError("tokenized before every source was checked")
+
+    sources = [
+        PretrainSource(name="wiki", path=folder / "wiki.txt", mode="keep"),
+        PretrainSource(name="web", path=folder / "web.jsonl", text_field="text"),  # its field is "content"
+    ]
+    config = PretrainRecipe(output=tmp_path / "out", tokenizer="tiny", sources=sources, max_length=MAX_LENGTH)
+    with pytest.raises(DiffutronError, match=r"web.jsonl:1: no column 'text'; columns found: 'content'"):
+        build_pretrain(config, tokenizer=NoTokenizing(), console=Console(file=io.StringIO()))

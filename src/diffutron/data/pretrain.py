@@ -31,7 +31,7 @@ from diffutron.data.prepared import (
 from diffutron.data.progress import data_progress, summary_table, tracked
 from diffutron.data.readers import text_value
 from diffutron.data.recipes import PretrainRecipe, PretrainSource
-from diffutron.data.sources import open_source
+from diffutron.data.sources import RecordStream, open_source
 from diffutron.data.tokenizer import load_tokenizer, tokenizer_name
 from diffutron.errors import DiffutronError
 from diffutron.model.tokens import SpecialIds
@@ -53,9 +53,10 @@ def build_pretrain(
     counts = {source.name: DocumentCounts() for source in recipe.sources}
 
     with scratch_directory(recipe.output) as scratch, datasets_quiet(), data_progress(console) as progress:
+        streams = [open_source(source, [source.text_field]) for source in recipe.sources]  # fail fast
         parts = {"keep": [], "pool": []}
-        for index, source in enumerate(recipe.sources):
-            rows = _source_rows(source, index, tokenizer, counts[source.name], recipe, eos_id, progress)
+        for index, (source, stream) in enumerate(zip(recipe.sources, streams)):
+            rows = _source_rows(source, stream, index, tokenizer, counts[source.name], recipe, eos_id, progress)
             parts[source.mode].append(materialize(rows, features, scratch))
         kept = concatenate_datasets(parts["keep"]) if parts["keep"] else None
         pool = concatenate_datasets(parts["pool"]) if parts["pool"] else None
@@ -103,6 +104,7 @@ def build_pretrain(
 
 def _source_rows(
     source: PretrainSource,
+    stream: RecordStream,
     index: int,
     tokenizer: Any,
     counts: DocumentCounts,
@@ -110,7 +112,6 @@ def _source_rows(
     eos_id: int | None,
     progress: Any,
 ) -> Iterator[dict[str, Any]]:
-    stream = open_source(source, [source.text_field])
     records = tracked(progress, stream.records, f"{source.name}: reading + tokenizing", stream.total)
     texts = (text_value(record, source.text_field, location) for location, record in records)
     documents = encode_documents(

@@ -25,7 +25,7 @@ from diffutron.data.prepared import (
 from diffutron.data.progress import data_progress, summary_table, tracked
 from diffutron.data.recipes import SFTRecipe, SFTSource
 from diffutron.data.sft_examples import IGNORE_INDEX, SFTCounts, encode_conversations, split_conversation
-from diffutron.data.sources import open_source
+from diffutron.data.sources import RecordStream, open_source
 from diffutron.data.tokenizer import load_tokenizer, tokenizer_name
 from diffutron.errors import DiffutronError
 from diffutron.recipe import to_mapping
@@ -49,9 +49,10 @@ def build_sft(
     counts = {source.name: SFTCounts() for source in recipe.sources}
 
     with scratch_directory(recipe.output) as scratch, datasets_quiet(), data_progress(console) as progress:
+        streams = [open_source(source, needed_columns(source.columns)) for source in recipe.sources]  # fail fast
         parts = []
-        for source in recipe.sources:
-            pairs = _conversation_texts(source, counts[source.name], progress)
+        for source, stream in zip(recipe.sources, streams):
+            pairs = _conversation_texts(source, stream, counts[source.name], progress)
             rows = encode_conversations(
                 pairs, tokenizer, counts[source.name], max_length=recipe.max_length, batch_size=recipe.batch_size
             )
@@ -83,24 +84,20 @@ def build_sft(
     return manifests["train"]
 
 
-def _conversation_texts(source: SFTSource, counts: SFTCounts, progress: Any) -> Iterator[tuple[str, str]]:
-    """(prompt, answer) texts of each usable row; the source is opened (and checked) right away."""
-    stream = open_source(source, needed_columns(source.columns))
-    records = tracked(progress, stream.records, f"{source.name}: reading + tokenizing", stream.total)
-
-    def texts() -> Iterator[tuple[str, str]]:
-        for location, record in records:
-            counts.read += 1
-            messages = record_to_messages(source.format, record, source.columns, location)
-            if messages is None:
-                counts.empty += 1
-                continue
-            try:
-                yield split_conversation(messages)
-            except DiffutronError as error:
-                raise DiffutronError(f"{location}: {error}") from None
-
-    return texts()
+def _conversation_texts(
+    source: SFTSource, stream: RecordStream, counts: SFTCounts, progress: Any
+) -> Iterator[tuple[str, str]]:
+    """(prompt, answer) texts of each usable row; malformed rows are errors naming where they are."""
+    for location, record in tracked(progress, stream.records, f"{source.name}: reading + tokenizing", stream.total):
+        counts.read += 1
+        messages = record_to_messages(source.format, record, source.columns, location)
+        if messages is None:
+            counts.empty += 1
+            continue
+        try:
+            yield split_conversation(messages)
+        except DiffutronError as error:
+            raise DiffutronError(f"{location}: {error}") from None
 
 
 def _manifest(

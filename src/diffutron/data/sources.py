@@ -46,7 +46,10 @@ class RecordStream:
 
 
 def open_source(source: Source, needed: Sequence[str] = ()) -> RecordStream:
-    """Open `source`; `needed` columns are checked before reading when the schema is known, else on row 1."""
+    """Open `source` and read its first record, so that a missing file, dataset or column fails now.
+
+    `needed` columns are checked against the schema when there is one, else against the first row.
+    """
     if source.path is not None:
         stream = RecordStream(None, None, iter_local_records(source.path, txt_split=source.txt_split, columns=needed))
     else:
@@ -59,4 +62,7 @@ def open_source(source: Source, needed: Sequence[str] = ()) -> RecordStream:
     if source.limit is not None:
         stream.records = itertools.islice(stream.records, source.limit)
         stream.total = source.limit if stream.total is None else min(stream.total, source.limit)
+    first = next(stream.records, None)
+    if first is not None:
+        stream.records = itertools.chain([first], stream.records)
     return stream
