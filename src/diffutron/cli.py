@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 
 from diffutron.errors import DiffutronError
 from diffutron.sampling.config import GenerationConfig
+from diffutron.sampling.presets import speed_config, speed_dtype
 
 class _Commands(TyperGroup):
     """Turns a `DiffutronError` from any command into a one-line message and exit status 2."""
@@ -45,7 +46,9 @@ ModelOption = Annotated[
     typer.Option("--model", "-m", help="Local checkpoint directory or hub id [default: the embedded model]."),
 ]
 DeviceOption = Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")]
-DtypeOption = Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")]
+DtypeOption = Annotated[
+    str, typer.Option(help="auto (on a CPU: what --speed picks), float32, bfloat16, float16 or int8 (CPU).")
+]
 
 _DEFAULTS = GenerationConfig()
 _GENERATION_OPTIONS: dict[str, tuple[Any, Any]] = {
@@ -62,6 +65,12 @@ _GENERATION_OPTIONS: dict[str, tuple[Any, Any]] = {
     "early_stop": (bool, typer.Option(_DEFAULTS.early_stop, help="Stop once every answer is complete.")),
     "seed": (Optional[int], typer.Option(None, help="Random seed for reproducible sampling.")),
     "truncate": (str, typer.Option(_DEFAULTS.truncate, help="error, or left: cut long prompts from the left.")),
+    # fast generation (docs/fast-generation.md): unset options take the --speed preset's value
+    "speed": (str, typer.Option("exact", help="exact (model card output), fast or fastest.")),
+    "threshold": (Optional[float], typer.Option(None, help="Parallel decoding: commit every token this confident.")),
+    "factor": (Optional[float], typer.Option(None, help="Parallel decoding by Fast-dLLM's factor rule.")),
+    "cache": (Optional[str], typer.Option(None, help="Block cache: none, prefix or dual.")),
+    "refresh_every": (Optional[int], typer.Option(None, help="Also refresh the cache every N calls of a block.")),
 }
 
 
@@ -77,7 +86,11 @@ def with_generation_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
         settings = {name: kwargs.pop(name) for name in _GENERATION_OPTIONS}
-        return command(config=GenerationConfig(**settings), **kwargs)
+        speed = settings.pop("speed")
+        config = speed_config(speed, **{name: value for name, value in settings.items() if value is not None})
+        if kwargs.get("dtype") == "auto":
+            kwargs["dtype"] = speed_dtype(speed, kwargs.get("device"))
+        return command(config=config, **kwargs)
 
     wrapper.__signature__ = signature.replace(parameters=own + added)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in own + added}

@@ -12,9 +12,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from diffutron.errors import DiffutronError
 from diffutron.model.chat import Message, cut_answer, render_chat
 from diffutron.model.loading import load_checkpoint
+from diffutron.model.precision import is_quantized
 from diffutron.model.tokens import SpecialIds
 from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.infill import parse_placeholders
+from diffutron.sampling.presets import speed_config, speed_dtype
 from diffutron.sampling.sampler import StepCallback, denoise, sample
 
 
@@ -43,10 +45,18 @@ class Diffutron:
         *,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
+        speed: str = "exact",
     ) -> Diffutron:
-        """Load a local directory or hub id; `None` is the model embedded in the package."""
+        """Load a local directory or hub id; `None` is the model embedded in the package.
+
+        `speed` (exact, fast, fastest) sets the default generation settings and, unless
+        `dtype` is given, the CPU precision (docs/fast-generation.md).
+        """
+        config = speed_config(speed)
+        if dtype is None or dtype == "auto":
+            dtype = speed_dtype(speed, None if device is None else str(device))
         model, tokenizer = load_checkpoint(name_or_path, device=device, dtype=dtype)
-        return cls(model, tokenizer)
+        return cls(model, tokenizer, config)
 
     @property
     def context_length(self) -> int:
@@ -143,7 +153,8 @@ class Diffutron:
             "context_length": self.context_length,
             "vocabulary": len(self.tokenizer),
             "special_tokens": special,
-            "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
+            "dtype": "int8 (dynamic)" if is_quantized(self.model)
+            else str(next(self.model.parameters()).dtype).removeprefix("torch."),
             "device": str(self.device),
         }
 

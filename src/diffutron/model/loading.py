@@ -9,9 +9,11 @@ import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from diffutron.errors import DiffutronError
+from diffutron.model.precision import quantize_int8
 from diffutron.model.tokens import SpecialIds
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+INT8 = "int8"
 
 
 def default_model_path() -> Path | None:
@@ -38,7 +40,9 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
             return torch.bfloat16
         return torch.float32
     if dtype not in DTYPES:
-        raise DiffutronError(f"unknown dtype {dtype!r}; choose one of: auto, {', '.join(DTYPES)}")
+        raise DiffutronError(
+            f"unknown dtype {dtype!r}; choose one of: auto, {', '.join(DTYPES)}, {INT8} (CPU only)"
+        )
     return DTYPES[dtype]
 
 
@@ -51,18 +55,20 @@ def load_checkpoint(
     """Model (in eval mode, on `device`) and tokenizer; never runs code from the checkpoint."""
     source = _resolve_source(name_or_path)
     target = resolve_device(device)
+    quantize = dtype == INT8  # dynamic int8 Linear layers on float32 weights
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
         model = AutoModelForMaskedLM.from_pretrained(
             source,
-            dtype=resolve_dtype(dtype, target),
+            dtype=resolve_dtype(torch.float32 if quantize else dtype, target),
             use_safetensors=True,
             trust_remote_code=False,
         )
     except (OSError, ValueError) as error:
         raise DiffutronError(_load_failure(source, error)) from error
     SpecialIds.from_tokenizer(tokenizer)
-    return model.to(target).eval(), tokenizer
+    model = model.to(target).eval()
+    return (quantize_int8(model) if quantize else model), tokenizer
 
 
 def _resolve_source(name_or_path: str | Path | None) -> str:

@@ -19,8 +19,9 @@ from diffutron.errors import DiffutronError
 from diffutron.model.chat import ANSWER_END
 from diffutron.model.parts import MIN_GEMM_ROWS, MaskedLMParts
 from diffutron.model.tokens import SpecialIds
+from diffutron.sampling.cache import BlockCache
+from diffutron.sampling.commit import commit_rule
 from diffutron.sampling.config import GenerationConfig
-from diffutron.sampling.schedule import stochastic_transfer_counts, transfer_counts
 from diffutron.sampling.stopping import AnswerEnd
 
 
@@ -113,6 +114,7 @@ def denoise(
     region = region_mask.nonzero()[:, 1].view(rows, total)  # mask positions, in order per row
 
     parts = MaskedLMParts(model)
+    forward = _forward(model, parts, config)
     attention_mask = (canvas != ids.eos).long() if rows > 1 else None
     given = ~region_mask & (canvas != ids.eos)
     generator = _generator(config.seed, canvas.device)
@@ -121,18 +123,22 @@ def denoise(
     )
     done = torch.zeros(rows, dtype=torch.bool, device=canvas.device)
     num_blocks = math.ceil(total / config.block_length)
-    steps_per_block = math.ceil(config.steps / num_blocks)
+    rule = commit_rule(config, steps_per_block=math.ceil(config.steps / num_blocks))
     calls = 0
     for block in range(num_blocks):
         block_positions = region[:, block * config.block_length : (block + 1) * config.block_length]
-        counts = _block_counts(block_positions.shape[1], rows, steps_per_block, config, generator)
-        for step in range(counts.shape[1]):
+        for step, budget in enumerate(rule.budgets(block_positions.shape[1], rows, generator)):
             still_masked = (canvas.gather(1, block_positions) == ids.mask) & ~done[:, None]
+            if rule.until_filled and not bool(still_masked.any()):
+                break
+            refresh = step == 0 or (config.refresh_every is not None and step % config.refresh_every == 0)
+            hidden = forward(_model_input(canvas, given, ids, config), _doubled(attention_mask, config),
+                             block_positions, refresh)
             candidates, confidence = _predict(
-                parts, canvas, attention_mask, given, block_positions, still_masked, ids, config,
-                generator,
+                parts, hidden, canvas, given, block_positions, still_masked, ids, config, generator
             )
-            committed = _commit(canvas, candidates, confidence, counts[:, step], done)
+            committed = rule.choose(confidence, budget)
+            canvas[committed] = candidates[committed]
             calls += 1
             if stopper is not None:
                 done = stopper.update(canvas)
@@ -143,25 +149,43 @@ def denoise(
     return canvas
 
 
+Forward = Callable[[torch.Tensor, "torch.Tensor | None", torch.Tensor, bool], torch.Tensor]
+
+
+def _forward(model: PreTrainedModel, parts: MaskedLMParts, config: GenerationConfig) -> Forward:
+    """Hidden states of a canvas: a plain encoder pass, or one reusing a block cache.
+
+    Called as forward(input_ids, attention_mask, block_positions, refresh); the plain pass
+    ignores the last two.
+    """
+    if config.cache == "none":
+        return lambda input_ids, attention_mask, _block, _refresh: parts.hidden(input_ids, attention_mask)
+    return BlockCache(model, config.cache).hidden
+
+
 def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
     if seed is None:
         return None
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def _block_counts(
-    masked: int, rows: int, steps: int, config: GenerationConfig, generator: torch.Generator | None
-) -> torch.Tensor:
-    """Tokens to commit per row (dim 0) at each model call of the block (dim 1)."""
-    if config.stochastic_transfer:
-        return stochastic_transfer_counts(torch.full((rows,), masked), steps, generator)
-    return torch.tensor(transfer_counts(masked, steps), dtype=torch.long).expand(rows, -1)
+def _model_input(canvas: torch.Tensor, given: torch.Tensor, ids: SpecialIds, config: GenerationConfig) -> torch.Tensor:
+    """The canvas; with CFG followed by its unconditional copy (given tokens masked)."""
+    if config.cfg_scale == 0:
+        return canvas
+    return torch.cat([canvas, torch.where(given, ids.mask, canvas)])
+
+
+def _doubled(attention_mask: torch.Tensor | None, config: GenerationConfig) -> torch.Tensor | None:
+    if attention_mask is None or config.cfg_scale == 0:
+        return attention_mask
+    return torch.cat([attention_mask, attention_mask])
 
 
 def _predict(
     parts: MaskedLMParts,
+    hidden: torch.Tensor,
     canvas: torch.Tensor,
-    attention_mask: torch.Tensor | None,
     given: torch.Tensor,
     block_positions: torch.Tensor,
     still_masked: torch.Tensor,
@@ -171,14 +195,6 @@ def _predict(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Candidate tokens and confidences on a (rows, width) grid; -inf where nothing is due."""
     rows, width = canvas.shape
-    model_input = canvas
-    if config.cfg_scale > 0:
-        unconditional = torch.where(given, ids.mask, canvas)
-        model_input = torch.cat([canvas, unconditional])
-        if attention_mask is not None:
-            attention_mask = torch.cat([attention_mask, attention_mask])
-    hidden = parts.hidden(model_input, attention_mask)
-
     row_index, column = still_masked.nonzero(as_tuple=True)
     position = block_positions[row_index, column]
     sources = [row_index, row_index + rows] if config.cfg_scale > 0 else [row_index]
@@ -195,8 +211,7 @@ def _predict(
         logits = logits[0]
 
     if config.repetition_penalty != 1.0:
-        logits = _penalize(logits, _penalized_vocab(canvas, given, ids, config, logits.shape[1])[row_index],
-                           config.repetition_penalty)
+        _penalize(logits, row_index, _penalized_tokens(canvas, given, ids, config), config.repetition_penalty)
     if config.temperature > 0:
         noise = torch.rand(logits.shape, dtype=torch.float64, device=logits.device, generator=generator)
         tokens = (logits.to(torch.float64).exp() / (-noise.log()) ** config.temperature).argmax(dim=-1)
@@ -214,37 +229,21 @@ def _predict(
     return candidates, confidence
 
 
-def _penalized_vocab(
-    canvas: torch.Tensor, given: torch.Tensor, ids: SpecialIds, config: GenerationConfig, vocab: int
-) -> torch.Tensor:
-    """(rows, vocab) bool: the distinct tokens on the canvas (or only the generated part)."""
+def _penalized_tokens(
+    canvas: torch.Tensor, given: torch.Tensor, ids: SpecialIds, config: GenerationConfig
+) -> list[torch.Tensor]:
+    """Per row, the distinct tokens on the canvas (or only its generated part), minus mask/EOS."""
     source = canvas if config.penalty_scope == "canvas" else torch.where(given, ids.mask, canvas)
-    present = torch.zeros((canvas.shape[0], vocab), dtype=torch.bool, device=canvas.device)
-    present.scatter_(1, source, True)
-    present[:, [ids.mask, ids.eos]] = False
-    return present
+    excluded = torch.tensor([ids.mask, ids.eos], device=canvas.device)
+    return [row[~torch.isin(row, excluded)].unique() for row in source]
 
 
-def _penalize(logits: torch.Tensor, present: torch.Tensor, penalty: float) -> torch.Tensor:
-    penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
-    return torch.where(present, penalized, logits)
-
-
-def _commit(
-    canvas: torch.Tensor,
-    candidates: torch.Tensor,
-    confidence: torch.Tensor,
-    counts: torch.Tensor,
-    done: torch.Tensor,
-) -> torch.Tensor:
-    """Write the `count` most confident candidates of each unfinished row into the canvas."""
-    committed = torch.zeros_like(canvas, dtype=torch.bool)
-    left = torch.isfinite(confidence).sum(dim=1)
-    for row in range(canvas.shape[0]):
-        count = min(int(counts[row]), int(left[row]))
-        if done[row] or count == 0:
+def _penalize(logits: torch.Tensor, row_index: torch.Tensor, tokens: list[torch.Tensor], penalty: float) -> None:
+    """In place, on the penalized columns only: a logit > 0 is divided by the penalty, others multiplied."""
+    for row, columns in enumerate(tokens):
+        selected = (row_index == row).nonzero()
+        if selected.numel() == 0 or columns.numel() == 0:
             continue
-        chosen = torch.topk(confidence[row], k=count).indices
-        committed[row, chosen] = True
-    canvas[committed] = candidates[committed]
-    return committed
+        index = (selected, columns[None, :])
+        values = logits[index]
+        logits[index] = torch.where(values > 0, values / penalty, values * penalty)

@@ -1,0 +1,166 @@
+"""Block caching for ModernBERT (Fast-dLLM's prefix and dual cache), on the model's own modules.
+
+Inside a block only the block's tokens change, so the keys and values of the other positions
+move little from one step to the next. A refresh runs the whole canvas and keeps every layer's
+keys and values (after RoPE); the steps until the next refresh run the encoder only over the
+active positions -- the block (`dual`) or everything from the block on (`prefix`) -- whose
+queries attend to the cached keys and values of the other positions and the fresh ones of
+their own.
+
+The forward pass is `ModernBertModel.forward` itself (embeddings, layers, RoPE, final norm),
+called with the active positions' ids and position ids and a prepared mask per attention type.
+Only the attention kernel is swapped, through transformers' `AttentionInterface`, for one that
+writes the fresh keys and values into the cache and attends over the whole canvas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+import torch
+from torch import nn
+from transformers import AttentionInterface
+from transformers.models.modernbert.modeling_modernbert import ModernBertModel, eager_attention_forward
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from diffutron.errors import DiffutronError
+from diffutron.model.parts import MaskedLMParts
+
+CacheMode = Literal["prefix", "dual"]
+_ATTENTION_NAME = "diffutron_block_cache"
+
+
+class BlockCache:
+    """Hidden states of a ModernBERT canvas, with keys and values cached between refreshes.
+
+    `hidden(input_ids, attention_mask, block_positions, refresh)` returns (rows, width, hidden)
+    final-norm hidden states; after a refresh every position is exact, otherwise only the
+    active positions are computed (the rest are zeros and must not be used).
+    """
+
+    def __init__(self, model: nn.Module, mode: CacheMode) -> None:
+        self.encoder = modernbert_encoder(model, f"cache={mode!r}")
+        self.mode = mode
+        config = self.encoder.config
+        self.window = int(config.sliding_window)  # |query - key| <= window on local layers
+        implementation = config._attn_implementation
+        self.inner = ALL_ATTENTION_FUNCTIONS["sdpa"] if implementation != "eager" else eager_attention_forward
+        self.additive_mask = implementation == "eager"
+        self.keys: dict[int, torch.Tensor] = {}
+        self.values: dict[int, torch.Tensor] = {}
+        self.active: torch.Tensor | None = None  # (rows, active) positions of the current pass
+
+    @torch.no_grad()
+    def hidden(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        block_positions: torch.Tensor,
+        refresh: bool,
+    ) -> torch.Tensor:
+        rows, width = input_ids.shape
+        if refresh or not self.keys:
+            self.keys.clear()
+            self.values.clear()
+            self.active = None
+            positions = torch.arange(width, device=input_ids.device).expand(rows, -1)
+        else:
+            positions = self._active_positions(block_positions, rows, width)
+            self.active = positions
+        masks = self._masks(positions, attention_mask, width)
+        with _attention_implementation(self.encoder, _ATTENTION_NAME):
+            states = self.encoder(
+                input_ids=input_ids.gather(1, positions),
+                position_ids=positions,
+                attention_mask=masks,
+                block_cache=self,
+            ).last_hidden_state
+        if self.active is None:
+            return states
+        full = states.new_zeros(rows, width, states.shape[-1])
+        return full.scatter_(1, positions[..., None].expand_as(states), states)
+
+    def join(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values over the whole canvas: stored on a refresh, updated in place otherwise."""
+        if self.active is None:
+            self.keys[layer], self.values[layer] = key, value
+            return key, value
+        index = self.active[:, None, :, None].expand_as(key)
+        return self.keys[layer].scatter_(2, index, key), self.values[layer].scatter_(2, index, value)
+
+    def _active_positions(self, block_positions: torch.Tensor, rows: int, width: int) -> torch.Tensor:
+        """The positions recomputed between refreshes; CFG doubles the rows of the batch."""
+        block_positions = block_positions.repeat(rows // block_positions.shape[0], 1)
+        if self.mode == "dual":
+            return block_positions
+        start = int(block_positions[:, 0].min())
+        return torch.arange(start, width, device=block_positions.device).expand(rows, -1)
+
+    def _masks(
+        self, positions: torch.Tensor, attention_mask: torch.Tensor | None, width: int
+    ) -> dict[str, torch.Tensor]:
+        """(rows, 1, queries, width) masks for global and local layers, as ModernBERT builds them.
+
+        A key is visible if it is not padding (and, on local layers, within the window); every
+        query also sees itself, so that a padding query never has an empty row (NaN in SDPA).
+        """
+        keys = torch.arange(width, device=positions.device)
+        itself = positions[:, :, None] == keys
+        visible = torch.ones_like(itself) if attention_mask is None else attention_mask.bool()[:, None, :].expand_as(itself)
+        near = (positions[:, :, None] - keys).abs() <= self.window
+        masks = {"full_attention": visible | itself, "sliding_attention": (visible & near) | itself}
+        if self.additive_mask:
+            lowest = torch.finfo(self.encoder.dtype).min
+            masks = {name: torch.zeros(mask.shape, dtype=self.encoder.dtype, device=mask.device)
+                     .masked_fill_(~mask, lowest) for name, mask in masks.items()}
+        return {name: mask[:, None] for name, mask in masks.items()}
+
+
+def modernbert_encoder(model: nn.Module, purpose: str) -> ModernBertModel:
+    """The `ModernBertModel` inside a masked LM (peft wrappers unwrapped), or a clear error."""
+    encoder = getattr(MaskedLMParts(model).model, "model", None)
+    if not isinstance(encoder, ModernBertModel):
+        raise DiffutronError(
+            f"{purpose} works with ModernBERT models only (Diffutron's architecture); this model is "
+            f"a {type(model).__name__}. Use cache='none' (--cache none) for it."
+        )
+    return encoder
+
+
+def _cached_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    *,
+    block_cache: BlockCache,
+    scaling: float,
+    dropout: float = 0.0,
+    **_: object,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The attention kernel of a cached pass: fresh keys/values joined with the cached ones.
+
+    The window of local layers is in the mask (ModernBERT's `sliding_window` argument is meant
+    for flash attention over aligned queries and keys, which these are not).
+    """
+    keys, values = block_cache.join(module.layer_idx, key, value)
+    return block_cache.inner(module, query, keys, values, attention_mask, scaling=scaling, dropout=dropout)
+
+
+AttentionInterface.register(_ATTENTION_NAME, _cached_attention)
+
+
+@contextmanager
+def _attention_implementation(encoder: ModernBertModel, name: str) -> Iterator[None]:
+    """Route the encoder's attention layers to `name` for one call (they read it from the config)."""
+    config = encoder.config
+    original = config._attn_implementation
+    config._attn_implementation = name
+    try:
+        yield
+    finally:
+        config._attn_implementation = original
+

@@ -1,0 +1,106 @@
+"""Which candidates a step commits: the model card's count schedule, or Fast-dLLM's parallel rules.
+
+A rule sees a (rows, width) confidence grid that is -inf wherever nothing may be committed
+(not a mask, outside the current block, or a finished row) and returns a bool grid of the
+positions to fill. The count schedule fixes the number of model calls per block; the
+parallel rules commit as many confident tokens as they can and run until the block is full.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+
+from diffutron.sampling.config import GenerationConfig
+from diffutron.sampling.schedule import stochastic_transfer_counts, transfer_counts
+
+
+class CommitRule(Protocol):
+    until_filled: bool  # the block loop ends once the block has no masks left
+
+    def budgets(self, masked: int, rows: int, generator: torch.Generator | None) -> Sequence[torch.Tensor | None]:
+        """One entry per model call planned for a block of `masked` masks (drawn up front)."""
+
+    def choose(self, confidence: torch.Tensor, budget: torch.Tensor | None) -> torch.Tensor:
+        """(rows, width) bool: the positions to commit at this call."""
+
+
+class CountSchedule:
+    """SPEC section 3: the `count` most confident positions per row (ties: topk order)."""
+
+    until_filled = False
+
+    def __init__(self, steps_per_block: int, stochastic: bool) -> None:
+        self.steps_per_block = steps_per_block
+        self.stochastic = stochastic
+
+    def budgets(self, masked: int, rows: int, generator: torch.Generator | None) -> list[torch.Tensor]:
+        if self.stochastic:
+            counts = stochastic_transfer_counts(torch.full((rows,), masked), self.steps_per_block, generator)
+        else:
+            counts = torch.tensor(transfer_counts(masked, self.steps_per_block), dtype=torch.long)
+            counts = counts.expand(rows, -1)
+        return list(counts.unbind(dim=1))
+
+    def choose(self, confidence: torch.Tensor, budget: torch.Tensor | None) -> torch.Tensor:
+        assert budget is not None
+        committed = torch.zeros(confidence.shape, dtype=torch.bool, device=confidence.device)
+        left = torch.isfinite(confidence).sum(dim=1)
+        for row in range(confidence.shape[0]):
+            count = min(int(budget[row]), int(left[row]))
+            if count > 0:
+                committed[row, torch.topk(confidence[row], k=count).indices] = True
+        return committed
+
+
+class _ParallelRule:
+    """At least the most confident position per row, plus those the rule accepts."""
+
+    until_filled = True
+
+    def budgets(self, masked: int, rows: int, generator: torch.Generator | None) -> list[None]:
+        return [None] * masked  # every call commits at least one token per unfinished row
+
+    def choose(self, confidence: torch.Tensor, budget: torch.Tensor | None) -> torch.Tensor:
+        eligible = torch.isfinite(confidence)
+        ordered, order = confidence.sort(dim=1, descending=True)
+        taken = self.accepted(ordered) & torch.isfinite(ordered)
+        taken[:, 0] |= eligible.any(dim=1)
+        return torch.zeros_like(eligible).scatter_(1, order, taken)
+
+    def accepted(self, ordered: torch.Tensor) -> torch.Tensor:
+        """Which of the confidences, sorted in decreasing order per row, to commit."""
+        raise NotImplementedError
+
+
+class Threshold(_ParallelRule):
+    """Fast-dLLM's threshold rule: every position with confidence >= threshold."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+
+    def accepted(self, ordered: torch.Tensor) -> torch.Tensor:
+        return ordered >= self.threshold
+
+
+class Factor(_ParallelRule):
+    """Fast-dLLM's factor rule: the largest n with (i + 1) * (1 - c_i) < factor for all i <= n."""
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+
+    def accepted(self, ordered: torch.Tensor) -> torch.Tensor:
+        rank = torch.arange(1, ordered.shape[1] + 1, device=ordered.device)
+        passes = (rank + 1) * (1 - ordered) < self.factor
+        return passes.long().cumprod(dim=1).bool()
+
+
+def commit_rule(config: GenerationConfig, steps_per_block: int) -> CommitRule:
+    """The rule `config` asks for; `steps_per_block` only matters to the count schedule."""
+    if config.threshold is not None:
+        return Threshold(config.threshold)
+    if config.factor is not None:
+        return Factor(config.factor)
+    return CountSchedule(steps_per_block, config.stochastic_transfer)
