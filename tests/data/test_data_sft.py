@@ -167,6 +167,12 @@ def test_held_out_split_is_seeded_and_disjoint(tiny_tokenizer, tmp_path):
     assert load_prepared(tmp_path / "b-eval")["input_ids"] == held_out["input_ids"]
     other = build(tiny_tokenizer, tmp_path / "c", [source], eval_size=0.25, seed=2)
     assert other["eval"]["rows"] == 5 and load_prepared(tmp_path / "c-eval")["input_ids"] != held_out["input_ids"]
+    single = SFTSource(name="one", path=source.path, format="pair", limit=1)
+    with pytest.raises(DiffutronError, match="cannot hold out eval_size 0.5 of 1 examples"):
+        build(tiny_tokenizer, tmp_path / "d", [single], eval_size=0.5)
+    with pytest.raises(DiffutronError, match="eval_size 20 leaves no training example"):
+        build(tiny_tokenizer, tmp_path / "e", [source], eval_size=20)
+    assert not (tmp_path / "d").exists() and not (tmp_path / "e-eval").exists()
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,10 @@ def build_sft(
             size = int(recipe.eval_size) if recipe.eval_size >= 1 else recipe.eval_size
             if isinstance(size, int) and size >= len(dataset):
                 raise DiffutronError(f"eval_size {size} leaves no training example (only {len(dataset)} examples)")
-            held_out = dataset.train_test_split(test_size=size, seed=recipe.seed)
+            try:
+                held_out = dataset.train_test_split(test_size=size, seed=recipe.seed)
+            except ValueError as error:  # e.g. a fraction that rounds to an empty split
+                raise DiffutronError(f"cannot hold out eval_size {size} of {len(dataset)} examples: {error}") from None
             splits = {"train": held_out["train"], "eval": held_out["test"]}
 
         manifests = {}
