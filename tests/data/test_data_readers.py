@@ -64,7 +64,7 @@ def test_a_later_row_without_the_field_is_named(tmp_path):
 
 def test_non_utf8_and_malformed_json_name_file_and_line(tmp_path):
     latin = tmp_path / "latin.txt"
-    latin.write_bytes("iyi\n\n".encode() + "kötü".encode("latin-1") + b"\n")
+    latin.write_bytes(b"iyi\n\n" + "kötü".encode("latin-1") + b"\n")
     with pytest.raises(DiffutronError, match=rf"{latin}:3: not valid UTF-8"):
         texts(latin)
     broken = tmp_path / "broken.jsonl"

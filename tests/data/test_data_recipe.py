@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import pytest
 
@@ -16,7 +16,7 @@ from diffutron.recipe import load_recipe, to_mapping
 class Part:
     name: str
     mode: Literal["keep", "pool"] = "pool"
-    limit: Optional[int] = None
+    limit: int | None = None
 
 
 @dataclass

@@ -66,7 +66,9 @@ def test_row_mappings_in_the_real_schemas():
 
 
 def test_column_mapping_is_validated(tiny_tokenizer, tmp_path):
-    with pytest.raises(DiffutronError, match=r"unknown role 'question' for format 'pair'; its roles are: user, assistant"):
+    with pytest.raises(
+        DiffutronError, match=r"unknown role 'question' for format 'pair'; its roles are: user, assistant"
+    ):
         SFTSource(name="x", path=Path("x.jsonl"), format="pair", columns={"question": "Input"})
     with pytest.raises(DiffutronError, match="the 'user' column is required"):
         SFTSource(name="x", path=Path("x.jsonl"), format="pair", columns={"user": None})
@@ -140,7 +142,9 @@ def test_long_prompts_dropped_long_answers_cut_and_counted(tiny_tokenizer, tmp_p
     assert data[1]["input_ids"] == full_ids[:max_length] and data[1]["labels"] == full_labels[:max_length]
     assert counts["answer_tokens"] == 2 * (max_length - prompt_length)
     # a prompt of exactly max_length leaves no answer token to learn: dropped as well
-    with pytest.raises(DiffutronError, match=rf"prompt leaving no answer token within max_length {prompt_length} 3, kept 0"):
+    with pytest.raises(
+        DiffutronError, match=rf"prompt leaving no answer token within max_length {prompt_length} 3, kept 0"
+    ):
         build(tiny_tokenizer, tmp_path / "exact", [source], max_length=prompt_length)
     one_more = build(tiny_tokenizer, tmp_path / "one", [source], max_length=prompt_length + 1)
     assert one_more["sources"]["turca"]["prompt_too_long"] == 1  # only the long prompt
@@ -148,7 +152,9 @@ def test_long_prompts_dropped_long_answers_cut_and_counted(tiny_tokenizer, tmp_p
 
 def test_nothing_left_is_an_error_with_counts(tiny_tokenizer, tmp_path):
     source = SFTSource(name="turca", path=write_jsonl(tmp_path / "t.jsonl", INSTRUCTURCA), format="pair")
-    with pytest.raises(DiffutronError, match=r"no SFT example is left: turca: read 2, empty .* 0, prompt .* max_length 4 2"):
+    with pytest.raises(
+        DiffutronError, match=r"no SFT example is left: turca: read 2, empty .* 0, prompt .* max_length 4 2"
+    ):
         build(tiny_tokenizer, tmp_path / "out", [source], max_length=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.jsonl"]
 
@@ -181,7 +187,13 @@ def test_held_out_split_is_seeded_and_disjoint(tiny_tokenizer, tmp_path):
         ({"messages": [{"role": "user", "content": "Merhaba"}]}, "the last message must be the assistant's answer"),
         ({"messages": [{"role": "assistant", "content": "Merhaba"}]}, "give at least one user message"),
         (
-            {"messages": [{"role": "user", "content": "A"}, {"role": "assistant", "content": "B"}, {"role": "assistant", "content": "C"}]},
+            {
+                "messages": [
+                    {"role": "user", "content": "A"},
+                    {"role": "assistant", "content": "B"},
+                    {"role": "assistant", "content": "C"},
+                ]
+            },
             "message 2 has role 'assistant' but 'user' was expected",
         ),
         ({"messages": "Merhaba"}, "must be a non-empty list"),
@@ -201,7 +213,9 @@ def test_shipped_recipes():
     stage1 = load_sft_recipe(CONFIGS / "data-sft-stage1.yaml")
     stage2 = load_sft_recipe(CONFIGS / "data-sft-stage2.yaml")
     assert (stage1.max_length, stage2.max_length) == (256, 256)
-    assert stage1.sources[0].dataset == "metunlp/LlamaTurk-Instruction-Set" and stage1.sources[0].format == "instruction"
+    assert (
+        stage1.sources[0].dataset == "metunlp/LlamaTurk-Instruction-Set" and stage1.sources[0].format == "instruction"
+    )
     assert stage2.sources[0].dataset == "turkish-nlp-suite/InstrucTurca"
     assert stage2.sources[0].columns == {"user": "Input", "assistant": "Output"}
     assert stage2.eval_size == 0
@@ -211,11 +225,33 @@ def test_command_line_flags(tiny_tokenizer, tmp_path):
     tiny_tokenizer.save_pretrained(tmp_path / "tokenizer")
     rows = [{"soru": f"Soru {index}?", "cevap": f"Cevap {index}."} for index in range(6)]
     path = write_jsonl(tmp_path / "qa.jsonl", rows)
-    arguments = ["data", "sft", "--path", str(path), "--format", "pair", "--column", "user=soru", "--column", "assistant=cevap"]
-    arguments += ["--tokenizer", str(tmp_path / "tokenizer"), "--output", str(tmp_path / "out"), "--max-length", "64", "--eval-size", "2"]
+    arguments = [
+        "data",
+        "sft",
+        "--path",
+        str(path),
+        "--format",
+        "pair",
+        "--column",
+        "user=soru",
+        "--column",
+        "assistant=cevap",
+    ]
+    arguments += [
+        "--tokenizer",
+        str(tmp_path / "tokenizer"),
+        "--output",
+        str(tmp_path / "out"),
+        "--max-length",
+        "64",
+        "--eval-size",
+        "2",
+    ]
     result = CliRunner().invoke(app, arguments)
     assert result.exit_code == 0, result.output
     assert read_manifest(tmp_path / "out")["statistics"]["rows"] == 4
     assert read_manifest(tmp_path / "out-eval")["statistics"]["rows"] == 2
-    missing = CliRunner().invoke(app, ["data", "sft", "--path", str(path), "--format", "pair", "--output", str(tmp_path / "x")])
+    missing = CliRunner().invoke(
+        app, ["data", "sft", "--path", str(path), "--format", "pair", "--output", str(tmp_path / "x")]
+    )
     assert missing.exit_code == 2 and "missing required key 'tokenizer'" in " ".join(missing.output.split())

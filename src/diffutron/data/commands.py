@@ -6,7 +6,7 @@ Registered on the `data` sub-app in diffutron/cli.py.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,7 +14,7 @@ from rich.console import Console
 from diffutron.errors import DiffutronError
 
 SetOption = Annotated[
-    Optional[list[str]], typer.Option("--set", help="Override a recipe key: key=value (repeatable), e.g. pool_size=1000.")
+    list[str] | None, typer.Option("--set", help="Override a recipe key: key=value (repeatable), e.g. pool_size=1000.")
 ]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace the output directory if it exists.")]
 
@@ -32,17 +32,23 @@ def pretrain(
 
 
 def sft(
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Recipe YAML (see configs/data-sft-stage1.yaml).")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Without --config: a hub dataset id as the one source.")] = None,
-    path: Annotated[Optional[Path], typer.Option(help="Without --config: a local .jsonl/.json/.parquet file as the one source.")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Recipe YAML (see configs/data-sft-stage1.yaml).")
+    ] = None,
+    dataset: Annotated[str | None, typer.Option(help="Without --config: a hub dataset id as the one source.")] = None,
+    path: Annotated[
+        Path | None, typer.Option(help="Without --config: a local .jsonl/.json/.parquet file as the one source.")
+    ] = None,
     format: Annotated[str, typer.Option(help="Without --config: instruction, pair or messages.")] = "messages",
-    column: Annotated[Optional[list[str]], typer.Option(help="Without --config: ROLE=COLUMN, e.g. user=Input (repeatable).")] = None,
+    column: Annotated[
+        list[str] | None, typer.Option(help="Without --config: ROLE=COLUMN, e.g. user=Input (repeatable).")
+    ] = None,
     split: Annotated[str, typer.Option(help="Without --config: the dataset split.")] = "train",
-    tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer directory or hub id.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output directory.")] = None,
-    max_length: Annotated[Optional[int], typer.Option(help="Tokens per example (longer ones are cut).")] = None,
-    eval_size: Annotated[Optional[float], typer.Option(help="Held-out examples: a count, or a fraction below 1.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the held-out split.")] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="Tokenizer directory or hub id.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output directory.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Tokens per example (longer ones are cut).")] = None,
+    eval_size: Annotated[float | None, typer.Option(help="Held-out examples: a count, or a fraction below 1.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the held-out split.")] = None,
     overrides: SetOption = None,
     overwrite: OverwriteOption = False,
 ) -> None:
@@ -55,14 +61,23 @@ def sft(
     settings = [f"{key}={value}" for key, value in flags.items() if value is not None] + list(overrides or [])
     if config is not None:
         if dataset is not None or path is not None or column:
-            raise DiffutronError("--dataset / --path / --column describe a source without --config; put sources in the recipe instead")
+            raise DiffutronError(
+                "--dataset / --path / --column describe a source without --config; put sources in the recipe instead"
+            )
         recipe = load_sft_recipe(config, settings)
     else:
         if (dataset is None) == (path is None):
             raise DiffutronError("give --config RECIPE.yaml, or one source with --dataset ID or --path FILE")
-        source: dict[str, Any] = {"name": dataset or path.stem, "format": format, "split": split, "columns": _columns(column or [])}
+        source: dict[str, Any] = {
+            "name": dataset or path.stem,
+            "format": format,
+            "split": split,
+            "columns": _columns(column or []),
+        }
         source.update({"dataset": dataset} if dataset is not None else {"path": str(path)})
-        data = {key: str(value) if isinstance(value, Path) else value for key, value in flags.items() if value is not None}
+        data = {
+            key: str(value) if isinstance(value, Path) else value for key, value in flags.items() if value is not None
+        }
         data = apply_overrides({**data, "sources": [source]}, overrides or [])
         recipe = from_mapping(SFTRecipe, data, where="command line (--tokenizer, --output, ...)")
     build_sft(recipe, console=Console(), overwrite=overwrite)

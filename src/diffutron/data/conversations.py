@@ -7,7 +7,7 @@ as dropped by the caller; a row that is malformed is an error naming where it is
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal, Optional
+from typing import Literal
 
 from diffutron.data.readers import Record, require_columns, text_value
 from diffutron.errors import DiffutronError
@@ -16,7 +16,7 @@ from diffutron.model.chat import Message
 Format = Literal["instruction", "pair", "messages"]
 
 # role -> default column; the `pair` defaults are InstrucTurca's column names (its dataset card)
-DEFAULT_COLUMNS: dict[str, dict[str, Optional[str]]] = {
+DEFAULT_COLUMNS: dict[str, dict[str, str | None]] = {
     "instruction": {"instruction": "instruction", "input": "input", "output": "output"},
     "pair": {"user": "Input", "assistant": "Output"},
     "messages": {"messages": "messages"},
@@ -24,7 +24,7 @@ DEFAULT_COLUMNS: dict[str, dict[str, Optional[str]]] = {
 OPTIONAL_ROLES = {"input"}  # may be mapped to null when the dataset has no such column
 
 
-def resolve_columns(format: str, columns: Mapping[str, Optional[str]], where: str) -> dict[str, Optional[str]]:
+def resolve_columns(format: str, columns: Mapping[str, str | None], where: str) -> dict[str, str | None]:
     """The format's default column mapping updated with `columns`, every role checked."""
     if format not in DEFAULT_COLUMNS:
         raise DiffutronError(f"{where}: unknown format {format!r}; use one of {', '.join(DEFAULT_COLUMNS)}")
@@ -42,11 +42,13 @@ def resolve_columns(format: str, columns: Mapping[str, Optional[str]], where: st
     return resolved
 
 
-def needed_columns(columns: Mapping[str, Optional[str]]) -> list[str]:
+def needed_columns(columns: Mapping[str, str | None]) -> list[str]:
     return [column for column in columns.values() if column is not None]
 
 
-def record_to_messages(format: Format, record: Record, columns: Mapping[str, Optional[str]], location: str) -> list[Message] | None:
+def record_to_messages(
+    format: Format, record: Record, columns: Mapping[str, str | None], location: str
+) -> list[Message] | None:
     """The conversation in one row, or None when its question or answer is empty."""
     if format == "instruction":
         return instruction_messages(record, columns, location)
@@ -55,7 +57,7 @@ def record_to_messages(format: Format, record: Record, columns: Mapping[str, Opt
     return checked_messages(record, columns["messages"], location)
 
 
-def instruction_messages(record: Record, columns: Mapping[str, Optional[str]], location: str) -> list[Message] | None:
+def instruction_messages(record: Record, columns: Mapping[str, str | None], location: str) -> list[Message] | None:
     """instruction/input/output (LlamaTurk): user = instruction, + "\\n\\n" + input when input is non-empty."""
     instruction = text_value(record, columns["instruction"], location).strip()
     extra = text_value(record, columns["input"], location).strip() if columns.get("input") else ""
@@ -64,7 +66,7 @@ def instruction_messages(record: Record, columns: Mapping[str, Optional[str]], l
     return _turn(user, output)
 
 
-def pair_messages(record: Record, columns: Mapping[str, Optional[str]], location: str) -> list[Message] | None:
+def pair_messages(record: Record, columns: Mapping[str, str | None], location: str) -> list[Message] | None:
     """One question column and one answer column (InstrucTurca: Input / Output)."""
     user = text_value(record, columns["user"], location).strip()
     assistant = text_value(record, columns["assistant"], location).strip()
@@ -76,10 +78,14 @@ def checked_messages(record: Record, column: str, location: str) -> list[Message
     require_columns(record, [column], location)
     messages = record[column]
     if not isinstance(messages, list) or not messages:
-        raise DiffutronError(f"{location}: {column!r} must be a non-empty list of {{\"role\", \"content\"}} objects")
+        raise DiffutronError(f'{location}: {column!r} must be a non-empty list of {{"role", "content"}} objects')
     checked: list[Message] = []
     for index, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str) or not isinstance(message.get("content"), str):
+        if (
+            not isinstance(message, dict)
+            or not isinstance(message.get("role"), str)
+            or not isinstance(message.get("content"), str)
+        ):
             raise DiffutronError(
                 f"{location}: message {index} must be an object with text fields 'role' and 'content', got {message!r}"
             )

@@ -13,8 +13,8 @@ import json
 import shutil
 import tempfile
 import uuid
-from importlib import metadata
 from collections.abc import Iterable, Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,10 @@ def materialize(rows: Iterable[dict[str, Any]], features: Any, scratch: Path) ->
         return Dataset.from_dict({name: [] for name in features}, features=features)
     # an explicit fingerprint: hashing the generator would pickle the tokenizer it closes over
     return Dataset.from_generator(
-        lambda: itertools.chain([first], iterator), features=features, cache_dir=str(scratch), fingerprint=uuid.uuid4().hex
+        lambda: itertools.chain([first], iterator),
+        features=features,
+        cache_dir=str(scratch),
+        fingerprint=uuid.uuid4().hex,
     )
 
 

@@ -55,7 +55,7 @@ def build_pretrain(
     with scratch_directory(recipe.output) as scratch, datasets_quiet(), data_progress(console) as progress:
         streams = [open_source(source, [source.text_field]) for source in recipe.sources]  # fail fast
         parts = {"keep": [], "pool": []}
-        for index, (source, stream) in enumerate(zip(recipe.sources, streams)):
+        for index, (source, stream) in enumerate(zip(recipe.sources, streams, strict=True)):
             rows = _source_rows(source, stream, index, tokenizer, counts[source.name], recipe, eos_id, progress)
             parts[source.mode].append(materialize(rows, features, scratch))
         kept = concatenate_datasets(parts["keep"]) if parts["keep"] else None
@@ -160,7 +160,11 @@ def _manifest(
         "append_eos": recipe.append_eos,
         "sources": sources,
         "pool": pool,
-        **({"packing_counts": {"chunks": packing.chunks, "dropped_tail_tokens": packing.dropped_tail_tokens}} if recipe.packing else {}),
+        **(
+            {"packing_counts": {"chunks": packing.chunks, "dropped_tail_tokens": packing.dropped_tail_tokens}}
+            if recipe.packing
+            else {}
+        ),
         "statistics": length_statistics(corpus),
         "recipe": to_mapping(recipe),
         "versions": software_versions(),
@@ -175,7 +179,12 @@ def _describe_counts(recipe: PretrainRecipe, counts: dict[str, DocumentCounts]) 
     ) + (". Check text_field, max_length/max_document_tokens and the source files." if limit else ".")
 
 
-def _summary(recipe: PretrainRecipe, counts: dict[str, DocumentCounts], in_corpus: dict[str, np.ndarray], manifest: dict[str, Any]) -> Any:
+def _summary(
+    recipe: PretrainRecipe,
+    counts: dict[str, DocumentCounts],
+    in_corpus: dict[str, np.ndarray],
+    manifest: dict[str, Any],
+) -> Any:
     rows = [
         (
             source.name,
@@ -193,7 +202,8 @@ def _summary(recipe: PretrainRecipe, counts: dict[str, DocumentCounts], in_corpu
     title = (
         f"{recipe.output}: {stats['rows']:,} rows, {stats['tokens']:,} tokens "
         f"(mean {stats.get('mean', 0)}, max {stats.get('max', 0)}; seed {recipe.seed}"
-        + (", packed" if recipe.packing else "") + ")"
+        + (", packed" if recipe.packing else "")
+        + ")"
     )
     header = ("source", "mode", "read", "empty", "too long", "kept", "in corpus", "tokens in corpus")
     return summary_table(title, header, rows)

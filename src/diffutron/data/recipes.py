@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from diffutron.data.conversations import Format, resolve_columns
 from diffutron.data.sources import Source
@@ -26,11 +26,11 @@ class PretrainRecipe:
     tokenizer: str  # local directory or hub id; documents are measured in its tokens
     sources: list[PretrainSource]
     max_length: int = 512  # tokens per row (EOS included)
-    pool_size: Optional[int] = None  # documents sampled from the merged pool (null: the whole pool)
+    pool_size: int | None = None  # documents sampled from the merged pool (null: the whole pool)
     seed: int = 42
     packing: bool = False  # false: one document per row (the paper); true: concatenate + chunk (dllm)
     append_eos: bool = True  # end every document with the EOS token
-    max_document_tokens: Optional[int] = None  # drop longer documents; default max_length unless packing
+    max_document_tokens: int | None = None  # drop longer documents; default max_length unless packing
     shuffle: bool = True  # shuffle the final rows (kept + sampled) with the seed
     batch_size: int = 1000  # documents per tokenizer call
     max_shard_size: str = "500MB"
@@ -66,7 +66,7 @@ class SFTSource(Source):
     """
 
     format: Format = "messages"
-    columns: dict[str, Optional[str]] = field(default_factory=dict)
+    columns: dict[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -81,7 +81,7 @@ class SFTRecipe:
     max_length: int = 256  # longer examples are cut; those whose prompt leaves no room are dropped
     seed: int = 42
     eval_size: float = 0  # held-out examples: a count (>= 1) or a fraction (< 1); 0 for none
-    eval_output: Optional[Path] = None  # where the held-out split goes (default: <output>-eval)
+    eval_output: Path | None = None  # where the held-out split goes (default: <output>-eval)
     batch_size: int = 1000
     max_shard_size: str = "500MB"
 

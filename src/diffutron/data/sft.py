@@ -51,7 +51,7 @@ def build_sft(
     with scratch_directory(recipe.output) as scratch, datasets_quiet(), data_progress(console) as progress:
         streams = [open_source(source, needed_columns(source.columns)) for source in recipe.sources]  # fail fast
         parts = []
-        for source, stream in zip(recipe.sources, streams):
+        for source, stream in zip(recipe.sources, streams, strict=True):
             pairs = _conversation_texts(source, stream, counts[source.name], progress)
             rows = encode_conversations(
                 pairs, tokenizer, counts[source.name], max_length=recipe.max_length, batch_size=recipe.batch_size
@@ -80,7 +80,9 @@ def build_sft(
             assert output is not None
             manifests[split] = _manifest(recipe, name, counts, splits, split)
             writing = progress.add_task(f"writing {len(splits[split]):,} {split} rows to {output}", total=None)
-            write_prepared(splits[split], output, manifests[split], overwrite=overwrite, max_shard_size=recipe.max_shard_size)
+            write_prepared(
+                splits[split], output, manifests[split], overwrite=overwrite, max_shard_size=recipe.max_shard_size
+            )
             progress.update(writing, total=1, completed=1)
 
     console.print(_summary(recipe, counts, manifests))
@@ -117,12 +119,22 @@ def _manifest(
         "seed": recipe.seed,
         "max_length": recipe.max_length,
         "sources": {
-            source.name: {"origin": source.origin, "format": source.format, "columns": source.columns, **counts[source.name].to_dict()}
+            source.name: {
+                "origin": source.origin,
+                "format": source.format,
+                "columns": source.columns,
+                **counts[source.name].to_dict(),
+            }
             for source in recipe.sources
         },
         "statistics": length_statistics(splits[split]),
         **(
-            {other: {"path": str(recipe.output if other == "train" else recipe.eval_output), "rows": len(splits[other])}}
+            {
+                other: {
+                    "path": str(recipe.output if other == "train" else recipe.eval_output),
+                    "rows": len(splits[other]),
+                }
+            }
             if other in splits
             else {}
         ),
@@ -132,11 +144,14 @@ def _manifest(
 
 
 def _describe_counts(recipe: SFTRecipe, counts: dict[str, SFTCounts]) -> str:
-    return "; ".join(
-        f"{name}: read {c.read:,}, empty question or answer {c.empty:,}, prompt leaving no answer token "
-        f"within max_length {recipe.max_length} {c.prompt_too_long:,}, kept {c.kept:,}"
-        for name, c in counts.items()
-    ) + ". Check the column mapping, max_length and the source files."
+    return (
+        "; ".join(
+            f"{name}: read {c.read:,}, empty question or answer {c.empty:,}, prompt leaving no answer token "
+            f"within max_length {recipe.max_length} {c.prompt_too_long:,}, kept {c.kept:,}"
+            for name, c in counts.items()
+        )
+        + ". Check the column mapping, max_length and the source files."
+    )
 
 
 def _summary(recipe: SFTRecipe, counts: dict[str, SFTCounts], manifests: dict[str, dict[str, Any]]) -> Any:

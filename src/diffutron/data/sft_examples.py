@@ -61,7 +61,7 @@ def encode_conversations(
     for batch in batched(pairs, batch_size):
         prompts = encode(tokenizer, [prompt for prompt, _ in batch])
         answers = encode(tokenizer, [answer for _, answer in batch])
-        for prompt_ids, answer_ids in zip(prompts, answers):
+        for prompt_ids, answer_ids in zip(prompts, answers, strict=True):
             row = build_row(prompt_ids, answer_ids, max_length)
             if row is None:
                 counts.prompt_too_long += 1

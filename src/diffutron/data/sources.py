@@ -27,20 +27,27 @@ class Source:
 
     def __post_init__(self) -> None:
         if (self.dataset is None) == (self.path is None):
-            raise DiffutronError(f"source {self.name!r}: give exactly one of `dataset` (a hub id) or `path` (a local file)")
+            raise DiffutronError(
+                f"source {self.name!r}: give exactly one of `dataset` (a hub id) or `path` (a local file)"
+            )
         if self.path is not None and (self.config is not None or self.streaming):
-            raise DiffutronError(f"source {self.name!r}: `config` and `streaming` apply to hub datasets, not to a local `path`")
+            raise DiffutronError(
+                f"source {self.name!r}: `config` and `streaming` apply to hub datasets, not to a local `path`"
+            )
         if self.limit is not None and self.limit < 1:
             raise DiffutronError(f"source {self.name!r}: limit must be >= 1 or null, got {self.limit}")
 
     @property
     def origin(self) -> str:
-        return str(self.path) if self.path is not None else f"{self.dataset}" + (f" ({self.config})" if self.config else "")
+        return (
+            str(self.path)
+            if self.path is not None
+            else f"{self.dataset}" + (f" ({self.config})" if self.config else "")
+        )
 
 
 @dataclass
 class RecordStream:
-    columns: list[str] | None  # None when not known before reading (JSON rows, undeclared streams)
     total: int | None  # rows that will be read, when known (for progress bars)
     records: Iterator[tuple[str, Record]]
 
@@ -51,14 +58,14 @@ def open_source(source: Source, needed: Sequence[str] = ()) -> RecordStream:
     `needed` columns are checked against the schema when there is one, else against the first row.
     """
     if source.path is not None:
-        stream = RecordStream(None, None, iter_local_records(source.path, txt_split=source.txt_split, columns=needed))
+        stream = RecordStream(None, iter_local_records(source.path, txt_split=source.txt_split, columns=needed))
     else:
         assert source.dataset is not None
         hub = open_hub_dataset(source.dataset, source.config, source.split, streaming=source.streaming)
         where = f"source {source.name!r} ({source.origin})"
         if hub.columns is not None:
             require_columns(hub.columns, needed, where)
-        stream = RecordStream(hub.columns, hub.total, check_first(hub.records, needed))
+        stream = RecordStream(hub.total, check_first(hub.records, needed))
     if source.limit is not None:
         stream.records = itertools.islice(stream.records, source.limit)
         stream.total = source.limit if stream.total is None else min(stream.total, source.limit)
