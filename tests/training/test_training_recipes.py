@@ -132,3 +132,12 @@ def test_paged_adamw_falls_back_off_cuda(caplog, monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     assert resolve_optimizer("paged_adamw_8bit") == "adamw_torch"
     assert "falling back to adamw_torch" in caplog.text
+
+
+def test_bf16_on_cpu_uses_cpu_autocast(monkeypatch, tmp_path):
+    from diffutron.training.run import training_arguments
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    recipe = load_recipe(CONFIGS / "tiny-cpu.yaml", [f"output_dir={tmp_path}", "training.precision=bf16"])
+    arguments = training_arguments(recipe, has_eval=False)
+    assert arguments.bf16 and arguments.use_cpu and arguments.optim == "adamw_torch"

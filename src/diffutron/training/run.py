@@ -62,12 +62,17 @@ def resolve_precision(precision: str) -> dict[str, bool]:
     """auto: bf16 on CUDA devices that support it, float32 elsewhere."""
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+    settings = {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+    if precision == "bf16" and not torch.cuda.is_available():
+        settings["use_cpu"] = True  # CPU autocast; transformers refuses bf16 without a GPU unless told so
+    return settings
 
 
 def load_prepared(path: str, task: str):
-    """A dataset directory written by the data builders (datasets.save_to_disk)."""
+    """A directory written by the data builders (datasets.save_to_disk + manifest.json)."""
     import datasets
+
+    from diffutron.data.prepared import load_prepared as load_directory
 
     directory = Path(path)
     if not path or not directory.is_dir():
@@ -75,10 +80,7 @@ def load_prepared(path: str, task: str):
             f"training data directory {path!r} does not exist; build it with `{BUILDERS[task]}` "
             "and set data.train to the directory"
         )
-    try:
-        dataset = datasets.load_from_disk(str(directory))
-    except (FileNotFoundError, ValueError) as error:
-        raise DiffutronError(f"{directory} is not a dataset saved with datasets.save_to_disk: {error}") from error
+    dataset = load_directory(directory)
     if isinstance(dataset, datasets.DatasetDict):
         if "train" not in dataset:
             raise DiffutronError(f"{directory} holds splits {', '.join(dataset)} but no 'train' split")
