@@ -164,7 +164,7 @@ def lora_run(tmp_path_factory, tiny_checkpoint, sft_dir):
         task="sft",
         output_dir=str(tmp_path / "lora-run"),
         model={"name_or_path": str(tiny_checkpoint)},
-        data={"train": str(sft_dir)},
+        data={"train": str(sft_dir), "eval": str(sft_dir)},
         lora={"r": 4, "alpha": 8, "dropout": 0.0},
         optimizer={"lr": 0.05, "warmup": 0},
         training={"batch_size": 4, "max_steps": 4, "max_length": 96, "precision": "fp32"},
@@ -185,6 +185,7 @@ def test_lora_sft_run_and_merge(lora_run, tmp_path, tiny_checkpoint):
 
     from diffutron.model.loading import load_checkpoint
 
+    assert any("eval_loss" in record for record in read_log(lora_run / "log.jsonl"))  # evaluated at the checkpoint
     adapter = lora_run / "adapter"
     assert (adapter / "adapter_model.safetensors").is_file() and (lora_run / "final" / "model.safetensors").is_file()
     out = tmp_path / "merged"
