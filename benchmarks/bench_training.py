@@ -24,6 +24,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from diffutron.data.packing import PackingCounts, pack
+from diffutron.data.prepared import write_prepared
 from diffutron.training.callbacks import LOG_NAME, read_log
 from diffutron.training.config import (
     CheckpointSettings,
@@ -61,7 +62,7 @@ def synthetic_documents(count: int, max_length: int, tokenizer: PreTrainedTokeni
 
 def measure(name: str, rows: list[list[int]], args: argparse.Namespace, work: Path, tokenizer_dir: Path) -> dict:
     data = work / f"data-{name}"
-    datasets.Dataset.from_dict({"input_ids": rows}).save_to_disk(str(data))
+    write_prepared(datasets.Dataset.from_dict({"input_ids": rows}), data, {"kind": "pretrain"}, overwrite=False)
     recipe = Recipe(
         task="pretrain",
         output_dir=str(work / f"run-{name}"),

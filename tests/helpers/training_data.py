@@ -8,7 +8,7 @@ from typing import Any
 import datasets
 import yaml
 
-from diffutron.files import atomic_directory
+from diffutron.data.prepared import write_prepared
 from diffutron.model.chat import render_chat
 from helpers.tiny import TURKISH_TEXT
 
@@ -29,10 +29,7 @@ QUESTIONS = [
 
 def save_dataset(path: Path, columns: dict[str, list]) -> Path:
     """A prepared-data directory as the data builders write it (save_to_disk, atomically)."""
-    with atomic_directory(path) as staging:
-        datasets.Dataset.from_dict(columns).save_to_disk(str(staging), max_shard_size="10MB")
-        (staging / "manifest.json").write_text('{"written_by": "tests"}', encoding="utf-8")
-    return path
+    return write_prepared(datasets.Dataset.from_dict(columns), path, {"written_by": "tests"}, overwrite=False)
 
 
 def sft_rows(tokenizer) -> tuple[list[list[int]], list[list[int]], list[int]]:
