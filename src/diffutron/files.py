@@ -17,6 +17,7 @@ def atomic_file(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it owner-only; a normal file is wanted
     try:
         with os.fdopen(descriptor, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
@@ -37,6 +38,7 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
         raise FileExistsError(f"{path} already exists")
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    os.chmod(temporary, 0o777 & ~_umask())
     try:
         yield temporary
         if path.exists():
@@ -45,3 +47,9 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
