@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 
 from diffutron.errors import DiffutronError
@@ -22,14 +21,14 @@ OutputOption = Annotated[Optional[Path], typer.Option("--output", "-o", help="Wr
 
 @eval_app.command()
 def ppl(
-    data: Annotated[str, typer.Option("--data", "-d", help="A .jsonl/.txt file or a hub dataset id.")],
+    data: Annotated[str, typer.Option("--data", "-d", help="A .txt (paragraphs), .jsonl, .json or .parquet file, or a hub dataset id.")],
     model: ModelOption = None,
     mlm_probability: Annotated[float, typer.Option(help="Share of tokens masked (paper: 0.15).")] = 0.15,
     max_length: Annotated[int, typer.Option(help="Tokens per sequence, special tokens included (paper: 512).")] = 512,
     seed: Annotated[int, typer.Option(help="Fixes the masks and the bootstrap.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 8,
     text_field: Annotated[str, typer.Option(help="Text field of JSONL records / dataset column.")] = "text",
-    split: Annotated[Optional[str], typer.Option(help="Hub dataset split [default: test, or the only one].")] = None,
+    split: Annotated[str, typer.Option(help="Split of a hub dataset.")] = "test",
     corruption: Annotated[str, typer.Option(help="mask (every selected token masked) or bert (80/10/10).")] = "mask",
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the interval (0: none).")] = 1000,
     device: DeviceOption = "auto",
@@ -106,7 +105,7 @@ def cetvel(
     "lm-eval",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
 )
-def lm_eval_command(ctx: click.Context) -> None:
+def lm_eval_command(ctx: typer.Context) -> None:
     """lm-eval's own command line, with the `diffutron` model and the packaged tasks available.
 
     Example: diffutron eval lm-eval --model diffutron --model_args pretrained=DIR,mc_num=64

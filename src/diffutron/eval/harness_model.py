@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
@@ -63,6 +64,8 @@ class DiffutronHarnessLM(LM):
                 f"unknown diffutron model argument(s) {', '.join(unknown)}; valid: pretrained, device, "
                 f"dtype, batch_size, mc_num, max_length, seed, check_greedy, {', '.join(GENERATION_FIELDS)}"
             )
+        if lm is None and device and str(device).startswith("cuda") and not torch.cuda.is_available():
+            raise DiffutronError(f"device {device!r} was asked for but CUDA is not available: use --device cpu")
         self.lm = lm if lm is not None else Diffutron.from_pretrained(pretrained, device=device, dtype=dtype)
         self._device = self.lm.device
         self.batch_size = _batch_size(batch_size)

@@ -138,7 +138,8 @@ def _masked_sequences(
     if body < 1:
         raise DiffutronError(f"max_length {max_length} leaves no room between the special tokens")
     mask_id = SpecialIds.from_tokenizer(tokenizer).mask
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # which positions: the same for every corruption
+    replacing = torch.Generator().manual_seed(seed + 1)  # what goes there (bert corruption)
     sequences = []
     for document, text in enumerate(documents):
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -150,8 +151,8 @@ def _masked_sequences(
             corrupted = list(original)
             replacement = [mask_id] * len(masked)
             if corruption == "bert" and masked:
-                kind = torch.rand(len(masked), generator=generator)
-                random_tokens = torch.randint(len(tokenizer), (len(masked),), generator=generator)
+                kind = torch.rand(len(masked), generator=replacing)
+                random_tokens = torch.randint(len(tokenizer), (len(masked),), generator=replacing)
                 replacement = [
                     mask_id if k < 0.8 else int(token) if k < 0.9 else original[position]
                     for k, token, position in zip(kind.tolist(), random_tokens, masked)

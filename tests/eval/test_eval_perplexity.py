@@ -1,0 +1,76 @@
+"""MLM perplexity (SPEC section 6): a direct recomputation, determinism, special tokens, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from tokenizers.processors import TemplateProcessing
+
+from diffutron.errors import DiffutronError
+from diffutron.eval.perplexity import _masked_sequences, mlm_perplexity, special_affixes
+from helpers.tiny import TURKISH_TEXT, build_tokenizer
+
+DOCUMENTS = [paragraph for paragraph in TURKISH_TEXT.split("\n\n") if paragraph.strip()] * 2
+
+
+@pytest.fixture(scope="module")
+def cls_sep_tokenizer():
+    tokenizer = build_tokenizer()
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single="<bos> $A <eos>",
+        special_tokens=[("<bos>", tokenizer.bos_token_id), ("<eos>", tokenizer.eos_token_id)],
+    )
+    return tokenizer
+
+
+def test_matches_a_direct_computation(tiny_model, cls_sep_tokenizer):
+    tokenizer = cls_sep_tokenizer
+    result = mlm_perplexity(tiny_model, tokenizer, DOCUMENTS, max_length=24, seed=5, batch_size=3)
+    sequences = _masked_sequences(tokenizer, DOCUMENTS, 0.15, 24, 5, "mask")
+    losses = []
+    with torch.no_grad():
+        for sequence in sequences:
+            assert len(sequence.original) <= 24
+            assert sequence.original[0] == tokenizer.bos_token_id and sequence.original[-1] == tokenizer.eos_token_id
+            assert all(0 < p < len(sequence.original) - 1 for p in sequence.masked)  # specials never masked
+            assert all(sequence.corrupted[p] == tokenizer.mask_token_id for p in sequence.masked)
+            if sequence.masked:
+                logits = tiny_model(input_ids=torch.tensor([sequence.corrupted])).logits[0].float()
+                logprobs = logits.log_softmax(-1)
+                losses += [-float(logprobs[p, sequence.original[p]]) for p in sequence.masked]
+    assert result.tokens == len(losses)
+    assert result.cross_entropy == pytest.approx(sum(losses) / len(losses), abs=1e-5)
+    assert result.perplexity == pytest.approx(math.exp(result.cross_entropy))
+    total = sum(len(s.original) - 2 for s in sequences)
+    assert 0.08 < result.tokens / total < 0.25  # about 15% of the text tokens
+    low, high = result.interval
+    assert low < result.perplexity < high
+
+
+def test_deterministic_for_a_seed_whatever_the_batch_size(tiny_model, tiny_tokenizer):
+    first = mlm_perplexity(tiny_model, tiny_tokenizer, DOCUMENTS, max_length=32, seed=1, batch_size=2)
+    again = mlm_perplexity(tiny_model, tiny_tokenizer, DOCUMENTS, max_length=32, seed=1, batch_size=7)
+    other = mlm_perplexity(tiny_model, tiny_tokenizer, DOCUMENTS, max_length=32, seed=2, batch_size=2)
+    assert again.tokens == first.tokens
+    assert again.perplexity == pytest.approx(first.perplexity, rel=1e-6)
+    assert again.interval == pytest.approx(first.interval, rel=1e-6)
+    assert other.perplexity != pytest.approx(first.perplexity, rel=1e-6)
+    bert = mlm_perplexity(tiny_model, tiny_tokenizer, DOCUMENTS, max_length=32, seed=1, corruption="bert")
+    assert bert.tokens == first.tokens and bert.perplexity != pytest.approx(first.perplexity, rel=1e-6)
+
+
+def test_special_affixes():
+    assert special_affixes(build_tokenizer()) == ([], [])
+
+
+def test_bad_input(tiny_model, tiny_tokenizer):
+    with pytest.raises(DiffutronError, match="no documents"):
+        mlm_perplexity(tiny_model, tiny_tokenizer, [])
+    with pytest.raises(DiffutronError, match="nothing was masked"):
+        mlm_perplexity(tiny_model, tiny_tokenizer, ["Çay"], mlm_probability=0.01)
+    with pytest.raises(DiffutronError, match="mlm_probability"):
+        mlm_perplexity(tiny_model, tiny_tokenizer, DOCUMENTS, mlm_probability=1.5)
+    with pytest.raises(DiffutronError, match="corruption"):
+        mlm_perplexity(tiny_model, tiny_tokenizer, DOCUMENTS, corruption="random")
