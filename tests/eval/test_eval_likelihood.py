@@ -8,22 +8,9 @@ import statistics
 
 import pytest
 import torch
-from tokenizers.processors import TemplateProcessing
 
 from diffutron.errors import DiffutronError
 from diffutron.eval.likelihood import ContinuationScorer, Pair, mask_sets
-from helpers.tiny import build_tokenizer
-
-
-@pytest.fixture(scope="module")
-def sep_tokenizer():
-    """A tokenizer that adds <bos> ... <eos> around every text, as mmBERT's adds CLS/SEP."""
-    tokenizer = build_tokenizer()
-    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
-        single="<bos> $A <eos>",
-        special_tokens=[("<bos>", tokenizer.bos_token_id), ("<eos>", tokenizer.eos_token_id)],
-    )
-    return tokenizer
 
 
 def one_token_words(tokenizer, count=2):
@@ -53,18 +40,18 @@ def exact_bound(model, mask_id, context, continuation):
     return -total
 
 
-def test_one_token_continuation_is_scored_on_that_token(tiny_model, sep_tokenizer):
-    scorer = ContinuationScorer(tiny_model, sep_tokenizer, mc_num=16)
+def test_one_token_continuation_is_scored_on_that_token(tiny_model, bos_eos_tokenizer):
+    scorer = ContinuationScorer(tiny_model, bos_eos_tokenizer, mc_num=16)
     context = "Bugün hava çok güzel"
-    context_ids = sep_tokenizer(context, add_special_tokens=False)["input_ids"]
-    assert sep_tokenizer(context)["input_ids"][-1] == sep_tokenizer.eos_token_id  # the trap exists
+    context_ids = bos_eos_tokenizer(context, add_special_tokens=False)["input_ids"]
+    assert bos_eos_tokenizer(context)["input_ids"][-1] == bos_eos_tokenizer.eos_token_id  # the trap exists
     scores = []
-    for word, token in one_token_words(sep_tokenizer):
+    for word, token in one_token_words(bos_eos_tokenizer):
         pair = scorer.encode(context, word)
         assert pair.context == tuple(context_ids) and pair.continuation == (token,)
         score = scorer.score([pair])[0]
         with torch.no_grad():
-            logits = tiny_model(input_ids=torch.tensor([context_ids + [sep_tokenizer.mask_token_id]])).logits[0, -1]
+            logits = tiny_model(input_ids=torch.tensor([context_ids + [bos_eos_tokenizer.mask_token_id]])).logits[0, -1]
         assert score.logprob == pytest.approx(float(logits.float().log_softmax(-1)[token]), abs=1e-5)
         assert score.is_greedy == (int(logits.argmax()) == token)
         scores.append(score.logprob)

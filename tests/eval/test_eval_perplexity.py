@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from tokenizers.processors import TemplateProcessing
 
 from diffutron.errors import DiffutronError
 from diffutron.eval.perplexity import _masked_sequences, mlm_perplexity, special_affixes
@@ -15,18 +14,8 @@ from helpers.tiny import TURKISH_TEXT, build_tokenizer
 DOCUMENTS = [paragraph for paragraph in TURKISH_TEXT.split("\n\n") if paragraph.strip()] * 2
 
 
-@pytest.fixture(scope="module")
-def cls_sep_tokenizer():
-    tokenizer = build_tokenizer()
-    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
-        single="<bos> $A <eos>",
-        special_tokens=[("<bos>", tokenizer.bos_token_id), ("<eos>", tokenizer.eos_token_id)],
-    )
-    return tokenizer
-
-
-def test_matches_a_direct_computation(tiny_model, cls_sep_tokenizer):
-    tokenizer = cls_sep_tokenizer
+def test_matches_a_direct_computation(tiny_model, bos_eos_tokenizer):
+    tokenizer = bos_eos_tokenizer
     result = mlm_perplexity(tiny_model, tokenizer, DOCUMENTS, max_length=24, seed=5, batch_size=3)
     sequences = _masked_sequences(tokenizer, DOCUMENTS, 0.15, 24, 5, "mask")
     losses = []
