@@ -218,6 +218,7 @@ app.add_typer(data_app)
 from diffutron.eval.commands import eval_app  # noqa: E402
 
 app.add_typer(eval_app)
+import diffutron.eval.embedded_commands  # noqa: E402,F401  (registers unigram-baseline, definitions)
 
 
 def main() -> None:

