@@ -2,11 +2,11 @@
 
 A synthetic corpus (document lengths log-normal, as web text roughly is) is prepared twice:
 one document per row (the paper's layout, padded per batch) and packed into full max_length
-chunks (dllm's layout, `diffutron.data.packing.pack`). The same small from-scratch ModernBERT
-recipe trains for the same number of steps on each through `diffutron.training.run.train`, in one
-process with the thread count set explicitly. Reported: non-padding tokens per second (from
-log.jsonl, first steps skipped as warm-up), the mean real tokens per row, and the packed /
-unpacked ratio.
+chunks (dllm's layout, `diffutron.data.packing.pack`). Two Trainers are built from the same small
+from-scratch ModernBERT recipe (`diffutron.training.run.build_trainer`), and their training steps
+(MDLM loss, backward, optimizer step) are interleaved one by one in one process, so that a change
+in machine load hits both alike. Reported: non-padding tokens per second of each layout (the
+first steps skipped as warm-up) and their ratio.
 
     python benchmarks/bench_training.py [--threads 2] [--steps 30] [--max-length 256]
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
 import datasets
@@ -25,9 +26,7 @@ from transformers import PreTrainedTokenizerFast
 
 from diffutron.data.packing import PackingCounts, pack
 from diffutron.data.prepared import write_prepared
-from diffutron.training.callbacks import LOG_NAME, read_log
 from diffutron.training.config import (
-    CheckpointSettings,
     DataSettings,
     LoggingSettings,
     ModelSettings,
@@ -35,10 +34,10 @@ from diffutron.training.config import (
     Recipe,
     TrainingSettings,
 )
-from diffutron.training.run import train
+from diffutron.training.run import build_trainer
 
 SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
-WARMUP_RECORDS = 3
+WARMUP_STEPS = 3
 
 
 def word_tokenizer(vocabulary: int, directory: Path) -> PreTrainedTokenizerFast:
@@ -60,39 +59,23 @@ def synthetic_documents(count: int, max_length: int, tokenizer: PreTrainedTokeni
     return [rng.integers(first, len(tokenizer), n).tolist() + [tokenizer.eos_token_id] for n in lengths]
 
 
-def measure(name: str, rows: list[list[int]], args: argparse.Namespace, work: Path, tokenizer_dir: Path) -> dict:
+def recipe_for(name: str, rows: list[list[int]], args: argparse.Namespace, work: Path) -> Recipe:
     data = work / f"data-{name}"
     write_prepared(datasets.Dataset.from_dict({"input_ids": rows}), data, {"kind": "pretrain"}, overwrite=False)
-    recipe = Recipe(
+    return Recipe(
         task="pretrain",
         output_dir=str(work / f"run-{name}"),
-        tokenizer=str(tokenizer_dir),
+        tokenizer=str(work / "tokenizer"),
         model=ModelSettings(from_scratch={
             "hidden_size": args.hidden, "intermediate_size": args.hidden * 2, "num_hidden_layers": args.layers,
             "num_attention_heads": args.hidden // 32, "local_attention": 64,
             "max_position_embeddings": args.max_length,
         }),
         data=DataSettings(train=str(data)),
-        optimizer=OptimizerSettings(lr=1e-3),
-        training=TrainingSettings(
-            batch_size=args.batch_size, max_steps=args.steps, max_length=args.max_length, precision="fp32"
-        ),
-        checkpoints=CheckpointSettings(save_steps=10 * args.steps),
-        logging=LoggingSettings(steps=1, tensorboard=False),
+        optimizer=OptimizerSettings(lr=1e-3, schedule="constant", warmup=0),
+        training=TrainingSettings(batch_size=args.batch_size, max_length=args.max_length, precision="fp32"),
+        logging=LoggingSettings(tensorboard=False),
     )
-    train(recipe)
-    records = read_log(Path(recipe.output_dir) / LOG_NAME)[WARMUP_RECORDS - 1 :]
-    tokens = records[-1]["tokens"] - records[0]["tokens"]
-    seconds = sum(
-        (later["tokens"] - earlier["tokens"]) / later["tokens_per_second"]
-        for earlier, later in zip(records, records[1:])
-    )
-    return {
-        "name": name,
-        "rows": len(rows),
-        "tokens_per_second": tokens / seconds,
-        "mean_row_tokens": sum(map(len, rows)) / len(rows),
-    }
 
 
 def main() -> None:
@@ -113,20 +96,43 @@ def main() -> None:
         work = Path(scratch)
         tokenizer = word_tokenizer(args.vocabulary, work / "tokenizer")
         documents = synthetic_documents(args.documents, args.max_length, tokenizer, seed=0)
-        packed = list(pack(documents, args.max_length, PackingCounts()))
-        results = [
-            measure("one-document-per-row", documents, args, work, work / "tokenizer"),
-            measure("packed", packed, args, work, work / "tokenizer"),
-        ]
+        layouts = {
+            "one-document-per-row": documents,
+            "packed": list(pack(documents, args.max_length, PackingCounts())),
+        }
+        runs = {}
+        for name, rows in layouts.items():
+            trainer = build_trainer(recipe_for(name, rows, args, work))
+            trainer.create_optimizer()
+            trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train(), which is not used here
+            trainer.model.train()
+            runs[name] = {"trainer": trainer, "batches": iter(trainer.get_train_dataloader()), "tokens": 0,
+                          "seconds": 0.0, "positions": 0}
+        for step in range(args.steps):
+            order = list(runs) if step % 2 == 0 else list(reversed(runs))
+            for name in order:
+                run = runs[name]
+                batch = next(run["batches"])
+                trainer = run["trainer"]
+                start = time.perf_counter()
+                trainer.training_step(trainer.model, batch)
+                trainer.optimizer.step()
+                trainer.optimizer.zero_grad()
+                elapsed = time.perf_counter() - start
+                if step >= WARMUP_STEPS:
+                    run["tokens"] += int(batch["attention_mask"].sum())
+                    run["positions"] += batch["attention_mask"].numel()
+                    run["seconds"] += elapsed
 
-    print(f"\ntorch threads {args.threads}, {args.steps} steps of batch {args.batch_size} x max length "
-          f"{args.max_length}, ModernBERT hidden {args.hidden} x {args.layers} layers, vocabulary "
-          f"{len(tokenizer)}, {args.documents} synthetic documents")
-    print(f"{'layout':<24}{'rows':>8}{'mean tokens/row':>18}{'tokens/s':>12}")
-    for result in results:
-        print(f"{result['name']:<24}{result['rows']:>8}{result['mean_row_tokens']:>18.1f}"
-              f"{result['tokens_per_second']:>12.0f}")
-    ratio = results[1]["tokens_per_second"] / results[0]["tokens_per_second"]
+    print(f"\ntorch threads {args.threads}; {args.steps} interleaved steps per layout (first {WARMUP_STEPS} "
+          f"not timed) of batch {args.batch_size}, max length {args.max_length}; ModernBERT hidden "
+          f"{args.hidden} x {args.layers} layers, vocabulary {len(tokenizer)}; {args.documents} synthetic documents")
+    print(f"{'layout':<24}{'rows':>7}{'real tokens / batch position':>30}{'tokens/s':>11}")
+    rates = {}
+    for name, run in runs.items():
+        rates[name] = run["tokens"] / run["seconds"]
+        print(f"{name:<24}{len(layouts[name]):>7}{run['tokens'] / run['positions']:>30.2f}{rates[name]:>11.0f}")
+    ratio = rates["packed"] / rates["one-document-per-row"]
     print(f"packed / one-document-per-row: {ratio:.2f}x (non-padding tokens per second)")
 
 

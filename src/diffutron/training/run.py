@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from transformers import PreTrainedTokenizerBase, TrainingArguments
+from transformers import TrainingArguments
 
 from diffutron.errors import DiffutronError
 from diffutron.files import atomic_file
@@ -149,6 +149,16 @@ def train(recipe: Recipe, *, resume: bool = False) -> Path:
             f"{run_dir} already holds a run; pass --resume to continue it, or choose another output_dir "
             "(--set output_dir=...)"
         )
+    trainer = build_trainer(recipe)
+    if trainer.args.should_save:
+        with atomic_file(run_dir / "recipe.yaml") as handle:
+            yaml.safe_dump(recipe.to_dict(), handle, sort_keys=False, allow_unicode=True)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    return save_final(trainer, recipe)
+
+
+def build_trainer(recipe: Recipe) -> MDLMTrainer:
+    """Tokenizer, data, model (with LoRA if asked) and the Trainer of a recipe, ready to train."""
     tokenizer = load_tokenizer(str(recipe.tokenizer))
     special = SpecialIds.from_tokenizer(tokenizer)
     train_data = load_prepared(recipe.data.train, recipe.task)
@@ -163,26 +173,21 @@ def train(recipe: Recipe, *, resume: bool = False) -> Path:
         model = apply_lora(model, recipe.lora)
     logger.info(describe_parameters(model))
     collator_type = PretrainCollator if recipe.task == "pretrain" else SFTCollator
-    trainer = MDLMTrainer(
+    return MDLMTrainer(
         model=model,
         args=args,
         train_dataset=train_data,
         eval_dataset=eval_data,
         data_collator=collator_type(pad_token_id=special.pad, max_length=recipe.training.max_length),
         processing_class=tokenizer,
-        callbacks=[JsonlLogger(run_dir / LOG_NAME)],
+        callbacks=[JsonlLogger(Path(recipe.output_dir) / LOG_NAME)],
         objective=recipe.objective,
         mask_token_id=special.mask,
         keep_last=recipe.checkpoints.keep_last,
     )
-    if args.should_save:
-        with atomic_file(run_dir / "recipe.yaml") as handle:
-            yaml.safe_dump(recipe.to_dict(), handle, sort_keys=False, allow_unicode=True)
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    return save_final(trainer, recipe, tokenizer)
 
 
-def save_final(trainer: MDLMTrainer, recipe: Recipe, tokenizer: PreTrainedTokenizerBase) -> Path:
+def save_final(trainer: MDLMTrainer, recipe: Recipe) -> Path:
     """RUN_DIR/final as a plain masked LM; LoRA runs also keep RUN_DIR/adapter and merge into final."""
     run_dir = Path(recipe.output_dir)
     if recipe.lora is None:
@@ -191,6 +196,7 @@ def save_final(trainer: MDLMTrainer, recipe: Recipe, tokenizer: PreTrainedTokeni
     _save_through_trainer(trainer, run_dir, "adapter")
     if trainer.args.should_save:
         adapted = trainer.accelerator.unwrap_model(trainer.model)
+        tokenizer = trainer.processing_class
         merged, _ = merge_checked(adapted, probe_batch(tokenizer), MERGE_TOLERANCE)
         save_model(merged, tokenizer, run_dir / "final", overwrite=True)
     return run_dir / "final"
