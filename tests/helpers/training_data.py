@@ -10,7 +10,6 @@ import yaml
 
 from diffutron.data.prepared import write_prepared
 from diffutron.model.chat import render_chat
-from helpers.tiny import TURKISH_TEXT
 
 TINY_MODEL = {
     "hidden_size": 32,
