@@ -91,12 +91,18 @@ class BlockCache:
         return self.keys[layer].scatter_(2, index, key), self.values[layer].scatter_(2, index, value)
 
     def _active_positions(self, block_positions: torch.Tensor, rows: int, width: int) -> torch.Tensor:
-        """The positions recomputed between refreshes; CFG doubles the rows of the batch."""
+        """The positions recomputed between refreshes; CFG doubles the rows of the batch.
+
+        `prefix`: each row from its own block start to the end of the canvas; rows whose block
+        starts later repeat their last position (same query, same result), so that every row
+        is computed as it would be alone.
+        """
         block_positions = block_positions.repeat(rows // block_positions.shape[0], 1)
         if self.mode == "dual":
             return block_positions
-        start = int(block_positions[:, 0].min())
-        return torch.arange(start, width, device=block_positions.device).expand(rows, -1)
+        start = block_positions[:, :1]
+        span = torch.arange(width - int(start.min()), device=start.device)
+        return (start + span).clamp(max=width - 1)
 
     def _masks(
         self, positions: torch.Tensor, attention_mask: torch.Tensor | None, width: int
