@@ -137,3 +137,19 @@ def test_check_greedy_decodes_multi_token_continuations(tiny_model, tiny_tokeniz
     assert flags == [True, False]
     unchecked = ContinuationScorer(tiny_model, tiny_tokenizer).score([Pair(tuple(context), tuple(greedy))])
     assert unchecked[0].is_greedy is False  # not claimed without the L-step check
+
+
+def test_many_requests_share_each_forward_pass(tiny_model, tiny_tokenizer):
+    scorer = ContinuationScorer(tiny_model, tiny_tokenizer, mc_num=8, batch_size=4)
+    shapes = []
+    hidden = scorer.parts.hidden
+    scorer.parts.hidden = lambda ids, mask: shapes.append(tuple(ids.shape)) or hidden(ids, mask)
+    context = tuple(tiny_tokenizer("Bugün hava çok güzel", add_special_tokens=False)["input_ids"])
+    options = [Pair(context, (token,)) for token in (37, 41, 44, 90)]  # one-token options: one input
+    scores = scorer.score(options)
+    assert shapes == [(1, len(context) + 1)]
+    assert len({s.logprob for s in scores}) == 4
+    shapes.clear()
+    others = [Pair(context[:n], (41, 90)) for n in range(1, 5)]  # 4 requests x 3 mask sets
+    scorer.score(others)
+    assert [shape[0] for shape in shapes] == [4, 4, 4]

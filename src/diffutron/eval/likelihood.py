@@ -7,6 +7,8 @@ log p. Only the continuation is ever masked and the sequence ends right after it
 
 Cost matters because every multiple-choice option of every question is one request:
 - rows of many requests share one forward pass (right padding plus an attention mask),
+- identical masked inputs are run once: one-token options of a question (A/B/C/D) all read
+  the same `context + [MASK]`, and so do fully masked continuations of equal length,
 - logits are computed only at the masked positions (the output layer dominates the cost
   with a 256k vocabulary),
 - when the continuation is short enough that every mask set fits in `mc_num` rows
@@ -84,7 +86,7 @@ def mask_sets(length: int, mc_num: int, generator: torch.Generator) -> list[tupl
 class ContinuationScorer:
     """Scores many context/continuation pairs with batched forward passes.
 
-    `batch_size` counts masked rows per forward pass (a request has up to `mc_num`).
+    `batch_size` counts distinct masked inputs per forward pass (a request has up to `mc_num`).
     Randomness is drawn per pair from `seed` and the pair's ids, so a pair's score does
     not depend on which other pairs share its batch or on their order.
     """
@@ -138,48 +140,55 @@ class ContinuationScorer:
     @torch.no_grad()
     def score(self, pairs: Sequence[Pair], *, progress: bool = False) -> list[Score]:
         """log p(continuation | context) estimates and greedy flags, in the order given."""
-        rows: list[_Row] = []
+        inputs: dict[tuple[tuple[int, ...], tuple[int, ...]], list[_Row]] = {}
         for index, pair in enumerate(pairs):
             if pair.continuation:
                 generator = torch.Generator().manual_seed(self._pair_seed(pair))
-                rows.extend(
-                    _Row(index, offsets, weight)
-                    for offsets, weight in mask_sets(len(pair.continuation), self.mc_num, generator)
-                )
+                for offsets, weight in mask_sets(len(pair.continuation), self.mc_num, generator):
+                    masked = list(pair.continuation)
+                    for offset in offsets:
+                        masked[offset] = self.ids.mask
+                    # options of one question often give the same input (one-token options,
+                    # fully masked continuations of equal length): one row serves them all
+                    inputs.setdefault((pair.context, tuple(masked)), []).append(_Row(index, offsets, weight))
         totals = torch.zeros(len(pairs), dtype=torch.float64)
         greedy = torch.ones(len(pairs), dtype=torch.bool)
-        order = sorted(range(len(rows)), key=lambda r: -self._length(pairs[rows[r].pair]))
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        keys = sorted(inputs, key=lambda key: -(len(key[0]) + len(key[1])))
+        batches = [keys[i : i + self.batch_size] for i in range(0, len(keys), self.batch_size)]
         for batch in tqdm(batches, desc="likelihood", unit="batch", disable=not progress):
-            self._score_batch(pairs, [rows[r] for r in batch], totals, greedy)
+            self._score_batch(pairs, [(key, inputs[key]) for key in batch], totals, greedy)
         return [
             Score(-float(totals[i]), self._is_greedy(pair, bool(greedy[i])), pair.truncated)
             for i, pair in enumerate(pairs)
         ]
 
     def _score_batch(
-        self, pairs: Sequence[Pair], rows: list[_Row], totals: torch.Tensor, greedy: torch.Tensor
+        self,
+        pairs: Sequence[Pair],
+        batch: list[tuple[tuple[tuple[int, ...], tuple[int, ...]], list[_Row]]],
+        totals: torch.Tensor,
+        greedy: torch.Tensor,
     ) -> None:
-        sequences: list[list[int]] = []
-        row_index: list[int] = []
-        positions: list[int] = []
-        targets: list[int] = []
-        for r, row in enumerate(rows):
-            pair = pairs[row.pair]
-            sequence = list(pair.context + pair.continuation)
-            for offset in row.offsets:
-                sequence[len(pair.context) + offset] = self.ids.mask
-                positions.append(len(pair.context) + offset)
-                targets.append(pair.continuation[offset])
-            row_index.extend([r] * len(row.offsets))
-            sequences.append(sequence)
+        """One forward pass over distinct masked inputs; every row using an input is scored."""
+        row_index, positions, targets, entry_owner = [], [], [], []
+        consumers: list[_Row] = []
+        for b, ((context, _), rows) in enumerate(batch):
+            for row in rows:
+                continuation = pairs[row.pair].continuation
+                for offset in row.offsets:
+                    row_index.append(b)
+                    positions.append(len(context) + offset)
+                    targets.append(continuation[offset])
+                    entry_owner.append(len(consumers))
+                consumers.append(row)
+        sequences = [context + masked for (context, masked), _ in batch]
         input_ids, attention_mask = pad_right(sequences, self.ids.pad, self.device)
         losses, hits = cross_entropy_at(self.parts, input_ids, attention_mask, row_index, positions, targets)
-        row_tensor = torch.tensor(row_index)
-        per_row = torch.zeros(len(rows), dtype=torch.float64).index_add_(0, row_tensor, losses.double().cpu())
-        missed = torch.zeros(len(rows), dtype=torch.long).index_add_(0, row_tensor, (~hits).long().cpu())
-        pair_index = torch.tensor([row.pair for row in rows])
-        weights = torch.tensor([row.weight for row in rows], dtype=torch.float64)
+        owner = torch.tensor(entry_owner)
+        per_row = torch.zeros(len(consumers), dtype=torch.float64).index_add_(0, owner, losses.double().cpu())
+        missed = torch.zeros(len(consumers), dtype=torch.long).index_add_(0, owner, (~hits).long().cpu())
+        pair_index = torch.tensor([row.pair for row in consumers])
+        weights = torch.tensor([row.weight for row in consumers], dtype=torch.float64)
         totals.index_add_(0, pair_index, per_row * weights)
         greedy[pair_index[missed > 0]] = False
 

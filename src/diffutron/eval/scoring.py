@@ -41,17 +41,23 @@ def cross_entropy_at(
     positions: Sequence[int],
     targets: Sequence[int],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per selected (row, position): float32 cross-entropy of `targets`, and whether the
-    target is the argmax. Logits are NOT shifted: position i predicts token i."""
+    """Per (row, position, target) entry: float32 cross-entropy of the target, and whether it
+    is the argmax. A (row, position) may repeat with other targets (the options of a
+    multiple-choice question often share an input): its logits are computed once.
+    Logits are NOT shifted: position i predicts token i."""
     device = input_ids.device
     hidden = parts.hidden(input_ids, attention_mask)
-    selected = hidden[torch.tensor(rows, device=device), torch.tensor(positions, device=device)]
+    width = input_ids.shape[1]
+    places, inverse = torch.unique(torch.tensor(rows) * width + torch.tensor(positions), return_inverse=True)
+    selected = hidden[(places // width).to(device), (places % width).to(device)]
+    inverse = inverse.to(device)
     target_tensor = torch.tensor(targets, dtype=torch.long, device=device)
-    losses, hits = [], []
-    for start in range(0, len(targets), HEAD_CHUNK):
-        logits = parts.logits(selected[start : start + HEAD_CHUNK])
-        chunk_targets = target_tensor[start : start + HEAD_CHUNK]
-        chosen = logits.gather(1, chunk_targets[:, None]).squeeze(1)
-        losses.append(torch.logsumexp(logits, dim=-1) - chosen)
-        hits.append(logits.argmax(dim=-1) == chunk_targets)
-    return torch.cat(losses), torch.cat(hits)
+    losses = torch.empty(len(targets), dtype=torch.float32, device=device)
+    hits = torch.empty(len(targets), dtype=torch.bool, device=device)
+    for start in range(0, len(places), HEAD_CHUNK):
+        logits = parts.logits(selected[start : start + HEAD_CHUNK], pad=False)
+        entries = ((inverse >= start) & (inverse < start + HEAD_CHUNK)).nonzero().squeeze(1)
+        local, wanted = inverse[entries] - start, target_tensor[entries]
+        losses[entries] = torch.logsumexp(logits, dim=-1)[local] - logits[local, wanted]
+        hits[entries] = logits.argmax(dim=-1)[local] == wanted
+    return losses, hits
