@@ -77,7 +77,7 @@ def test_ppl_is_deterministic_and_reports_tokens_and_interval(tiny_checkpoint, t
     assert first["settings"]["mlm_probability"] == 0.15 and first["settings"]["seed"] == 3
 
 
-def test_ppl_bad_input(tiny_checkpoint, tmp_path):
+def test_ppl_bad_input(tiny_checkpoint, tmp_path, monkeypatch):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("", encoding="utf-8")
     result = invoke("ppl", "--model", tiny_checkpoint, "--data", empty)
@@ -88,6 +88,11 @@ def test_ppl_bad_input(tiny_checkpoint, tmp_path):
     text.write_text("Bugün hava çok güzel.\n", encoding="utf-8")
     result = invoke("ppl", "--model", tiny_checkpoint, "--data", text, "--max-length", 4096)
     assert result.exit_code == 2 and "exceeds the model's context of 512" in said(result)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("datasets.config.HF_HUB_OFFLINE", True)
+    result = invoke("ppl", "--model", tiny_checkpoint, "--data", "someone/turkish-essays")
+    assert result.exit_code == 2
+    assert "someone/turkish-essays" in said(result) and "huggingface-cli download" in said(result)
 
 
 def test_lm_eval_cli_runs_with_the_model_and_packaged_tasks(tiny_checkpoint, cetvel_data_dir):

@@ -52,7 +52,7 @@ def perplexity_table(result: dict[str, Any]) -> Table:
         f"{result['confidence']:.0%} bootstrap interval": f"{low:.4f} .. {high:.4f}",
         "mean cross-entropy (nats)": f"{result['cross_entropy']:.4f}",
         "tokens scored": f"{result['tokens']:,}",
-        "documents / sequences": f"{result['documents']:,} / {result['sequences']:,}",
+        "documents / sequences scored": f"{result['documents']:,} / {result['sequences']:,}",
     }
     for key, value in rows.items():
         table.add_row(key, value)

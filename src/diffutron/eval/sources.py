@@ -68,7 +68,10 @@ def load_documents(source: str, *, text_field: str = "text", split: str = "test"
             raise DiffutronError(f"data file {source!r} does not exist or is not a file")
         texts = [text for _, text in iter_local_texts(path, text_field)]
     else:
-        dataset = load_hub_dataset(source, None, split, streaming=False)
+        try:
+            dataset = load_hub_dataset(source, None, split, streaming=False)
+        except DiffutronError as error:
+            raise DiffutronError(f"{error} (here: give the file with --data)") from None
         require_columns(dataset.column_names, [text_field], f"{source} (choose the column with --text-field)")
         texts = [text_value(row, text_field, f"{source} row {n}") for n, row in enumerate(dataset)]
     documents = [text for text in texts if text.strip()]
