@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import BertConfig, BertForMaskedLM
 
-from diffutron import DiffutronError, GenerationConfig, sample
+from diffutron import Diffutron, DiffutronError, GenerationConfig, sample
 from diffutron.model.parts import MaskedLMParts
 from diffutron.sampling.cache import BlockCache
 from diffutron.sampling.commit import Factor, Threshold
@@ -274,3 +274,15 @@ def test_cache_with_a_model_that_is_not_modernbert(tiny_tokenizer):
     with pytest.raises(DiffutronError, match="ModernBERT models only.*BertForMaskedLM.*cache='none'"):
         sample(bert, tiny_tokenizer, prompts, config.replace(cache="dual"))
     assert sample(bert, tiny_tokenizer, prompts, config.replace(threshold=0.5)).shape == (1, len(prompts[0]) + 4)
+
+
+@pytest.mark.parametrize("mode", ["prefix", "dual"])
+def test_infill_with_a_cache_and_parallel_decoding(tiny_tokenizer, sensitive, mode):
+    """Infill blocks are scattered masks, not a contiguous span: the cache handles any positions."""
+    lm = Diffutron(sensitive, tiny_tokenizer)
+    config = GenerationConfig(block_length=3, temperature=0.0, threshold=0.02, cache=mode)
+    filled = lm.infill("Kitap [MASK:4] güzel [MASK] Ankara [MASK:2]", config)
+    assert filled.startswith("Kitap") and " güzel" in filled and " Ankara" in filled
+    assert "<mask>" not in filled
+    exact = lm.infill("Kitap [MASK:4] güzel [MASK] Ankara [MASK:2]", config.replace(refresh_every=1, threshold=None))
+    assert exact == lm.infill("Kitap [MASK:4] güzel [MASK] Ankara [MASK:2]", config.replace(cache="none", threshold=None))
