@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from diffutron.errors import DiffutronError
-from diffutron.training.objective import IGNORE_INDEX, MDLMObjective
+from diffutron.training.objective import IGNORE_INDEX, MDLMObjective, noise_generator
 
 
 def test_linear_schedule_weight_is_one_over_t():
@@ -36,6 +36,30 @@ def test_times_lie_in_eps_to_one():
     t = objective.sample_times(20000, torch.device("cpu"), torch.Generator().manual_seed(0))
     assert t.min() >= 0.2 and t.max() < 1.0
     assert abs(t.mean().item() - 0.6) < 0.01
+
+
+def masks_drawn(seed: int, rank: int, batches: int = 3) -> list[torch.Tensor]:
+    """The mask patterns a process draws for a few (8 x 32) batches, as the trainer draws them."""
+    objective, generator = MDLMObjective(), noise_generator(seed, rank)
+    ids = torch.arange(8 * 32).reshape(8, 32)
+    masks = []
+    for _ in range(batches):
+        t = objective.sample_times(8, ids.device, generator)
+        masks.append(objective.corrupt(ids, ids, t, mask_token_id=-1, generator=generator)[1])
+    return masks
+
+
+def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_each_process_draws_its_own_reproducible_noise():
+    rank0, rank1 = masks_drawn(seed=7, rank=0), masks_drawn(seed=7, rank=1)
+    assert same(rank0, masks_drawn(seed=7, rank=0)) and same(rank1, masks_drawn(seed=7, rank=1))
+    assert not any(torch.equal(x, y) for x, y in zip(rank0, rank1))  # DDP ranks: different noise
+    # seed and rank are not simply added: (8, 0) is unrelated to (7, 1), and the seed matters
+    assert not same(masks_drawn(seed=8, rank=0), rank1) and not same(masks_drawn(seed=8, rank=0), rank0)
+    assert all(0 < mask.float().mean() < 1 for mask in rank0 + rank1)  # real draws, not all or nothing
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])

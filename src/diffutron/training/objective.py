@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -22,6 +23,18 @@ WEIGHT_EPSILON = 1e-6
 Schedule = Literal["linear", "cosine"]
 Weighting = Literal["scheduler", "ones"]
 Normalization = Literal["sequence", "token"]
+
+
+def noise_generator(seed: int, process_index: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """The objective's own random stream (times t and mask patterns), one per process.
+
+    The Trainer seeds torch's global RNG identically in every DDP process, so noise drawn from it
+    would repeat the same t and mask pattern on every rank. Mixing the process index into the seed
+    (numpy's SeedSequence, so nearby seeds and ranks give unrelated streams) makes the ranks'
+    noise independent while a given (seed, rank) always draws the same noise.
+    """
+    entropy = np.random.SeedSequence([seed, process_index]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator(device=device).manual_seed(int(entropy))
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,13 @@
 
 Everything else (DDP / FSDP / DeepSpeed through `accelerate launch` or `torchrun`, mixed
 precision, gradient accumulation, resuming data order, optimizer, scheduler and RNG state) is
-the stock Trainer's.
+the stock Trainer's. The objective's noise has its own per-process generator, saved in every
+checkpoint next to the Trainer's RNG state and restored with it.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,11 @@ from torch import nn
 from transformers import Trainer
 
 from diffutron.training import checkpoints
-from diffutron.training.objective import MDLMObjective
+from diffutron.training.objective import MDLMObjective, noise_generator
+
+logger = logging.getLogger(__name__)
+
+NOISE_STATE = "mdlm_noise_state"  # checkpoint file: NOISE_STATE.pth, or NOISE_STATE_{rank}.pth under DDP
 
 
 class MDLMTrainer(Trainer):
@@ -30,6 +36,7 @@ class MDLMTrainer(Trainer):
         self.objective = objective
         self.mask_token_id = mask_token_id
         self.keep_last = keep_last
+        self.noise = noise_generator(self.args.seed, self.args.process_index, self.args.device)
         self._staging: Path | None = None
 
     def compute_loss(
@@ -40,11 +47,36 @@ class MDLMTrainer(Trainer):
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
         labels = inputs["labels"]
-        t = self.objective.sample_times(labels.shape[0], labels.device)
-        noisy, masked = self.objective.corrupt(inputs["input_ids"], labels, t, self.mask_token_id)
+        t = self.objective.sample_times(labels.shape[0], labels.device, self.noise)
+        noisy, masked = self.objective.corrupt(inputs["input_ids"], labels, t, self.mask_token_id, self.noise)
         outputs = model(input_ids=noisy, attention_mask=inputs.get("attention_mask"))
         loss = self.objective.loss(outputs.logits, labels, masked, t)
         return (loss, outputs) if return_outputs else loss
+
+    def _noise_state_file(self, checkpoint: str) -> Path:
+        """Named like the Trainer's rng_state files: one per process under DDP."""
+        suffix = f"_{self.args.process_index}" if self.args.world_size > 1 else ""
+        return Path(checkpoint) / f"{NOISE_STATE}{suffix}.pth"
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        # inside the staging directory, so published atomically with the rest of the checkpoint
+        super()._save_rng_state(output_dir)
+        torch.save(self.noise.get_state(), self._noise_state_file(output_dir))
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        super()._load_rng_state(checkpoint)
+        if checkpoint is None:
+            return
+        path = self._noise_state_file(checkpoint)
+        if not path.is_file():
+            logger.warning(
+                "%s holds no %s: the masking noise restarts from the seed (a different process count, "
+                "or an older checkpoint), so the resumed run is not bit-reproducible",
+                checkpoint,
+                path.name,
+            )
+            return
+        self.noise.set_state(torch.load(path, weights_only=True))
 
     def _get_output_dir(self, trial: Any) -> str:
         # while a checkpoint is being saved, the Trainer writes it under the staging directory
