@@ -32,11 +32,15 @@ def train(
 
         console.print(count(recipe), highlight=False)
         return
+    from diffutron.training.run import is_main_process
     from diffutron.training.run import train as run
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    main = is_main_process()  # under torchrun / accelerate launch only rank 0 reports
+    level = logging.INFO if main else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     final = run(recipe, resume=resume)
-    console.print(f"final model: {final}", highlight=False)
+    if main:
+        console.print(f"final model: {final}", highlight=False)
 
 
 def merge_lora(

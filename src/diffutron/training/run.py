@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -62,10 +63,33 @@ def resolve_precision(precision: str) -> dict[str, bool]:
     """auto: bf16 on CUDA devices that support it, float32 elsewhere."""
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    settings = {"bf16": precision == "bf16", "fp16": precision == "fp16"}
-    if precision == "bf16" and not torch.cuda.is_available():
-        settings["use_cpu"] = True  # CPU autocast; transformers refuses bf16 without a GPU unless told so
-    return settings
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def launched_processes() -> int:
+    """The process count set by torchrun / accelerate launch (1 for a plain run)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun / accelerate launch, or a plain run (readable before the Trainer exists)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def resolve_device(bf16: bool) -> dict[str, bool | str]:
+    """The Trainer settings that keep a run on the CPU where it would otherwise go wrong there.
+
+    bf16 without CUDA: transformers refuses it unless told to use the CPU (then CPU autocast).
+    Several processes without any accelerator: unless told to use the CPU, accelerate finds no
+    distributed backend and every process trains alone as if it were the only one (each writing
+    the same run directory); with use_cpu it runs DDP over gloo (named, so that a torch built
+    with MPI does not pick the mpi backend, which torchrun cannot start).
+    """
+    if launched_processes() > 1 and not torch.accelerator.is_available():
+        return {"use_cpu": True, "ddp_backend": "gloo"}
+    if bf16 and not torch.cuda.is_available():
+        return {"use_cpu": True}
+    return {}
 
 
 def load_prepared(path: str, task: str):
@@ -98,6 +122,7 @@ def load_prepared(path: str, task: str):
 
 def training_arguments(recipe: Recipe, has_eval: bool) -> TrainingArguments:
     settings, optimizer = recipe.training, recipe.optimizer
+    precision = resolve_precision(settings.precision)
     tensorboard = recipe.logging.tensorboard and importlib.util.find_spec("tensorboard") is not None
     return TrainingArguments(
         output_dir=recipe.output_dir,
@@ -112,8 +137,10 @@ def training_arguments(recipe: Recipe, has_eval: bool) -> TrainingArguments:
         warmup_steps=optimizer.warmup,
         max_grad_norm=optimizer.max_grad_norm,
         optim=resolve_optimizer(optimizer.name),
-        **resolve_precision(settings.precision),
+        **precision,
+        **resolve_device(precision["bf16"]),
         **_checkpointing(settings.gradient_checkpointing),
+        ddp_find_unused_parameters=False,  # every trainable parameter takes part in each MDLM forward pass
         logging_strategy="steps",
         logging_steps=recipe.logging.steps,
         save_strategy="steps",
