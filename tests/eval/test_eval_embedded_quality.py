@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from diffutron.cli import app
 from diffutron.errors import DiffutronError
 from diffutron.eval.definitions import chrf, definition_scores, read_questions
-from diffutron.eval.perplexity import _masked_sequences
+from diffutron.eval.perplexity import masked_sequences
 from diffutron.eval.unigram import token_log_probabilities, unigram_perplexity
 from diffutron.sampling.config import GenerationConfig
 from helpers.tiny import TURKISH_TEXT
@@ -28,7 +28,7 @@ def test_unigram_matches_a_direct_computation_at_the_ppl_positions(tiny_tokenize
         for index in tiny_tokenizer(text, add_special_tokens=False)["input_ids"]:
             counts[index] += 1
     total = sum(counts)
-    sequences = _masked_sequences(tiny_tokenizer, HELDOUT, 0.3, 16, 4, "mask")
+    sequences = masked_sequences(tiny_tokenizer, HELDOUT, 0.3, 16, 4, "mask")
     targets = [s.original[p] for s in sequences for p in s.masked]
     expected = -sum(math.log(counts[t] / total) for t in targets) / len(targets)
     assert result.tokens == len(targets) > 0

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from diffutron.errors import DiffutronError
-from diffutron.eval.perplexity import _masked_sequences, mlm_perplexity, special_affixes
+from diffutron.eval.perplexity import masked_sequences, mlm_perplexity, special_affixes
 from helpers.tiny import TURKISH_TEXT, build_tokenizer
 
 DOCUMENTS = [paragraph for paragraph in TURKISH_TEXT.split("\n\n") if paragraph.strip()] * 2
@@ -17,7 +17,7 @@ DOCUMENTS = [paragraph for paragraph in TURKISH_TEXT.split("\n\n") if paragraph.
 def test_matches_a_direct_computation(tiny_model, bos_eos_tokenizer):
     tokenizer = bos_eos_tokenizer
     result = mlm_perplexity(tiny_model, tokenizer, DOCUMENTS, max_length=24, seed=5, batch_size=3)
-    sequences = _masked_sequences(tokenizer, DOCUMENTS, 0.15, 24, 5, "mask")
+    sequences = masked_sequences(tokenizer, DOCUMENTS, 0.15, 24, 5, "mask")
     losses = []
     with torch.no_grad():
         for sequence in sequences:

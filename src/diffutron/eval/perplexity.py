@@ -84,7 +84,7 @@ def mlm_perplexity(
     _check_settings(mlm_probability, max_length, batch_size, corruption, bootstrap_samples, confidence)
     if not documents:
         raise DiffutronError("no documents to evaluate on")
-    sequences = _masked_sequences(tokenizer, documents, mlm_probability, max_length, seed, corruption)
+    sequences = masked_sequences(tokenizer, documents, mlm_probability, max_length, seed, corruption)
     parts = MaskedLMParts(model)
     device = next(model.parameters()).device
     pad = SpecialIds.from_tokenizer(tokenizer).pad
@@ -125,7 +125,7 @@ def mlm_perplexity(
     )
 
 
-def _masked_sequences(
+def masked_sequences(
     tokenizer: PreTrainedTokenizerBase,
     documents: Sequence[str],
     probability: float,

@@ -17,7 +17,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from diffutron.errors import DiffutronError
-from diffutron.eval.perplexity import _masked_sequences
+from diffutron.eval.perplexity import masked_sequences
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def unigram_perplexity(
     if not documents:
         raise DiffutronError("no documents to evaluate on")
     log_probabilities, training_tokens = token_log_probabilities(tokenizer, training_texts)
-    sequences = _masked_sequences(tokenizer, documents, mlm_probability, max_length, seed, "mask")
+    sequences = masked_sequences(tokenizer, documents, mlm_probability, max_length, seed, "mask")
     targets = np.array([s.original[p] for s in sequences for p in s.masked], dtype=np.int64)
     if targets.size == 0:
         raise DiffutronError(f"nothing was masked: the text is too short for mlm_probability {mlm_probability}")
