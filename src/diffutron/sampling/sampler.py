@@ -4,6 +4,9 @@ Every step still runs the encoder over the whole canvas, but logits, repetition 
 noise and confidence are computed only for the still-masked positions of the current block,
 the only ones the reference ever commits; finished answers are detected on token ids.
 At temperature 0 the canvas is token-for-token the reference's.
+
+Beyond exact output (docs/fast-generation.md), the commit rule can be a parallel-decoding one
+(`sampling/commit.py`) and the encoder pass can reuse a block cache (`sampling/cache.py`).
 """
 
 from __future__ import annotations
