@@ -15,14 +15,15 @@ depend on how many calls it makes. Projected speed-up for the 307M model =
 (oracle seconds per call x oracle calls) / (preset seconds per call x preset calls per answer).
 
     python benchmarks/bench_fast_generation.py --questions eval.jsonl [--model DIR] [--limit 20]
-        [--threads 1 2] [--repeats 2] [--sweep] [--output results.json]
+        [--threads 1 2] [--repeats 2] [--sweep] [--techniques] [--output results.json]
 
 Part 1 runs with one thread (`--quality-threads`): on a shared 2-core machine, two OpenMP threads
 make every small operation wait for the busier core. Part 2 reports the minimum over `--repeats`
 interleaved runs for the same reason.
 
-`--sweep` first measures candidate settings (rules, caches, precisions) on the trained model:
-the evidence the presets' defaults were chosen from.
+`--sweep` first measures candidate settings (rules, caches, precisions) on the trained model,
+and `--techniques` times every precision with every cache on the 307M model: the evidence the
+presets' defaults were chosen from.
 """
 
 from __future__ import annotations
@@ -242,12 +243,16 @@ def _print_rows(table: dict[str, dict[str, Any]]) -> None:
 
 
 def per_call_part(threads: list[int], repeats: int, calls_per_block: dict[str, dict[int, float]],
-                  calls_per_answer: dict[str, dict[int, float]]) -> list[dict[str, Any]]:
+                  calls_per_answer: dict[str, dict[int, float]], techniques: bool) -> dict[str, Any]:
     """Seconds per call of the oracle and each preset, the minimum of `repeats` interleaved runs."""
     dtypes = preset_dtypes()
     tokenizer = tokenizer_with_mmbert_ids()
-    variants = precision_variants(mmbert_shaped_model(), set(dtypes.values()))
+    wanted = set(dtypes.values()) | ({"bfloat16", "int8"} if techniques else set())
+    variants = precision_variants(mmbert_shaped_model(), wanted)
     generator = torch.Generator().manual_seed(1)
+    result: dict[str, Any] = {}
+    if techniques:
+        result["techniques"] = technique_part(variants, tokenizer, min(threads), repeats)
     rows = []
     for prompt_tokens, new_tokens in SHAPES:
         prompt = torch.randint(5, MMBERT_BASE["vocab_size"], (prompt_tokens,), generator=generator).tolist()
@@ -272,7 +277,30 @@ def per_call_part(threads: list[int], repeats: int, calls_per_block: dict[str, d
                     row[f"{speed}_projected_speedup"] = oracle_answer / (row[f"{speed}_s_per_call"] * calls)
             rows.append(row)
             _print_call_row(row)
-    return rows
+    result["presets"] = rows
+    return result
+
+
+def technique_part(variants: dict[str, torch.nn.Module], tokenizer: Any, threads: int,
+                   repeats: int) -> dict[str, dict[str, float]]:
+    """Milliseconds per call of each precision with each cache: 30-token prompt, 64 new tokens,
+    4 calls per block (one refresh, three cached calls)."""
+    torch.set_num_threads(threads)
+    prompt = torch.randint(5, MMBERT_BASE["vocab_size"], (30,), generator=torch.Generator().manual_seed(2)).tolist()
+    table: dict[str, dict[str, float]] = {}
+    print(f"\nms per call by technique ({threads} thread(s)), cache: none / prefix / dual")
+    for dtype in ("float32", "bfloat16", "int8"):
+        table[dtype] = {}
+        for cache in ("none", "prefix", "dual"):
+            config = GREEDY.replace(max_new_tokens=64, steps=8, cache=cache, early_stop=False)
+            best = math.inf
+            for _ in range(repeats):
+                start = time.perf_counter()
+                sample(variants[dtype], tokenizer, [prompt], config)
+                best = min(best, (time.perf_counter() - start) / 8)
+            table[dtype][cache] = round(best * 1000, 1)
+        print(f"{dtype:>9}: " + " / ".join(f"{ms:.0f}" for ms in table[dtype].values()), flush=True)
+    return table
 
 
 def _oracle_seconds_per_call(model: torch.nn.Module, tokenizer: Any, prompt: list[int], new_tokens: int) -> float:
@@ -318,6 +346,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--sweep", action="store_true", help="also measure candidate settings")
     parser.add_argument("--skip-per-call", action="store_true", help="part 1 only")
+    parser.add_argument("--techniques", action="store_true",
+                        help="part 2: also time each precision with each cache (one thread count)")
     parser.add_argument("--output", type=Path, default=None, help="write every figure as JSON")
     args = parser.parse_args()
 
@@ -348,7 +378,8 @@ def main() -> None:
         print("no --questions: calls per answer and quality are not measured (part 2 commits one token per call)")
     if not args.skip_per_call:
         print("\npart 2: seconds per call, random model of mmBERT-base's shape (307.8M parameters)")
-        report["per_call"] = per_call_part(args.threads, args.repeats, calls_per_block, calls_per_answer)
+        report["per_call"] = per_call_part(args.threads, args.repeats, calls_per_block, calls_per_answer,
+                                           args.techniques)
     report["load_average_at_end"] = os.getloadavg()
     if args.output is not None:
         with atomic_file(args.output) as handle:
