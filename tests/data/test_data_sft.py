@@ -121,6 +121,26 @@ def test_multi_turn_only_the_last_answer_is_learned(tiny_tokenizer, tmp_path):
     assert row["labels"] == [-100] * len(prompt) + answer
 
 
+def test_text_rows_are_learned_whole_next_to_conversations(tiny_tokenizer, tmp_path):
+    texts = [{"body": "Kitap okumak insanın ufkunu genişletir."}, {"body": "  "}, {"body": "Çay demlendi. " * 20}]
+    sources = [
+        SFTSource(name="turca", path=write_jsonl(tmp_path / "t.jsonl", INSTRUCTURCA[:1]), format="pair"),
+        SFTSource(name="replay", path=write_jsonl(tmp_path / "r.jsonl", texts), format="text", columns={"text": "body"}),
+    ]
+    manifest = build(tiny_tokenizer, tmp_path / "out", sources, max_length=48)
+    rows = load_prepared(tmp_path / "out")
+    first = tiny_tokenizer(texts[0]["body"], add_special_tokens=False)["input_ids"]
+    long = tiny_tokenizer(texts[2]["body"].strip(), add_special_tokens=False)["input_ids"]
+    assert len(first) < 48 < len(long)
+    assert [(row["input_ids"], row["labels"]) for row in list(rows)[1:]] == [(first, first), (long[:48], long[:48])]
+    assert -100 in rows[0]["labels"]  # the conversation keeps its unlabelled prompt
+    counts = manifest["sources"]["replay"]
+    assert [counts[key] for key in ("read", "empty", "kept", "truncated")] == [3, 1, 2, 1]
+    assert counts["answer_tokens"] == counts["tokens"] == len(first) + 48
+    with pytest.raises(DiffutronError, match=r"unknown role 'user' for format 'text'; its roles are: text"):
+        SFTSource(name="bad", path=tmp_path / "r.jsonl", format="text", columns={"user": "body"})
+
+
 def test_long_prompts_dropped_long_answers_cut_and_counted(tiny_tokenizer, tmp_path):
     short_user, long_answer = "Kitap oku.", " ".join(["Kitap okumak insanın ufkunu genişletir."] * 8)
     long_user = " ".join(["Çocuklar bahçede top oynuyor."] * 8)

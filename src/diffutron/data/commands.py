@@ -39,7 +39,7 @@ def sft(
     path: Annotated[
         Path | None, typer.Option(help="Without --config: a local .jsonl/.json/.parquet file as the one source.")
     ] = None,
-    format: Annotated[str, typer.Option(help="Without --config: instruction, pair or messages.")] = "messages",
+    format: Annotated[str, typer.Option(help="Without --config: instruction, pair, messages or text.")] = "messages",
     column: Annotated[
         list[str] | None, typer.Option(help="Without --config: ROLE=COLUMN, e.g. user=Input (repeatable).")
     ] = None,

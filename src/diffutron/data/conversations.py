@@ -13,13 +13,14 @@ from diffutron.data.readers import Record, require_columns, text_value
 from diffutron.errors import DiffutronError
 from diffutron.model.chat import Message
 
-Format = Literal["instruction", "pair", "messages"]
+Format = Literal["instruction", "pair", "messages", "text"]
 
 # role -> default column; the `pair` defaults are InstrucTurca's column names (its dataset card)
 DEFAULT_COLUMNS: dict[str, dict[str, str | None]] = {
     "instruction": {"instruction": "instruction", "input": "input", "output": "output"},
     "pair": {"user": "Input", "assistant": "Output"},
     "messages": {"messages": "messages"},
+    "text": {"text": "text"},  # plain text replayed during SFT (no conversation: see `sft_texts`)
 }
 OPTIONAL_ROLES = {"input"}  # may be mapped to null when the dataset has no such column
 
@@ -44,6 +45,14 @@ def resolve_columns(format: str, columns: Mapping[str, str | None], where: str) 
 
 def needed_columns(columns: Mapping[str, str | None]) -> list[str]:
     return [column for column in columns.values() if column is not None]
+
+
+def record_to_text(record: Record, columns: Mapping[str, str | None], location: str) -> str | None:
+    """The plain text of a `text` row (None when empty): learned whole, to limit forgetting in SFT."""
+    column = columns["text"]
+    assert column is not None
+    text = text_value(record, column, location).strip()
+    return text or None
 
 
 def record_to_messages(

@@ -63,6 +63,7 @@ class SFTSource(Source):
     instruction: columns instruction / input / output (LlamaTurk; user = instruction + "\\n\\n" + input)
     pair:        columns user / assistant (InstrucTurca: Input / Output)
     messages:    column messages, a list of {"role", "content"} ending with the assistant's answer
+    text:        column text, plain text learned whole (every token labelled): replay against forgetting
     """
 
     format: Format = "messages"

@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
-from diffutron.data.conversations import needed_columns, record_to_messages
+from diffutron.data.conversations import needed_columns, record_to_messages, record_to_text
 from diffutron.data.prepared import (
     check_output,
     datasets_quiet,
@@ -92,9 +92,20 @@ def build_sft(
 def _conversation_texts(
     source: SFTSource, stream: RecordStream, counts: SFTCounts, progress: Any
 ) -> Iterator[tuple[str, str]]:
-    """(prompt, answer) texts of each usable row; malformed rows are errors naming where they are."""
+    """(prompt, answer) texts of each usable row; malformed rows are errors naming where they are.
+
+    A `text` row is all answer (empty prompt, no chat tags), so every token of it is labelled: plain
+    text mixed into instruction tuning keeps the model's language modelling from eroding.
+    """
     for location, record in tracked(progress, stream.records, f"{source.name}: reading + tokenizing", stream.total):
         counts.read += 1
+        if source.format == "text":
+            text = record_to_text(record, source.columns, location)
+            if text is None:
+                counts.empty += 1
+            else:
+                yield "", text
+            continue
         messages = record_to_messages(source.format, record, source.columns, location)
         if messages is None:
             counts.empty += 1
