@@ -33,10 +33,14 @@ def tokenizer_name(tokenizer: Any) -> str:
 
 
 def encode(tokenizer: Any, texts: list[str]) -> list[list[int]]:
-    """Token ids of each text without special tokens (no CLS/BOS/SEP), one fast batched call."""
+    """Token ids of each text without special tokens (no CLS/BOS/SEP), one fast batched call.
+
+    Not verbose: texts longer than the model's context are expected here (the callers cut or drop
+    them), so the tokenizer's "will result in indexing errors" warning would only mislead.
+    """
     if not texts:
         return []
-    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
