@@ -142,7 +142,7 @@ def masked_sequences(
     replacing = torch.Generator().manual_seed(seed + 1)  # what goes there (bert corruption)
     sequences = []
     for document, text in enumerate(documents):
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]  # chunked below
         for start in range(0, len(ids), body):
             chunk = ids[start : start + body]
             original = prefix + chunk + suffix
