@@ -5,7 +5,11 @@ Both run in the same process on the same randomly initialised 307M-parameter Mod
 token; at a temperature > 0 both draw from the same distribution with different noise, so
 only the speed is compared. Reports tokens per second of each and their ratio per thread count.
 
-    python benchmarks/bench_sampler.py [--threads 1 2] [--temperature 0] [--repeats 1]
+With `--floor`, it also times the two passes an exact step cannot skip (the encoder over the
+whole canvas, the output layer at MIN_GEMM_ROWS rows) and reports the largest speed-up any exact
+sampler could reach: the reference step time over that floor.
+
+    python benchmarks/bench_sampler.py [--threads 1 2] [--temperature 0] [--repeats 1] [--floor]
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers.oracle import reference_sample  # noqa: E402
 
 from diffutron import GenerationConfig, sample  # noqa: E402
+from diffutron.model.parts import MIN_GEMM_ROWS, MaskedLMParts  # noqa: E402
 
 MMBERT_BASE = dict(
     vocab_size=256000, hidden_size=768, num_hidden_layers=22, intermediate_size=1152,
@@ -49,6 +54,28 @@ def tokenizer_with_mmbert_ids() -> PreTrainedTokenizerFast:
     )
 
 
+def best_seconds(run, repeats: int = 5) -> float:
+    run()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+@torch.no_grad()
+def exact_floor(model: ModernBertForMaskedLM, canvas: torch.Tensor) -> dict[str, float]:
+    """Seconds of the encoder pass, and of the output layer at MIN_GEMM_ROWS rows and at every row."""
+    parts = MaskedLMParts(model)
+    hidden = parts.hidden(canvas, None)[0]
+    return {
+        "encoder": best_seconds(lambda: parts.hidden(canvas, None)),
+        "head_min_rows": best_seconds(lambda: parts.logits(hidden[:MIN_GEMM_ROWS])),
+        "head_all_rows": best_seconds(lambda: parts.logits(hidden)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -58,6 +85,7 @@ def main() -> None:
     parser.add_argument("--block-length", type=int, default=32)
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--floor", action="store_true", help="also time the passes an exact step needs")
     args = parser.parse_args()
 
     model, tokenizer = mmbert_shaped_model(), tokenizer_with_mmbert_ids()
@@ -91,6 +119,14 @@ def main() -> None:
         tokens = args.max_new_tokens * args.repeats
         print(f"{threads:>7} {tokens / oracle_time:>13.2f} {tokens / fast_time:>13.2f} "
               f"{oracle_time / fast_time:>8.2f}x  {verdict}")
+        if args.floor:
+            canvas = torch.tensor([prompt + [4] * args.max_new_tokens])
+            floor = exact_floor(model, canvas)
+            reference_step = oracle_time / (args.steps * args.repeats)
+            print(f"        per step: reference {reference_step:.3f} s, sample {fast_time / (args.steps * args.repeats):.3f} s"
+                  f"; encoder {floor['encoder']:.3f} s, output layer {floor['head_min_rows']:.3f} s at "
+                  f"{MIN_GEMM_ROWS} rows / {floor['head_all_rows']:.3f} s at {canvas.shape[1]} rows; "
+                  f"exact ceiling {reference_step / (floor['encoder'] + floor['head_min_rows']):.2f}x")
 
 
 if __name__ == "__main__":
