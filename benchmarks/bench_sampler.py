@@ -120,11 +120,12 @@ def main() -> None:
         print(f"{threads:>7} {tokens / oracle_time:>13.2f} {tokens / fast_time:>13.2f} "
               f"{oracle_time / fast_time:>8.2f}x  {verdict}")
         if args.floor:
-            canvas = torch.tensor([prompt + [4] * args.max_new_tokens])
+            canvas = torch.tensor([prompt + [tokenizer.mask_token_id] * args.max_new_tokens])
             floor = exact_floor(model, canvas)
             reference_step = oracle_time / (args.steps * args.repeats)
-            print(f"        per step: reference {reference_step:.3f} s, sample {fast_time / (args.steps * args.repeats):.3f} s"
-                  f"; encoder {floor['encoder']:.3f} s, output layer {floor['head_min_rows']:.3f} s at "
+            fast_step = fast_time / (args.steps * args.repeats)
+            print(f"        per step: reference {reference_step:.3f} s, sample {fast_step:.3f} s; "
+                  f"encoder {floor['encoder']:.3f} s, output layer {floor['head_min_rows']:.3f} s at "
                   f"{MIN_GEMM_ROWS} rows / {floor['head_all_rows']:.3f} s at {canvas.shape[1]} rows; "
                   f"exact ceiling {reference_step / (floor['encoder'] + floor['head_min_rows']):.2f}x")
 

@@ -20,7 +20,7 @@ DEFAULT_COLUMNS: dict[str, dict[str, str | None]] = {
     "instruction": {"instruction": "instruction", "input": "input", "output": "output"},
     "pair": {"user": "Input", "assistant": "Output"},
     "messages": {"messages": "messages"},
-    "text": {"text": "text"},  # plain text replayed during SFT (no conversation: see `sft_texts`)
+    "text": {"text": "text"},  # plain text replayed during SFT, no conversation: see `record_to_text`
 }
 OPTIONAL_ROLES = {"input"}  # may be mapped to null when the dataset has no such column
 

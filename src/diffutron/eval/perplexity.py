@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from diffutron.data.tokenizer import encode
 from diffutron.errors import DiffutronError
 from diffutron.eval.scoring import cross_entropy_at, pad_right
 from diffutron.model.parts import MaskedLMParts
@@ -141,8 +142,7 @@ def masked_sequences(
     generator = torch.Generator().manual_seed(seed)  # which positions: the same for every corruption
     replacing = torch.Generator().manual_seed(seed + 1)  # what goes there (bert corruption)
     sequences = []
-    for document, text in enumerate(documents):
-        ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]  # chunked below
+    for document, ids in enumerate(encode(tokenizer, list(documents))):  # long documents: chunked below
         for start in range(0, len(ids), body):
             chunk = ids[start : start + body]
             original = prefix + chunk + suffix

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
+from diffutron.data.tokenizer import encode
 from diffutron.errors import DiffutronError
 from diffutron.eval.perplexity import masked_sequences
 
@@ -49,10 +50,7 @@ def token_log_probabilities(tokenizer: PreTrainedTokenizerBase, texts: Iterable[
 
 
 def _count(tokenizer: PreTrainedTokenizerBase, texts: list[str], counts: np.ndarray) -> int:
-    if not texts:
-        return 0
-    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    ids = np.fromiter((index for row in encoded for index in row), dtype=np.int64)
+    ids = np.fromiter((index for row in encode(tokenizer, texts) for index in row), dtype=np.int64)
     np.add.at(counts, ids, 1)
     return len(ids)
 
