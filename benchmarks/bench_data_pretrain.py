@@ -4,7 +4,7 @@ A synthetic JSONL corpus (Turkish words, document lengths spread so that some ex
 is tokenized once with the tokenizer alone (batched, as the builder does) and once by the whole
 pipeline (read, clean, tokenize, filter, Arrow cache, pool sample, shuffle, write shards +
 manifest), in one process. Reported: documents per second of each and their ratio, i.e. what the
-pipeline costs on top of tokenization. The default tokenizer is the tiny test tokenizer (no
+pipeline costs on top of tokenization. The default tokenizer is the embedded model's (no
 download); pass --tokenizer DIR for a real one (e.g. a local copy of jhu-clsp/mmBERT-base).
 
     python benchmarks/bench_data_pretrain.py [--documents 50000] [--tokenizer DIR]
@@ -23,23 +23,23 @@ from pathlib import Path
 
 from rich.console import Console
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from helpers.tiny import TURKISH_TEXT, build_tokenizer  # noqa: E402
+from common import TURKISH_WORDS
 
-from diffutron.data.pretrain import build_pretrain  # noqa: E402
-from diffutron.data.recipes import PretrainRecipe, PretrainSource  # noqa: E402
-from diffutron.data.tokenizer import batched, encode, load_tokenizer  # noqa: E402
+from diffutron.data.pretrain import build_pretrain
+from diffutron.data.recipes import PretrainRecipe, PretrainSource
+from diffutron.data.tokenizer import batched, encode, load_tokenizer
+from diffutron.model.loading import default_model_path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, default=50_000)
-    parser.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the tiny test tokenizer)")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the embedded model's)")
     parser.add_argument("--max-length", type=int, default=512)
     arguments = parser.parse_args()
 
-    tokenizer = load_tokenizer(arguments.tokenizer) if arguments.tokenizer else build_tokenizer()
-    words = TURKISH_TEXT.split()
+    tokenizer = load_tokenizer(arguments.tokenizer or str(default_model_path()))
+    words = TURKISH_WORDS
     rng = random.Random(0)
     texts = [" ".join(rng.choice(words) for _ in range(rng.randint(5, 200))) for _ in range(arguments.documents)]
 
@@ -53,7 +53,7 @@ def main() -> None:
 
         recipe = PretrainRecipe(
             output=Path(folder) / "out",
-            tokenizer=arguments.tokenizer or "tiny",
+            tokenizer=arguments.tokenizer or "embedded",
             max_length=arguments.max_length,
             pool_size=arguments.documents // 2,
             sources=[PretrainSource(name="web", path=corpus)],

@@ -42,16 +42,15 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from bench_sampler import MMBERT_BASE, mmbert_shaped_model, tokenizer_with_mmbert_ids  # noqa: E402
-from helpers.oracle import reference_sample  # noqa: E402
+from common import MMBERT_BASE, mmbert_shaped_model, tokenizer_with_mmbert_ids
 
-from diffutron import Diffutron, GenerationConfig, sample  # noqa: E402
-from diffutron.eval.definitions import chrf, read_questions  # noqa: E402
-from diffutron.files import atomic_file  # noqa: E402
-from diffutron.model.chat import render_chat  # noqa: E402
-from diffutron.model.precision import cpu_bfloat16_supported, quantize_int8  # noqa: E402
-from diffutron.sampling.presets import SPEEDS, speed_config, speed_dtype  # noqa: E402
+from diffutron import Diffutron, GenerationConfig, sample
+from diffutron.eval.definitions import chrf, read_questions
+from diffutron.files import atomic_file
+from diffutron.model.chat import render_chat
+from diffutron.model.precision import cpu_bfloat16_supported, quantize_int8
+from diffutron.sampling.presets import SPEEDS, speed_config, speed_dtype
+from diffutron.sampling.reference import reference_sample
 
 GREEDY = GenerationConfig(temperature=0.0)  # the model card's settings, without sampling noise
 SHAPES = [(30, 64), (30, 128), (256, 64), (256, 128)]  # (prompt tokens, new tokens)

@@ -21,10 +21,9 @@ from pathlib import Path
 import torch
 from transformers import ModernBertConfig, ModernBertForMaskedLM
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_sampler import MMBERT_BASE, tokenizer_with_mmbert_ids  # noqa: E402
+from common import MMBERT_BASE, tokenizer_with_mmbert_ids
 
-from diffutron.eval.likelihood import ContinuationScorer, Pair  # noqa: E402
+from diffutron.eval.likelihood import ContinuationScorer, Pair
 
 SMALL = dict(MMBERT_BASE, hidden_size=256, num_hidden_layers=4, intermediate_size=384, num_attention_heads=4,
              max_position_embeddings=512)

@@ -23,46 +23,11 @@ import torch
 from tokenizers import Tokenizer, models
 from transformers import ModernBertConfig, ModernBertForMaskedLM, PreTrainedTokenizerFast
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from helpers.oracle import reference_sample  # noqa: E402
+from common import MMBERT_BASE, best_seconds, mmbert_shaped_model, tokenizer_with_mmbert_ids
 
-from diffutron import GenerationConfig, sample  # noqa: E402
-from diffutron.model.parts import MIN_GEMM_ROWS, MaskedLMParts  # noqa: E402
-
-MMBERT_BASE = dict(
-    vocab_size=256000, hidden_size=768, num_hidden_layers=22, intermediate_size=1152,
-    num_attention_heads=12, global_attn_every_n_layers=3, local_attention=128,
-    max_position_embeddings=8192, pad_token_id=0, eos_token_id=1, bos_token_id=2,
-    cls_token_id=2, sep_token_id=1,
-)
-
-
-def mmbert_shaped_model() -> ModernBertForMaskedLM:
-    torch.manual_seed(0)
-    model = ModernBertForMaskedLM(ModernBertConfig(**MMBERT_BASE)).eval()
-    with torch.no_grad():  # spread the logits a little, as a trained model's are
-        model.decoder.bias.normal_(0, 1.0)
-    return model
-
-
-def tokenizer_with_mmbert_ids() -> PreTrainedTokenizerFast:
-    """Special tokens at mmBERT's ids (pad 0, eos 1, bos 2, unk 3, mask 4)."""
-    vocab = {token: index for index, token in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"])}
-    return PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="<unk>")),
-        pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>", mask_token="<mask>",
-    )
-
-
-def best_seconds(run, repeats: int = 5) -> float:
-    run()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
+from diffutron import GenerationConfig, sample
+from diffutron.model.parts import MIN_GEMM_ROWS, MaskedLMParts
+from diffutron.sampling.reference import reference_sample
 
 @torch.no_grad()
 def exact_floor(model: ModernBertForMaskedLM, canvas: torch.Tensor) -> dict[str, float]:

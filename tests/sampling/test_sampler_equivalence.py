@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers.oracle import reference_sample
+from diffutron.sampling.reference import reference_sample
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from helpers.oracle import reference_transfer_counts
+from diffutron.sampling.reference import reference_transfer_counts
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -1,7 +1,10 @@
-"""A plain, slow transcription of the reference sampler loop (SPEC section 3).
+"""The reference sampler: a plain, slow transcription of the model card's generation loop.
 
 Deliberately written like the public code: full-canvas logits, penalty, softmax and
-confidence at every step. It is the ground truth the fast sampler is compared against.
+confidence at every step, one loop per row. It is the ground truth that `diffutron.sample`
+is tested against (docs/reference-behaviour.md describes the loop), so it imports nothing
+from the rest of the package: a bug in the fast sampler cannot leak into its oracle.
+Use `diffutron.sample` for real work; this one is kept for tests and benchmarks.
 """
 
 from __future__ import annotations
