@@ -1,8 +1,9 @@
 """The masked-diffusion sampler of the Diffutron model card (SPEC section 3), made cheap.
 
 Every step still runs the encoder over the whole canvas, but logits, repetition penalty,
-noise and confidence are computed only for the still-masked positions of the current block,
-the only ones the reference ever commits; finished answers are detected on token ids.
+noise and confidence are computed only for the positions the reference may commit: the masks
+up to the end of the current block (those of earlier blocks stay eligible while the model
+keeps choosing the mask token there); finished answers are detected on token ids.
 At temperature 0 the canvas is token-for-token the reference's.
 
 Beyond exact output (docs/fast-generation.md), the commit rule can be a parallel-decoding one
@@ -33,7 +34,7 @@ class StepEvent:
     """What one model call changed; handed to the `callback` of `sample` / `denoise`."""
 
     canvas: torch.Tensor  # (rows, width) after this step's commits
-    committed: torch.Tensor  # (rows, width) bool, positions filled at this step
+    committed: torch.Tensor  # (rows, width) bool, positions filled at this step (given a token)
     block: int
     calls: int  # model calls so far
 
@@ -101,7 +102,9 @@ def denoise(
     """Fill every mask of `canvas` (rows with equally many masks), block by block in order.
 
     Block b of a row is its masks number b*L .. (b+1)*L-1 counted left to right, which for
-    a generation canvas is exactly the reference's positional block. `stop_texts=None`
+    a generation canvas is exactly the reference's positional block. A step may fill any mask
+    up to the end of the current block: a position where the model chose the mask token stays
+    open in later steps and blocks (docs/reference-behaviour.md, section 3). `stop_texts=None`
     disables early stopping; otherwise stop tokens and those texts end a row's answer.
     """
     ids = SpecialIds.from_tokenizer(tokenizer)
@@ -129,16 +132,17 @@ def denoise(
     rule = commit_rule(config, steps_per_block=math.ceil(config.steps / num_blocks))
     calls = 0
     for block in range(num_blocks):
-        block_positions = region[:, block * config.block_length : (block + 1) * config.block_length]
-        for step, budget in enumerate(rule.budgets(block_positions.shape[1], rows, generator)):
-            still_masked = (canvas.gather(1, block_positions) == ids.mask) & ~done[:, None]
+        block_start = block * config.block_length
+        open_positions = region[:, : block_start + config.block_length]  # every mask up to the block's end
+        for step, budget in enumerate(rule.budgets(open_positions.shape[1] - block_start, rows, generator)):
+            still_masked = (canvas.gather(1, open_positions) == ids.mask) & ~done[:, None]
             if rule.until_filled and not bool(still_masked.any()):
                 break
             refresh = step == 0 or (config.refresh_every is not None and step % config.refresh_every == 0)
             hidden = forward(_model_input(canvas, given, ids, config), _doubled(attention_mask, config),
-                             block_positions, refresh)
+                             _recomputed_positions(open_positions, still_masked, block_start), refresh)
             candidates, confidence = _predict(
-                parts, hidden, canvas, given, block_positions, still_masked, ids, config, generator
+                parts, hidden, canvas, given, open_positions, still_masked, ids, config, generator
             )
             committed = rule.choose(confidence, budget)
             canvas[committed] = candidates[committed]
@@ -146,7 +150,8 @@ def denoise(
             if stopper is not None:
                 done = stopper.update(canvas)
             if callback is not None:
-                callback(StepEvent(canvas=canvas, committed=committed, block=block, calls=calls))
+                filled = committed & (canvas != ids.mask)  # a mask written back fills nothing
+                callback(StepEvent(canvas=canvas, committed=filled, block=block, calls=calls))
             if bool(done.all()):
                 return canvas
     return canvas
@@ -158,12 +163,30 @@ Forward = Callable[[torch.Tensor, "torch.Tensor | None", torch.Tensor, bool], to
 def _forward(model: PreTrainedModel, parts: MaskedLMParts, config: GenerationConfig) -> Forward:
     """Hidden states of a canvas: a plain encoder pass, or one reusing a block cache.
 
-    Called as forward(input_ids, attention_mask, block_positions, refresh); the plain pass
+    Called as forward(input_ids, attention_mask, recomputed_positions, refresh); the plain pass
     ignores the last two.
     """
     if config.cache == "none":
         return lambda input_ids, attention_mask, _block, _refresh: parts.hidden(input_ids, attention_mask)
     return BlockCache(model, config.cache).hidden
+
+
+def _recomputed_positions(open_positions: torch.Tensor, still_masked: torch.Tensor, block_start: int) -> torch.Tensor:
+    """What a cached step must recompute: the block, led by the masks of earlier blocks still open.
+
+    Rows with fewer such masks repeat their block's first position (same query, same result),
+    so that the first column is each row's earliest position (where the prefix cache starts).
+    """
+    block = open_positions[:, block_start:]
+    earlier = still_masked[:, :block_start]
+    open_counts = earlier.sum(dim=1, keepdim=True)
+    width = int(open_counts.max()) if block_start else 0
+    if width == 0:
+        return block
+    first_open = (~earlier).to(torch.int8).argsort(dim=1, stable=True)[:, :width]
+    padding = torch.arange(width, device=block.device) >= open_counts
+    leftover = torch.where(padding, block[:, :1], open_positions.gather(1, first_open))
+    return torch.cat([leftover, block], dim=1)
 
 
 def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
@@ -190,7 +213,7 @@ def _predict(
     hidden: torch.Tensor,
     canvas: torch.Tensor,
     given: torch.Tensor,
-    block_positions: torch.Tensor,
+    open_positions: torch.Tensor,
     still_masked: torch.Tensor,
     ids: SpecialIds,
     config: GenerationConfig,
@@ -199,7 +222,7 @@ def _predict(
     """Candidate tokens and confidences on a (rows, width) grid; -inf where nothing is due."""
     rows, width = canvas.shape
     row_index, column = still_masked.nonzero(as_tuple=True)
-    position = block_positions[row_index, column]
+    position = open_positions[row_index, column]
     sources = [row_index, row_index + rows] if config.cfg_scale > 0 else [row_index]
     if parts.split and hidden.shape[0] * hidden.shape[1] >= MIN_GEMM_ROWS:
         logits = parts.logits(torch.cat([hidden[source, position] for source in sources]))
