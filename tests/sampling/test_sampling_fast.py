@@ -15,6 +15,7 @@ from diffutron import Diffutron, DiffutronError, GenerationConfig, sample
 from diffutron.model.parts import MaskedLMParts
 from diffutron.sampling.cache import BlockCache
 from diffutron.sampling.commit import Factor, Threshold
+from diffutron.sampling.sampler import _recomputed_positions
 
 INF = math.inf
 TEXTS = ["Kitap okumak", "Ankara çay bugün hava güzel mi? Kitap okumak insanın ufkunu", "Çay?"]
@@ -163,6 +164,70 @@ def test_cached_steps_run_the_encoder_on_the_block_only(tiny_tokenizer, sensitiv
         assert seen == [w for start in starts for w in ([width] + [width - start] * 3) * 2]
     finally:
         hook.remove()
+
+
+def test_recomputed_positions_lead_the_block_with_the_masks_left_open():
+    open_positions = torch.tensor([[3, 4, 5, 6, 7, 8], [10, 11, 12, 13, 14, 15]])
+    still_masked = torch.tensor([[False, True, False, True, True, True], [False, False, False, False, True, False]])
+    # row 0 has two earlier masks open (4 and 6); row 1 none, so it repeats its block's first position
+    assert _recomputed_positions(open_positions, still_masked, block_start=4).tolist() == [
+        [4, 6, 7, 8], [14, 14, 14, 15]]
+    assert _recomputed_positions(open_positions, still_masked & False, 4).tolist() == [[7, 8], [14, 15]]
+    assert _recomputed_positions(open_positions, still_masked, 0).tolist() == open_positions.tolist()
+
+
+@pytest.mark.parametrize("mode", ["prefix", "dual"])
+def test_cached_step_over_scattered_and_repeated_positions(tiny_tokenizer, mode):
+    """Earlier open masks before the block, and a row padded by repeating a position."""
+    model = context_sensitive_model(tiny_tokenizer)
+    parts = MaskedLMParts(model)
+    ids, attention_mask = _canvas(tiny_tokenizer, 2)
+    plain = model(input_ids=ids, attention_mask=attention_mask).logits
+    positions = torch.tensor([[3, 9, 20, 21, 22], [20, 20, 20, 21, 22]])
+    cache = BlockCache(model, mode)
+    cache.hidden(ids, attention_mask, positions, True)
+    stepped = parts.logits(cache.hidden(ids, attention_mask, positions, False), pad=False)
+    for row in range(2):
+        active = positions[row] if mode == "dual" else torch.arange(int(positions[row, 0]), ids.shape[1] - 11 * row)
+        assert torch.allclose(stepped[row, active], plain[row, active], atol=LOGIT_TOLERANCE)
+
+
+@pytest.mark.parametrize("mode", ["prefix", "dual"])
+def test_cached_steps_recompute_the_masks_left_open(tiny_tokenizer, mode, monkeypatch):
+    """While block 0 prefers the mask token its masks stay open; later blocks fill them, and every
+    cached step recomputes each open mask up to the block's end (none is read from stale zeros)."""
+    model = context_sensitive_model(tiny_tokenizer)
+    mask = tiny_tokenizer.mask_token_id
+    with torch.no_grad():
+        model.decoder.bias[mask] += 1e4
+    checked = []
+    original = BlockCache.hidden
+
+    def checking_hidden(self, input_ids, attention_mask, positions, refresh):
+        if self.keys and not refresh:
+            for row in range(positions.shape[0]):
+                open_masks = (input_ids[row, : int(positions[row].max()) + 1] == mask).nonzero().flatten()
+                if mode == "dual":
+                    assert set(open_masks.tolist()) <= set(positions[row].tolist())
+                else:
+                    assert int(positions[row, 0]) <= int(open_masks.min())
+                checked.append(len(open_masks))
+        return original(self, input_ids, attention_mask, positions, refresh)
+
+    def stop_preferring_masks(event):
+        if event.block == 0 and event.calls == 8:
+            with torch.no_grad():
+                model.decoder.bias[mask] -= 1e4
+
+    monkeypatch.setattr(BlockCache, "hidden", checking_hidden)
+    prompts = _encode(tiny_tokenizer, TEXTS[:2])
+    events = []
+    canvas = sample(model, tiny_tokenizer, prompts, GREEDY.replace(cache=mode),
+                    callback=lambda event: (stop_preferring_masks(event), events.append(event)))
+    assert not any(bool(event.committed.any()) for event in events[:8])  # block 0 wrote masks back
+    assert max(checked) > 8  # cached steps saw more open masks than one block holds
+    for row, prompt in enumerate(prompts):
+        assert bool((canvas[row, len(prompt) : len(prompt) + 8] != mask).any())  # filled in later blocks
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,7 +1,7 @@
 """Call a masked LM's encoder and its output layer separately.
 
 With a 256k vocabulary the output layer costs more than the encoder, and the sampler only
-needs logits at the masked positions of the current block: computing them there alone gives
+needs logits at the masks up to the end of the current block: computing them there alone gives
 the same numbers for a fraction of the work.
 """
 

@@ -3,7 +3,8 @@
 Inside a block only the block's tokens change, so the keys and values of the other positions
 move little from one step to the next. A refresh runs the whole canvas and keeps every layer's
 keys and values (after RoPE); the steps until the next refresh run the encoder only over the
-active positions -- the block (`dual`) or everything from the block on (`prefix`) -- whose
+active positions -- the block (`dual`) or everything from the block on (`prefix`), led by any
+mask of an earlier block still open -- whose
 queries attend to the cached keys and values of the other positions and the fresh ones of
 their own.
 
@@ -37,7 +38,9 @@ class BlockCache:
 
     `hidden(input_ids, attention_mask, block_positions, refresh)` returns (rows, width, hidden)
     final-norm hidden states; after a refresh every position is exact, otherwise only the
-    active positions are computed (the rest are zeros and must not be used).
+    active positions are computed (the rest are zeros and must not be used). `block_positions`
+    are the positions to predict, in non-decreasing order per row: the block, led by the earlier
+    masks still open (a row may repeat a position).
     """
 
     def __init__(self, model: nn.Module, mode: CacheMode) -> None:
@@ -93,8 +96,8 @@ class BlockCache:
     def _active_positions(self, block_positions: torch.Tensor, rows: int, width: int) -> torch.Tensor:
         """The positions recomputed between refreshes; CFG doubles the rows of the batch.
 
-        `prefix`: each row from its own block start to the end of the canvas; rows whose block
-        starts later repeat their last position (same query, same result), so that every row
+        `prefix`: each row from its own first position to the end of the canvas; rows that start
+        later repeat their last position (same query, same result), so that every row
         is computed as it would be alone.
         """
         block_positions = block_positions.repeat(rows // block_positions.shape[0], 1)

@@ -1,7 +1,7 @@
 """Which candidates a step commits: the model card's count schedule, or Fast-dLLM's parallel rules.
 
 A rule sees a (rows, width) confidence grid that is -inf wherever nothing may be committed
-(not a mask, outside the current block, or a finished row) and returns a bool grid of the
+(not a mask, after the current block's end, or a finished row) and returns a bool grid of the
 positions to fill. The count schedule fixes the number of model calls per block; the
 parallel rules commit as many confident tokens as they can and run until the block is full.
 """
