@@ -14,7 +14,7 @@ from diffutron.model.chat import Message, cut_answer, render_chat
 from diffutron.model.loading import load_checkpoint
 from diffutron.model.precision import is_quantized
 from diffutron.model.tokens import SpecialIds
-from diffutron.sampling.config import GenerationConfig
+from diffutron.sampling.config import GenerationConfig, checked_config
 from diffutron.sampling.infill import parse_placeholders
 from diffutron.sampling.presets import speed_config, speed_dtype
 from diffutron.sampling.sampler import StepCallback, denoise, sample
@@ -35,7 +35,7 @@ class Diffutron:
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.config = config or GenerationConfig()
+        self.config = checked_config(config)
         self.special = SpecialIds.from_tokenizer(tokenizer)
 
     @classmethod
@@ -92,8 +92,12 @@ class Diffutron:
         """Answers for several prompts in one batch; `chat=False` continues raw text."""
         if isinstance(prompts, str):
             raise DiffutronError("generate takes a list of prompts; use chat() for a single one")
+        if not isinstance(prompts, Sequence):
+            raise DiffutronError(f"generate takes a list of prompts (texts), got {type(prompts).__name__}")
         texts = []
         for index, prompt in enumerate(prompts):
+            if not isinstance(prompt, str):
+                raise DiffutronError(f"prompt {index} must be text, got {type(prompt).__name__}")
             if not prompt.strip():
                 raise DiffutronError(f"prompt {index} is empty: give some text")
             texts.append(render_chat(prompt) if chat else prompt)
@@ -107,17 +111,32 @@ class Diffutron:
         callback: StepCallback | None = None,
     ) -> str:
         """Fill `[MASK]` (one token) and `[MASK:n]` (n tokens) placeholders; keep the rest."""
-        config = config or self.config
+        config = checked_config(config, self.config)
+        if not isinstance(text, str):
+            raise DiffutronError(f"infill takes a text with [MASK] placeholders, got {type(text).__name__}")
+        parts = parse_placeholders(text)
+        gaps = sum(part for part in parts if isinstance(part, int))
+        if gaps > self.context_length:  # refused before allocating the canvas
+            raise DiffutronError(
+                f"the placeholders ask for {gaps} tokens, more than the model's context of "
+                f"{self.context_length}: ask for fewer"
+            )
         ids: list[int] = []
         spans: list[tuple[int, int]] = []
         pieces: list[str | None] = []
-        for part in parse_placeholders(text):
+        for part in parts:
             if isinstance(part, int):
                 spans.append((len(ids), len(ids) + part))
                 ids.extend([self.special.mask] * part)
                 pieces.append(None)
             else:
-                ids.extend(self.encode(part))
+                encoded = self.encode(part)
+                if self.special.mask in encoded:
+                    raise DiffutronError(
+                        f"the text contains the mask token {self.tokenizer.mask_token!r}: "
+                        "mark the gaps with [MASK] or [MASK:n] instead"
+                    )
+                ids.extend(encoded)
                 pieces.append(part)
         if len(ids) > self.context_length:
             raise DiffutronError(
@@ -161,7 +180,7 @@ class Diffutron:
     def _generate_ids(
         self, prompts: list[list[int]], config: GenerationConfig | None, callback: StepCallback | None
     ) -> list[str]:
-        config = config or self.config
+        config = checked_config(config, self.config)
         prompts = [self._fit(prompt, config, index) for index, prompt in enumerate(prompts)]
         canvas = sample(self.model, self.tokenizer, prompts, config, callback=callback)
         return [self.answer(row, len(prompt)) for row, prompt in zip(canvas.tolist(), prompts)]
@@ -183,3 +202,4 @@ class Diffutron:
         """Text of ids[start:end] as it reads in context (tokenizers merge spaces at edges)."""
         before = self.tokenizer.decode(ids[:start], skip_special_tokens=True)
         return self.tokenizer.decode(ids[:end], skip_special_tokens=True)[len(before) :]
+

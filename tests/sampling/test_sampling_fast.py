@@ -309,7 +309,7 @@ def test_parallel_rules_take_fewer_calls(tiny_tokenizer, sensitive):
         ({"threshold": 0.0}, "threshold must be in (0, 1]"),
         ({"threshold": -0.5}, "threshold must be in (0, 1]"),
         ({"threshold": 1.5}, "threshold must be in (0, 1]"),
-        ({"threshold": float("nan")}, "threshold must be in (0, 1]"),
+        ({"threshold": float("nan")}, "threshold must be a finite number"),
         ({"factor": 0.0}, "factor must be > 0"),
         ({"factor": -1.0}, "factor must be > 0"),
         ({"threshold": 0.9, "factor": 1.0}, "choose one"),

@@ -32,6 +32,11 @@ def render_chat(messages: str | Sequence[Message]) -> str:
     """
     if isinstance(messages, str):
         messages = [{"role": "user", "content": messages}]
+    if not isinstance(messages, Sequence):
+        raise DiffutronError(
+            "give the question as text or a list of {'role': ..., 'content': ...} messages, got "
+            f"{type(messages).__name__}"
+        )
     if not messages:
         raise DiffutronError("the conversation is empty: give at least one user message")
     parts: list[str] = []

@@ -18,7 +18,7 @@ from diffutron.sampling.schedule import stochastic_transfer_counts, transfer_cou
 
 
 class CommitRule(Protocol):
-    until_filled: bool  # the block loop ends once the block has no masks left
+    until_filled: bool  # the block loop ends once no mask up to the block's end is left
 
     def budgets(self, masked: int, rows: int, generator: torch.Generator | None) -> Sequence[torch.Tensor | None]:
         """One entry per model call planned for a block of `masked` masks (drawn up front)."""

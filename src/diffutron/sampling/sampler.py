@@ -25,7 +25,7 @@ from diffutron.model.parts import MIN_GEMM_ROWS, MaskedLMParts
 from diffutron.model.tokens import SpecialIds
 from diffutron.sampling.cache import BlockCache
 from diffutron.sampling.commit import commit_rule
-from diffutron.sampling.config import GenerationConfig
+from diffutron.sampling.config import GenerationConfig, checked_config
 from diffutron.sampling.stopping import AnswerEnd
 
 
@@ -70,7 +70,7 @@ def sample(
     `early_stop`, decoding ends once every row's answer is complete (a stop token or one
     of `stop_texts` committed with everything before it decided); masks may remain after it.
     """
-    config = config or GenerationConfig()
+    config = checked_config(config)
     ids = SpecialIds.from_tokenizer(tokenizer)
     if not prompts:
         raise DiffutronError("no prompts given")
