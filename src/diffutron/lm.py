@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from diffutron.data.tokenizer import encode
 from diffutron.errors import DiffutronError
 from diffutron.model.chat import Message, cut_answer, render_chat
 from diffutron.model.loading import load_checkpoint
@@ -67,8 +68,9 @@ class Diffutron:
         return next(self.model.parameters()).device
 
     def encode(self, text: str) -> list[int]:
-        """Token ids without special tokens (the chat format uses plain-text tags)."""
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        """Token ids without special tokens (the chat format uses plain-text tags); a text longer
+        than the context is not warned about here: the context check that follows says what to do."""
+        return encode(self.tokenizer, [text])[0]
 
     def chat(
         self,

@@ -103,7 +103,7 @@ class DiffutronHarnessLM(LM):
 
         def encode(text: str) -> list[int]:
             if text not in encoded:
-                encoded[text] = self.lm.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+                encoded[text] = self.lm.encode(text) if text else []
             return encoded[text]
 
         pairs = [self.scorer.fit(encode(request.args[0]), encode(request.args[1])) for request in requests]

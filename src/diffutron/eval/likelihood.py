@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from diffutron.data.tokenizer import encode
 from diffutron.errors import DiffutronError
 from diffutron.eval.scoring import cross_entropy_at, pad_right
 from diffutron.model.parts import MaskedLMParts
@@ -208,7 +209,7 @@ class ContinuationScorer:
         return decoded.tolist() == list(pair.continuation)
 
     def _encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+        return encode(self.tokenizer, [text])[0] if text else []  # long contexts are cut by `fit`
 
     def _pair_seed(self, pair: Pair) -> int:
         digest = hashlib.blake2b(repr((self.seed, pair.context, pair.continuation)).encode(), digest_size=8)

@@ -6,7 +6,17 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from huggingface_hub.errors import HFValidationError, StrictDataclassError
+from huggingface_hub.utils import validate_repo_id
+from safetensors import SafetensorError, safe_open
+from transformers import (
+    AutoConfig,
+    AutoModelForMaskedLM,
+    AutoTokenizer,
+    PreTrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from diffutron.errors import DiffutronError
 from diffutron.model.precision import quantize_int8
@@ -23,25 +33,47 @@ def default_model_path() -> Path | None:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device to run on; one this machine does not have is refused here, before any loading."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
-    except RuntimeError as error:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
         raise DiffutronError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto") from error
+    _check_available(resolved)
+    return resolved
+
+
+def _check_available(device: torch.device) -> None:
+    """torch accepts any well-formed device name; the failure would only come when moving the weights."""
+    if device.type == "cpu":
+        return
+    if device.type == "meta":
+        raise DiffutronError("the meta device holds no weights, so no model can run on it: use cpu, cuda, cuda:N or auto")
+    accelerator = torch.accelerator.current_accelerator(check_available=True)
+    if accelerator is None or accelerator.type != device.type:
+        found = f"its accelerator is {accelerator.type}" if accelerator else "torch sees no accelerator on it"
+        raise DiffutronError(f"device {str(device)!r} is not available on this machine ({found}): use cpu or auto")
+    count = torch.accelerator.device_count()
+    if device.index is not None and device.index >= count:
+        raise DiffutronError(
+            f"device {str(device)!r} does not exist: this machine has {count} {device.type} device(s), "
+            f"{device.type}:0 to {device.type}:{count - 1}"
+        )
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """`None`/"auto": bfloat16 on CUDA devices that support it, float32 elsewhere."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
     if dtype is None or dtype == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float32
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
     if dtype not in DTYPES:
+        shown = str(dtype).removeprefix("torch.")
         raise DiffutronError(
-            f"unknown dtype {dtype!r}; choose one of: auto, {', '.join(DTYPES)}, {INT8} (CPU only)"
+            f"unsupported dtype {shown!r}; choose one of: auto, {', '.join(DTYPES)}, {INT8} (CPU only)"
         )
     return DTYPES[dtype]
 
@@ -53,18 +85,18 @@ def load_checkpoint(
     dtype: str | torch.dtype | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model (in eval mode, on `device`) and tokenizer; never runs code from the checkpoint."""
-    source = _resolve_source(name_or_path)
     target = resolve_device(device)
     quantize = dtype == INT8  # dynamic int8 Linear layers on float32 weights
+    if quantize and target.type != "cpu":
+        raise DiffutronError(f"int8 works on the CPU only, not on {target}: use bfloat16 or auto on an accelerator")
+    weights_dtype = resolve_dtype(torch.float32 if quantize else dtype, target)
+    source = _resolve_source(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
         model = AutoModelForMaskedLM.from_pretrained(
-            source,
-            dtype=resolve_dtype(torch.float32 if quantize else dtype, target),
-            use_safetensors=True,
-            trust_remote_code=False,
+            source, dtype=weights_dtype, use_safetensors=True, trust_remote_code=False
         )
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, SafetensorError, StrictDataclassError) as error:
         raise DiffutronError(_load_failure(source, error)) from error
     SpecialIds.from_tokenizer(tokenizer)
     model = model.to(target).eval()
@@ -81,13 +113,30 @@ def _resolve_source(name_or_path: str | Path | None) -> str:
             )
         return str(default)
     path = Path(name_or_path).expanduser()
+    text = str(name_or_path)
     if path.is_dir():
         _check_directory(path)
         return str(path)
-    text = str(name_or_path)
-    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1:
-        raise DiffutronError(f"model directory {text!r} does not exist")
+    if path.exists():
+        raise DiffutronError(
+            f"{text!r} is a file, not a checkpoint directory: give the directory that holds config.json, "
+            f"the tokenizer and the safetensors weights (perhaps {str(path.parent)!r})"
+        )
+    if _is_path(text):
+        raise DiffutronError(f"model directory {text!r} does not exist (looked for {path.absolute()})")
     return text
+
+
+def _is_path(text: str) -> bool:
+    """Whether a missing `text` was meant as a local path: it cannot be a hub id, or it starts
+    inside a local directory (runs/final when runs/ exists)."""
+    if text.startswith((".", "/", "~")) or "\\" in text:
+        return True
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return True
+    return "/" in text and Path(text.split("/", 1)[0]).is_dir()
 
 
 def _check_directory(path: Path) -> None:
@@ -101,13 +150,50 @@ def _check_directory(path: Path) -> None:
         missing.append("a tokenizer (tokenizer.json / tokenizer_config.json)")
     if missing:
         raise DiffutronError(f"{path} is not a usable checkpoint: missing {'; '.join(missing)}")
+    _check_weights_match_config(path)
+
+
+def _check_weights_match_config(path: Path) -> None:
+    """Read the config and the safetensors headers (no weights): a damaged or truncated file, or a
+    config whose sizes are not those of the weights, is named here instead of deep inside loading."""
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError, StrictDataclassError) as error:
+        raise DiffutronError(f"{path / 'config.json'} is not a valid model config: {error}") from None
+    expected = _parameter_shapes(config)
+    for file in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(file, "pt") as weights:
+                stored = {key: tuple(weights.get_slice(key).get_shape()) for key in weights.keys()}
+        except SafetensorError as error:
+            raise DiffutronError(
+                f"{file} is damaged or incomplete ({error}): download or copy it again"
+            ) from None
+        for key, shape in stored.items():
+            if key in expected and expected[key] != shape:
+                raise DiffutronError(
+                    f"{path / 'config.json'} does not match the weights in {file.name}: {key} is "
+                    f"{list(shape)} there but the config makes it {list(expected[key])}; use the "
+                    "config.json saved with these weights"
+                )
+
+
+def _parameter_shapes(config: PreTrainedConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor shape the config implies, from a model built on the meta device (no memory)."""
+    try:
+        with torch.device("meta"):
+            model = AutoModelForMaskedLM.from_config(config, trust_remote_code=False)
+    except ValueError as error:
+        raise DiffutronError(f"this config describes no masked language model: {error}") from None
+    return {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
 
 
 def _load_failure(source: str, error: Exception) -> str:
     if Path(source).is_dir():
         return f"could not load the checkpoint in {source}: {error}"
     return (
-        f"could not load {source!r} from the Hugging Face hub ({error}). If this machine is "
+        f"there is no local directory {source!r} and {source!r} could not be loaded from the "
+        f"Hugging Face hub ({error}). If this machine is "
         f"offline, download it elsewhere first (`huggingface-cli download {source}`), copy the "
         "cache (HF_HOME) here and set HF_HUB_OFFLINE=1, or pass a local directory."
     )
