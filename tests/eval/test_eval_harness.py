@@ -12,7 +12,7 @@ from diffutron.errors import DiffutronError
 from diffutron.eval.cetvel import TASKS, baselines, resolve_tasks, run_cetvel, task_manager
 from diffutron.eval.harness_model import DiffutronHarnessLM, cut_at
 from diffutron.eval.likelihood import ContinuationScorer
-from helpers.cetvel_rows import ROWS
+from helpers.cetvel_rows import gold_rows
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,8 @@ def test_cetvel_end_to_end(tiny_lm, cetvel_data_dir):
     expected_majority = {"belebele_tr": 50.0, "exams_tr": 50.0, "ironytr": 200 / 3, "news_cat": 100 / 3,
                          "mnli_tr": 100 / 3, "sts_tr": 100 / 3, "xcopa_tr": 100.0}
     for name, row in rows.items():
-        assert row["n"] == len(ROWS[f"{name}.jsonl"])
+        assert row["n"] == len(gold_rows(f"{name}.jsonl"))
+        assert row["dropped_documents"] == (1 if name == "mnli_tr" else 0)  # its pair without gold
         assert row["chance"] == pytest.approx(expected_chance[name])
         assert row["majority"] == pytest.approx(expected_majority[name])
         assert 0 <= row["score"] <= 100 and row["score"] == pytest.approx(100 * row["metrics"]["acc"])

@@ -3,6 +3,8 @@ dataset's schema, fed through lm-eval's custom dataset hook."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -10,7 +12,7 @@ from diffutron.errors import DiffutronError
 from diffutron.eval import task_functions
 from diffutron.eval.cetvel import TASKS, resolve_tasks, task_manager, tasks_dir
 from diffutron.eval.sources import DATA_DIR_ENV, cetvel_split
-from helpers.cetvel_rows import ROWS
+from helpers.cetvel_rows import gold_rows
 
 TWO_SENTENCES = 'Aşağıda iki cümle verilmektedir:\n\nCümle 1: "{}"\nCümle 2: "{}"\n\n'
 STS_CHOICES = ["Benzerlik Yok", "Düşük Benzerlik", "Orta Benzerlik", "Yüksek Benzerlik",
@@ -77,7 +79,7 @@ def test_every_task_builds_the_spec_requests(cetvel_data_dir):
         harness_task = loaded[task.harness_name]
         assert harness_task.OUTPUT_TYPE == "multiple_choice"
         documents = requests_of(harness_task)
-        assert len(documents) == len(ROWS[f"{task.name}.jsonl"]) == len(EXPECTED[task.name])
+        assert len(documents) == len(gold_rows(f"{task.name}.jsonl")) == len(EXPECTED[task.name])
         for instances, (context, choices, gold) in zip(documents, EXPECTED[task.name]):
             assert [i.request_type for i in instances] == ["loglikelihood"] * len(choices)
             assert [i.args for i in instances] == [(context, " " + choice) for choice in choices]
@@ -130,12 +132,61 @@ def test_prompt_helpers():
         task_functions.exams_target(broken)
 
 
-def test_news_cat_accepts_category_names(tmp_path):
-    (tmp_path / "news_cat.jsonl").write_text('{"text": "Meclis toplandı.", "label": "siyaset"}\n', encoding="utf-8")
-    task = task_manager(tmp_path).load(["diffutron_news_cat"])["tasks"]["diffutron_news_cat"]
+# one task file per form (a dataset column holds one type); every file lists the five categories
+NEWS_CAT_LABELS = {
+    "indices": [0, 1, 2, 3, 4],
+    "digits": ["0", "1", "2", "3", "4"],
+    "english": ["sport", "magazine", "politics", "health", " economy "],
+    "turkish": ["spor", "magazin", "siyaset", "sağlık", "ekonomi"],
+}
+
+
+def _built_task(directory, name, rows):
+    with open(directory / f"{name}.jsonl", "w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    task = task_manager(directory).load([f"diffutron_{name}"])["tasks"][f"diffutron_{name}"]
     task.build_all_requests(rank=0, world_size=1)
-    doc = task.instances[0].doc
-    assert task.doc_to_choice(doc).index(task.doc_to_target(doc)) == 2
+    return task
+
+
+@pytest.mark.parametrize("form", NEWS_CAT_LABELS)
+def test_news_cat_takes_indices_english_names_and_turkish_choices(tmp_path, form):
+    rows = [{"text": f"Haber {n}.", "label": label} for n, label in enumerate(NEWS_CAT_LABELS[form])]
+    task = _built_task(tmp_path, "news_cat", rows)
+    assert [task.doc_to_target(documents[0].doc) for documents in requests_of(task)] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("name", "row", "complaint"),
+    [
+        ("news_cat", {"text": "Haber.", "label": "weather"}, "news_cat row 'Haber.': label 'weather' names no choice"),
+        ("news_cat", {"text": "Haber.", "label": 5}, "label 5 names no choice; a label is one of 0-4"),
+        ("news_cat", {"text": "Haber.", "label": -1}, "label -1 names no choice"),
+        ("news_cat", {"text": "Haber.", "label": None}, "label None names no choice"),
+        ("ironytr", {"text": "Cümle.", "label": 2}, "ironytr row 'Cümle.': label 2 names no choice; a label is one of 0-1"),
+        ("mnli_tr", {"idx": 7, "premise": "A.", "hypothesis": "B.", "label": 3}, "mnli_tr row idx=7: label 3"),
+        ("xcopa_tr", {"premise": "A.", "choice1": "B.", "choice2": "C.", "question": "cause", "label": 2, "idx": 9},
+         "xcopa_tr row idx=9: label 2 names no choice"),
+        ("sts_tr", {"sentence1": "A.", "sentence2": "B.", "score": 7.5}, "score 7.5 is not a number from 0 to 5"),
+        ("sts_tr", {"sentence1": "A.", "sentence2": "B.", "score": float("nan")}, "score nan is not a number"),
+        ("belebele_tr", {"flores_passage": "P.", "question": "Q?", "mc_answer1": "a", "mc_answer2": "b",
+                         "mc_answer3": "c", "mc_answer4": "d", "correct_answer_num": "5", "question_number": 3},
+         "belebele_tr row question_number=3: correct_answer_num '5' is not one of 1, 2, 3, 4"),
+    ],
+)
+def test_a_label_out_of_range_is_an_error_naming_it(tmp_path, name, row, complaint):
+    with pytest.raises(DiffutronError) as error:
+        _built_task(tmp_path, name, [row])
+    assert complaint in str(error.value)
+
+
+def test_mnli_drops_pairs_without_gold_and_says_how_many(tmp_path, caplog):
+    rows = [{"idx": n, "premise": "A.", "hypothesis": "B.", "label": label} for n, label in enumerate([0, -1, 2, -1])]
+    with caplog.at_level("WARNING", logger="diffutron.eval.task_functions"):
+        task = _built_task(tmp_path, "mnli_tr", rows)
+    assert [task.doc_to_target(documents[0].doc) for documents in requests_of(task)] == [0, 2]
+    assert task_functions.DROPPED_DOCUMENTS["diffutron_mnli_tr"] == 2
+    assert "dropped 2 of 4 pairs without a gold label" in caplog.text
 
 
 def test_data_directory_from_the_environment(cetvel_data_dir, monkeypatch):

@@ -49,15 +49,16 @@ ROWS = {
         {"text": "Bugün hava çok güzel.", "label": 0},
         {"text": "Tabii ki sınavdan önce uyumak en iyisi.", "label": 1},
     ],
-    "news_cat.jsonl": [
-        {"text": "Takım dün akşam maçı üç golle kazandı.", "label": 0},
-        {"text": "Merkez bankası faizleri sabit tuttu.", "label": 4},
-        {"text": "Meclis yeni yasayı kabul etti.", "label": 2},
+    "news_cat.jsonl": [  # the hub dataset's labels are English category names
+        {"text": "Takım dün akşam maçı üç golle kazandı.", "label": "sport"},
+        {"text": "Merkez bankası faizleri sabit tuttu.", "label": "economy"},
+        {"text": "Meclis yeni yasayı kabul etti.", "label": "politics"},
     ],
-    "mnli_tr.jsonl": [
+    "mnli_tr.jsonl": [  # label -1: the annotators did not agree, no gold label (dropped)
         {"idx": 0, "premise": "Çocuklar bahçede top oynuyor.", "hypothesis": "Çocuklar dışarıda.", "label": 0},
         {"idx": 1, "premise": "Kitap okumak ufku genişletir.", "hypothesis": "Kitap pahalıdır.", "label": 1},
         {"idx": 2, "premise": "Hava güneşli.", "hypothesis": "Kar yağıyor.", "label": 2},
+        {"idx": 3, "premise": "Deniz mavi.", "hypothesis": "Deniz soğuk.", "label": -1},
     ],
     "sts_tr.jsonl": [
         {"sentence1": "Bir adam gitar çalıyor.", "sentence2": "Bir kadın yemek yapıyor.", "score": 0.2},
@@ -71,6 +72,11 @@ ROWS = {
          "question": "cause", "label": 0, "idx": 2, "changed": False},
     ],
 }
+
+
+def gold_rows(name: str) -> list[dict]:
+    """The rows of `name` (e.g. "mnli_tr.jsonl") that have a gold label: what a task evaluates."""
+    return [row for row in ROWS[name] if row.get("label") != -1]
 
 
 def write_cetvel_rows(directory: Path) -> Path:

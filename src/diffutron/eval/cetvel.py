@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from diffutron.errors import DiffutronError
+from diffutron.eval.task_functions import DROPPED_DOCUMENTS
 
 TAG = "diffutron_cetvel"
 
@@ -85,6 +86,7 @@ def run_cetvel(
 
     if limit is not None and limit < 1:
         raise DiffutronError(f"--limit must be >= 1, got {limit}")
+    DROPPED_DOCUMENTS.clear()
     with _quiet_custom_dataset_hint():
         output = evaluator.simple_evaluate(
             model=harness_lm,
@@ -149,6 +151,7 @@ def _task_result(task: CetvelTask, output: dict[str, Any], harness_lm: Any) -> d
         "majority": majority,
         "paper": task.paper,
         "truncated_contexts": harness_lm.truncated.get(task.harness_name, 0),
+        "dropped_documents": DROPPED_DOCUMENTS.get(task.harness_name, 0),  # MNLI: pairs without gold
     }
 
 

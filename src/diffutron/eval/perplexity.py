@@ -68,7 +68,7 @@ def mlm_perplexity(
     documents: Sequence[str],
     *,
     mlm_probability: float = 0.15,
-    max_length: int = 512,
+    max_length: int | None = None,
     seed: int = 0,
     batch_size: int = 8,
     corruption: Corruption = "mask",
@@ -81,7 +81,9 @@ def mlm_perplexity(
     `corruption="mask"` replaces every selected position by the mask token (the paper's
     15%-masked text); `"bert"` reproduces transformers' DataCollatorForLanguageModeling
     (80% mask, 10% random token, 10% unchanged), for comparisons with Trainer-based numbers.
+    `max_length` (special tokens included) defaults to the model's context (the paper: 512).
     """
+    max_length = _max_length(model, max_length)
     _check_settings(mlm_probability, max_length, batch_size, corruption, bootstrap_samples, confidence)
     if not documents:
         raise DiffutronError("no documents to evaluate on")
@@ -175,6 +177,20 @@ def _bootstrap(
     tail = (1 - confidence) / 2
     low, high = np.quantile(values, [tail, 1 - tail])
     return float(low), float(high)
+
+
+def _max_length(model: PreTrainedModel, max_length: int | None) -> int:
+    """`max_length`, or the model's context when None; longer than the context is refused."""
+    context = getattr(model.config, "max_position_embeddings", None)
+    if max_length is None:
+        if context is None:
+            raise DiffutronError("the model's config does not give its context length: set max_length")
+        return int(context)
+    if context is not None and max_length > context:
+        raise DiffutronError(
+            f"max_length {max_length} exceeds the model's context of {context}: use at most {context}"
+        )
+    return max_length
 
 
 def _check_settings(
