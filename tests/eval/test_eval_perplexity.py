@@ -63,3 +63,16 @@ def test_bad_input(tiny_model, tiny_tokenizer):
         mlm_perplexity(tiny_model, tiny_tokenizer, DOCUMENTS, mlm_probability=1.5)
     with pytest.raises(DiffutronError, match="corruption"):
         mlm_perplexity(tiny_model, tiny_tokenizer, DOCUMENTS, corruption="random")
+
+
+def test_max_length_defaults_to_the_models_context(tiny_tokenizer):
+    from helpers.tiny import build_model
+
+    model = build_model(tiny_tokenizer, max_positions=16)
+    long_documents = [" ".join(DOCUMENTS)]
+    result = mlm_perplexity(model, tiny_tokenizer, long_documents, seed=3)
+    assert result.settings["max_length"] == 16
+    assert result.sequences > 1  # the text was cut into pieces of the context, not of 512
+    assert result.to_dict() == mlm_perplexity(model, tiny_tokenizer, long_documents, seed=3, max_length=16).to_dict()
+    with pytest.raises(DiffutronError, match="max_length 512 exceeds the model's context of 16"):
+        mlm_perplexity(model, tiny_tokenizer, long_documents, max_length=512)
