@@ -1,4 +1,8 @@
-"""Progress bars for the long data steps and the summary table printed at the end."""
+"""Progress bars for the long data steps and the summary table printed at the end.
+
+Descriptions, titles and cells hold user text (source names, paths): rendered literally, never
+read as rich markup (a source named "[corpus]" keeps its brackets).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 T = TypeVar("T")
 
@@ -25,7 +30,7 @@ def data_progress(console: Console) -> Progress:
     """Bars with counts, rate and time; streams of unknown length show a spinner and a running count."""
     return Progress(
         SpinnerColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
@@ -48,9 +53,9 @@ def tracked(progress: Progress, items: Iterable[T], description: str, total: int
 
 def summary_table(title: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
     """A table with a text first column and right-aligned numbers (thousands separated)."""
-    table = Table(title=title)
+    table = Table(title=Text(title))
     for index, name in enumerate(header):
-        table.add_column(name, justify="left" if index == 0 else "right")
+        table.add_column(Text(name), justify="left" if index == 0 else "right")
     for row in rows:
-        table.add_row(*(f"{value:,}" if isinstance(value, int) else str(value) for value in row))
+        table.add_row(*(Text(f"{value:,}" if isinstance(value, int) else str(value)) for value in row))
     return table

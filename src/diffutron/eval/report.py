@@ -7,16 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from diffutron.files import atomic_file
 
 
 def cetvel_table(report: dict[str, Any], model_name: str) -> Table:
     """The paper's Table 4 layout (task rows, score column, average row) with the chance and
-    majority-class baselines, the extra metrics and the paper's 2nd-stage score beside it."""
+    majority-class baselines, the extra metrics and the paper's 2nd-stage score beside it.
+    `model_name` (a path) is shown literally, not read as rich markup."""
     table = Table(title="CETVEL subset (0-shot, likelihood; accuracy in %)")
     table.add_column("Benchmark")
-    table.add_column(model_name, justify="right", style="bold")
+    table.add_column(Text(model_name), justify="right", style="bold")
     for column in ("Chance", "Majority", "acc_norm", "F1", "n", "Paper"):
         table.add_column(column, justify="right")
     for row in report["tasks"]:
