@@ -159,7 +159,7 @@ def _check_weights_match_config(path: Path) -> None:
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError, StrictDataclassError) as error:
-        raise DiffutronError(f"{path / 'config.json'} is not a valid model config: {error}") from None
+        raise DiffutronError(f"{path / 'config.json'} is not a valid model config: {_one_line(error)}") from None
     expected = _parameter_shapes(config)
     for file in sorted(path.glob("*.safetensors")):
         try:
@@ -167,7 +167,7 @@ def _check_weights_match_config(path: Path) -> None:
                 stored = {key: tuple(weights.get_slice(key).get_shape()) for key in weights.keys()}
         except SafetensorError as error:
             raise DiffutronError(
-                f"{file} is damaged or incomplete ({error}): download or copy it again"
+                f"{file} is damaged or incomplete ({_one_line(error)}): download or copy it again"
             ) from None
         for key, shape in stored.items():
             if key in expected and expected[key] != shape:
@@ -184,16 +184,21 @@ def _parameter_shapes(config: PreTrainedConfig) -> dict[str, tuple[int, ...]]:
         with torch.device("meta"):
             model = AutoModelForMaskedLM.from_config(config, trust_remote_code=False)
     except ValueError as error:
-        raise DiffutronError(f"this config describes no masked language model: {error}") from None
+        raise DiffutronError(f"this config describes no masked language model: {_one_line(error)}") from None
     return {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
 
 
 def _load_failure(source: str, error: Exception) -> str:
     if Path(source).is_dir():
-        return f"could not load the checkpoint in {source}: {error}"
+        return f"could not load the checkpoint in {source}: {_one_line(error)}"
     return (
         f"there is no local directory {source!r} and {source!r} could not be loaded from the "
-        f"Hugging Face hub ({error}). If this machine is "
+        f"Hugging Face hub ({_one_line(error)}). If this machine is "
         f"offline, download it elsewhere first (`huggingface-cli download {source}`), copy the "
         "cache (HF_HOME) here and set HF_HUB_OFFLINE=1, or pass a local directory."
     )
+
+
+def _one_line(error: Exception) -> str:
+    """A library's multi-line error message, folded into the one line of ours."""
+    return " ".join(str(error).split())
