@@ -21,8 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from rich.console import Console
-
 from common import TURKISH_WORDS
 
 from diffutron.data.pretrain import build_pretrain
@@ -59,7 +57,7 @@ def main() -> None:
             sources=[PretrainSource(name="web", path=corpus)],
         )
         start = time.perf_counter()
-        manifest = build_pretrain(recipe, tokenizer=tokenizer, console=Console(file=io.StringIO()))
+        manifest = build_pretrain(recipe, tokenizer=tokenizer)
         pipeline_seconds = time.perf_counter() - start
 
     counts = manifest["sources"]["web"]

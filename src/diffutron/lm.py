@@ -13,7 +13,7 @@ from diffutron.errors import DiffutronError
 from diffutron.model.chat import Message, cut_answer, render_chat
 from diffutron.model.loading import load_checkpoint
 from diffutron.model.precision import is_quantized
-from diffutron.model.tokens import SpecialIds
+from diffutron.model.tokens import SpecialIds, cut_to_fit, encode_text
 from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.infill import parse_placeholders
 from diffutron.sampling.presets import speed_config, speed_dtype
@@ -68,7 +68,7 @@ class Diffutron:
 
     def encode(self, text: str) -> list[int]:
         """Token ids without special tokens (the chat format uses plain-text tags)."""
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return encode_text(self.tokenizer, text)
 
     def chat(
         self,
@@ -169,10 +169,9 @@ class Diffutron:
     def _fit(self, prompt: list[int], config: GenerationConfig, index: int) -> list[int]:
         """The prompt, cut from the left if asked to, so that it fits the context."""
         room = self.context_length - config.max_new_tokens
-        if len(prompt) <= room:
-            return prompt
-        if config.truncate == "left" and room > 0:
-            return prompt[-room:]
+        kept, cut = cut_to_fit(prompt, room)
+        if not cut or (config.truncate == "left" and kept):
+            return kept
         raise DiffutronError(
             f"prompt {index} has {len(prompt)} tokens; with max_new_tokens={config.max_new_tokens} "
             f"that exceeds the model's context of {self.context_length} tokens. Shorten the "

@@ -95,7 +95,7 @@ def test_unsupported_or_missing_files(tmp_path):
 
 
 def test_generation_prompts_are_read_with_the_same_reader(tmp_path):
-    from diffutron.generation_io import read_prompts
+    from diffutron.cli.jsonl_batch import read_prompts
 
     path = tmp_path / "prompts.jsonl"
     path.write_text('{"prompt": "Merhaba", "id": 1}\n\n{"prompt": "Selam"}\n', encoding="utf-8")

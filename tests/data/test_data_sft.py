@@ -11,6 +11,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from diffutron.cli import app
+from diffutron.cli.console import RichReporter
 from diffutron.data.conversations import instruction_messages, pair_messages, resolve_columns
 from diffutron.data.prepared import load_prepared, read_manifest
 from diffutron.data.recipes import SFTRecipe, SFTSource, load_sft_recipe
@@ -40,7 +41,8 @@ def write_jsonl(path: Path, rows: list) -> Path:
 
 def build(tokenizer, output: Path, sources: list[SFTSource], **settings):
     recipe = SFTRecipe(output=output, tokenizer="tiny", sources=sources, **settings)
-    return build_sft(recipe, tokenizer=tokenizer, console=Console(file=io.StringIO(), width=200))
+    with RichReporter(Console(file=io.StringIO(), width=200)) as reporter:
+        return build_sft(recipe, tokenizer=tokenizer, reporter=reporter)
 
 
 def reference_row(tokenizer, user: str, assistant: str) -> tuple[list[int], list[int]]:

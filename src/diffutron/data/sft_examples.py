@@ -14,10 +14,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from diffutron.data.tokenizer import batched, encode
+from diffutron.data.documents import batched
+from diffutron.model.tokens import IGNORE_INDEX, encode
 from diffutron.model.chat import Message, render_chat
 
-IGNORE_INDEX = -100
 
 
 @dataclass

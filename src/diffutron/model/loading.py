@@ -56,8 +56,8 @@ def load_checkpoint(
     source = _resolve_source(name_or_path)
     target = resolve_device(device)
     quantize = dtype == INT8  # dynamic int8 Linear layers on float32 weights
+    tokenizer = load_tokenizer(source)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
         model = AutoModelForMaskedLM.from_pretrained(
             source,
             dtype=resolve_dtype(torch.float32 if quantize else dtype, target),
@@ -66,9 +66,18 @@ def load_checkpoint(
         )
     except (OSError, ValueError) as error:
         raise DiffutronError(_load_failure(source, error)) from error
-    SpecialIds.from_tokenizer(tokenizer)
     model = model.to(target).eval()
     return (quantize_int8(model) if quantize else model), tokenizer
+
+
+def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
+    """A tokenizer (local directory or hub id) that has the special tokens a masked diffusion LM needs."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=False)
+    except (OSError, ValueError) as error:
+        raise DiffutronError(_load_failure(str(name_or_path), error)) from error
+    SpecialIds.from_tokenizer(tokenizer)
+    return tokenizer
 
 
 def _resolve_source(name_or_path: str | Path | None) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from diffutron.errors import DiffutronError
-from diffutron.training.objective import IGNORE_INDEX
+from diffutron.model.tokens import IGNORE_INDEX
 
 
 def _right_pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Training recipes: the typed dataclasses behind configs/*.yaml (`diffutron train CONFIG`).
 
-Loading, `--set key=value` overrides, type checks and unknown-key errors are diffutron.recipe's.
+Loading, `--set key=value` overrides, type checks and unknown-key errors are diffutron.typed_config's.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from diffutron import recipe
+from diffutron import typed_config
 from diffutron.errors import DiffutronError
 from diffutron.training.objective import MDLMObjective
 
@@ -113,9 +113,9 @@ class Recipe:
                 raise DiffutronError(f"{name} must be >= 1, got {value}")
 
     def to_dict(self) -> dict[str, Any]:
-        return recipe.to_mapping(self)
+        return typed_config.to_mapping(self)
 
 
-def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+def load_training_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     """Read a YAML recipe, apply `key.sub=value` overrides, and check every key and type."""
-    return recipe.load_recipe(Recipe, path, overrides)
+    return typed_config.load_dataclass(Recipe, path, overrides)

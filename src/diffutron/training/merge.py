@@ -17,7 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from diffutron.errors import DiffutronError
 from diffutron.files import atomic_directory
 from diffutron.model.loading import load_checkpoint
-from diffutron.training.models import load_tokenizer
+from diffutron.model.loading import load_tokenizer
 
 PROBE_SHAPE = (2, 48)
 

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from diffutron.errors import DiffutronError
+from diffutron.model.tokens import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 WEIGHT_EPSILON = 1e-6
 
 Schedule = Literal["linear", "cosine"]

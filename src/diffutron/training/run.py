@@ -29,7 +29,8 @@ from diffutron.training.callbacks import LOG_NAME, JsonlLogger
 from diffutron.training.collators import PretrainCollator, SFTCollator
 from diffutron.training.config import Recipe
 from diffutron.training.merge import merge_checked, probe_batch, save_model
-from diffutron.training.models import apply_lora, build_meta_model, build_model, describe_parameters, load_tokenizer
+from diffutron.model.loading import load_tokenizer
+from diffutron.training.models import apply_lora, build_meta_model, build_model, describe_parameters
 from diffutron.training.trainer import MDLMTrainer
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def resolve_device(bf16: bool) -> dict[str, bool | str]:
+def trainer_device_settings(bf16: bool) -> dict[str, bool | str]:
     """The Trainer settings that keep a run on the CPU where it would otherwise go wrong there.
 
     bf16 without CUDA: transformers refuses it unless told to use the CPU (then CPU autocast).
@@ -92,7 +93,7 @@ def resolve_device(bf16: bool) -> dict[str, bool | str]:
     return {}
 
 
-def load_prepared(path: str, task: str):
+def load_training_data(path: str, task: str):
     """A directory written by the data builders (datasets.save_to_disk + manifest.json)."""
     import datasets
 
@@ -138,7 +139,7 @@ def training_arguments(recipe: Recipe, has_eval: bool) -> TrainingArguments:
         max_grad_norm=optimizer.max_grad_norm,
         optim=resolve_optimizer(optimizer.name),
         **precision,
-        **resolve_device(precision["bf16"]),
+        **trainer_device_settings(precision["bf16"]),
         **_checkpointing(settings.gradient_checkpointing),
         ddp_find_unused_parameters=False,  # every trainable parameter takes part in each MDLM forward pass
         logging_strategy="steps",
@@ -188,8 +189,8 @@ def build_trainer(recipe: Recipe) -> MDLMTrainer:
     """Tokenizer, data, model (with LoRA if asked) and the Trainer of a recipe, ready to train."""
     tokenizer = load_tokenizer(str(recipe.tokenizer))
     special = SpecialIds.from_tokenizer(tokenizer)
-    train_data = load_prepared(recipe.data.train, recipe.task)
-    eval_data = load_prepared(recipe.data.eval, recipe.task) if recipe.data.eval else None
+    train_data = load_training_data(recipe.data.train, recipe.task)
+    eval_data = load_training_data(recipe.data.eval, recipe.task) if recipe.data.eval else None
     args = training_arguments(recipe, eval_data is not None)
 
     model = build_model(recipe, tokenizer)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from diffutron.data.tokenizer import encode
+from diffutron.model.tokens import encode
 from diffutron.errors import DiffutronError
 from diffutron.eval.perplexity import masked_sequences
 

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from diffutron.data.kenet import Synset
-from diffutron.data.kenet_sft import DEFINITION_QUESTIONS, answer_sentence, build_kenet_sft, stage2_examples
-from diffutron.data.offline_corpus import is_held_out
+from diffutron.embedded.kenet import Synset
+from diffutron.embedded.questions import DEFINITION_QUESTIONS, build_kenet_sft, stage2_examples
+from diffutron.embedded.corpus import is_held_out
 from diffutron.errors import DiffutronError
 
 
@@ -38,12 +38,6 @@ MANY = SYNSETS + [synset(f"S-{index}", [f"kelime{index}"], f"tanım {index}") fo
 
 def read_jsonl(path):
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def test_answer_sentence_capitalises_turkish_i_and_ends_with_a_stop():
-    assert answer_sentence("ısısı yüksek olan") == "Isısı yüksek olan."
-    assert answer_sentence("ince ve uzun") == "İnce ve uzun."
-    assert answer_sentence("Ne güzel!") == "Ne güzel!"
 
 
 def test_stage2_tasks_take_answers_from_the_synset_and_its_relations():

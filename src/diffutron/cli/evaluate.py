@@ -1,27 +1,21 @@
-"""`diffutron eval ...`: perplexity, the CETVEL subset, and lm-eval's own command line."""
+"""`diffutron eval ppl | cetvel | lm-eval`: the paper's evaluations, and lm-eval's own command line."""
 
-from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
+from diffutron.cli.console import console, say, warn
+from diffutron.cli.options import DeviceOption, DtypeOption, JsonOutputOption, ModelOption, load
 from diffutron.errors import DiffutronError
 
-eval_app = typer.Typer(
-    name="eval",
-    help="Evaluate: MLM perplexity, the paper's CETVEL subset, any lm-evaluation-harness task.",
-    no_args_is_help=True,
-)
 
-OutputOption = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the results as JSON here.")]
-
-
-@eval_app.command()
 def ppl(
-    data: Annotated[str, typer.Option("--data", "-d", help="A .txt (paragraphs), .jsonl, .json or .parquet file, or a hub dataset id.")],
+    data: Annotated[
+        str, typer.Option("--data", "-d", help="A .txt (paragraphs), .jsonl, .json or .parquet file, or a hub dataset id.")
+    ],
     model: ModelOption = None,
     mlm_probability: Annotated[float, typer.Option(help="Share of tokens masked (paper: 0.15).")] = 0.15,
     max_length: Annotated[int, typer.Option(help="Tokens per sequence, special tokens included (paper: 512).")] = 512,
@@ -29,18 +23,19 @@ def ppl(
     batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 8,
     text_field: Annotated[str, typer.Option(help="Text field of JSONL records / dataset column.")] = "text",
     split: Annotated[str, typer.Option(help="Split of a hub dataset.")] = "test",
-    corruption: Annotated[str, typer.Option(help="mask (every selected token masked) or bert (80/10/10).")] = "mask",
+    corruption: Annotated[
+        Literal["mask", "bert"], typer.Option(help="mask: every selected token masked; bert: 80/10/10.")
+    ] = "mask",
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the interval (0: none).")] = 1000,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
-    output: OutputOption = None,
+    output: JsonOutputOption = None,
 ) -> None:
-    """MLM perplexity (SPEC section 6): exp of the mean cross-entropy over the masked tokens."""
+    """MLM perplexity: exp of the mean cross-entropy over the masked tokens (the paper's metric)."""
     from rich.progress import Progress
 
-    from diffutron.cli import console, load
+    from diffutron.cli.reports import perplexity_table, write_json
     from diffutron.eval.perplexity import mlm_perplexity
-    from diffutron.eval.report import perplexity_table, write_json
     from diffutron.eval.sources import load_documents
 
     documents = load_documents(data, text_field=text_field, split=split)
@@ -50,18 +45,24 @@ def ppl(
     with Progress(console=console, transient=True) as progress:
         bar = progress.add_task("scoring", total=None)
         result = mlm_perplexity(
-            lm.model, lm.tokenizer, documents, mlm_probability=mlm_probability, max_length=max_length,
-            seed=seed, batch_size=batch_size, corruption=corruption, bootstrap_samples=bootstrap,
+            lm.model,
+            lm.tokenizer,
+            documents,
+            mlm_probability=mlm_probability,
+            max_length=max_length,
+            seed=seed,
+            batch_size=batch_size,
+            corruption=corruption,
+            bootstrap_samples=bootstrap,
             progress=lambda done, total: progress.update(bar, completed=done, total=total),
         )
     payload = {**result.to_dict(), "model": model or "embedded", "data": data}
     console.print(perplexity_table(payload))
     if output is not None:
         write_json(output, payload)
-        console.print(f"wrote {output}")
+        say(f"wrote {output}")
 
 
-@eval_app.command()
 def cetvel(
     tasks: Annotated[
         Optional[list[str]], typer.Option("--tasks", "-t", help="Tasks (repeat or comma-separate); default: all seven.")
@@ -72,18 +73,15 @@ def cetvel(
     batch_size: Annotated[int, typer.Option(help="Masked rows per forward pass.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed of the Monte-Carlo masks.")] = 0,
     bootstrap_iters: Annotated[int, typer.Option(help="Bootstrap resamples for F1 standard errors (0: none).")] = 1000,
-    data_dir: Annotated[
-        Optional[Path], typer.Option(help="Read <task>.jsonl files here instead of the hub.")
-    ] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Read <task>.jsonl files here instead of the hub.")] = None,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
-    output: OutputOption = None,
+    output: JsonOutputOption = None,
 ) -> None:
     """The paper's seven CETVEL tasks, beside chance and majority-class baselines."""
-    from diffutron.cli import console, load
+    from diffutron.cli.reports import cetvel_table, write_json
     from diffutron.eval.cetvel import resolve_tasks, run_cetvel
     from diffutron.eval.harness_model import DiffutronHarnessLM
-    from diffutron.eval.report import cetvel_table, write_json
 
     chosen = resolve_tasks(tasks)
     if data_dir is not None and not data_dir.is_dir():
@@ -95,17 +93,13 @@ def cetvel(
     console.print(cetvel_table(report, Path(model).name if model else "embedded"))
     truncated = sum(row["truncated_contexts"] for row in report["tasks"])
     if truncated:
-        console.print(f"[yellow]{truncated} contexts were longer than the model window and cut from the left[/yellow]")
+        warn(f"{truncated} contexts were longer than the model window and cut from the left")
     if output is not None:
         write_json(output, report)
-        console.print(f"wrote {output}")
+        say(f"wrote {output}")
 
 
-@eval_app.command(
-    "lm-eval",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
-)
-def lm_eval_command(ctx: typer.Context) -> None:
+def lm_eval(ctx: typer.Context) -> None:
     """lm-eval's own command line, with the `diffutron` model and the packaged tasks available.
 
     Example: diffutron eval lm-eval --model diffutron --model_args pretrained=DIR,mc_num=64
@@ -134,8 +128,3 @@ def run_lm_eval_cli(arguments: list[str]) -> None:
         extra = [parsed.include_path] if parsed.include_path else []
         parsed.include_path = [str(tasks_dir()), *extra]
     cli.execute(parsed)
-
-
-# Last, because diffutron.cli imports this module to register `eval_app`; typer reads the
-# (string) annotations only when the command line is built, after both modules are loaded.
-from diffutron.cli import DeviceOption, DtypeOption, ModelOption  # noqa: E402

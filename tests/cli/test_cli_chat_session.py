@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from diffutron import Diffutron, GenerationConfig
-from diffutron.chat_session import MASK_GLYPH, CanvasView
+from diffutron.cli.chat_session import MASK_GLYPH, CanvasView
 
 
 class Frames:

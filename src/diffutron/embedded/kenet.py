@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from diffutron.data.installed import InstalledSource
+from diffutron.embedded.installed import InstalledSource
 from diffutron.errors import DiffutronError
 
 KENET = InstalledSource("nlptoolkit-wordnet", "GPL-3.0")

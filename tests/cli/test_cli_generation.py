@@ -68,7 +68,7 @@ def test_bad_jsonl_leaves_no_output(run, tmp_path, content, complaint):
     ("args", "complaint"),
     [
         (["generate", "a", "--steps", "0"], "steps must be an integer >= 1"),
-        (["generate", "a", "--remasking", "best"], "low_confidence, random"),
+        (["generate", "a", "--remasking", "best"], "'low_confidence', 'random'"),
         (["generate", "a", "--temperature", "-1"], "temperature must be >= 0"),
         (["generate"], "give prompts as arguments or --input"),
         (["infill", "no gaps here"], "no placeholder"),

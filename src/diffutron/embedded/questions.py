@@ -20,8 +20,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from diffutron.data.kenet import Synset, primary_senses, read_kenet
-from diffutron.data.offline_corpus import DEFAULT_HELDOUT_FRACTION, DEFAULT_SEED, is_held_out
+from diffutron.data.turkish import as_sentence
+from diffutron.embedded.kenet import Synset, primary_senses, read_kenet
+from diffutron.embedded.corpus import DEFAULT_HELDOUT_FRACTION, DEFAULT_SEED, is_held_out
 from diffutron.errors import DiffutronError
 from diffutron.files import atomic_directory, atomic_file
 
@@ -70,20 +71,13 @@ class Example:
         }
 
 
-def answer_sentence(text: str) -> str:
-    """Capitalised (Turkish i -> İ) and ending with a full stop."""
-    first = "İ" if text[:1] == "i" else text[:1].upper()
-    text = first + text[1:]
-    return text if text.endswith((".", "!", "?", "…")) else text + "."
-
-
 def _listing(words: Iterable[str]) -> str:
     return ", ".join(dict.fromkeys(words))
 
 
 def definition_examples(synset: Synset, primary: dict[str, str], rng: random.Random) -> list[Example]:
     """A question about each word of the synset whose main sense this synset is."""
-    answer = answer_sentence(synset.definition)
+    answer = as_sentence(synset.definition)
     return [
         Example("definition", synset.id, word, rng.choice(DEFINITION_QUESTIONS).format(word=word), answer)
         for word in synset.words
@@ -98,7 +92,7 @@ def stage2_examples(synset: Synset, by_id: dict[str, Synset], rng: random.Random
     word = rng.choice(synset.words)
     answers: dict[str, tuple[Sequence[str], str]] = {}
     if synset.examples:
-        answers["example"] = (EXAMPLE_QUESTIONS, answer_sentence(rng.choice(synset.examples)))
+        answers["example"] = (EXAMPLE_QUESTIONS, as_sentence(rng.choice(synset.examples)))
     others = [other for other in synset.words if other != word]
     if others:
         answers["synonym"] = (SYNONYM_QUESTIONS, f"Eş anlamlıları: {_listing(others)}.")
@@ -126,7 +120,7 @@ def evaluation_rows(
             "synset": synset.id,
             "word": word,
             "question": EVAL_QUESTION.format(word=word),
-            "definition": answer_sentence(synset.definition),
+            "definition": as_sentence(synset.definition),
         }
         for word, synset in rng.sample(pairs, min(size, len(pairs)))
     ]

@@ -1,6 +1,6 @@
 """YAML recipes mapped onto typed dataclasses, so a typo in a config fails loudly instead of being ignored.
 
-`load_recipe(Cls, path, overrides)` reads a YAML mapping, applies `key.sub=value` overrides and builds
+`load_dataclass(Cls, path, overrides)` reads a YAML mapping, applies `key.sub=value` overrides and builds
 `Cls` field by field, checking types (dataclasses, lists, dicts, Optional, Literal, int, float, str,
 bool, Path). Unknown keys are an error that lists the valid ones.
 """
@@ -21,7 +21,7 @@ from diffutron.errors import DiffutronError
 T = TypeVar("T")
 
 
-def load_recipe(cls: type[T], path: str | Path, overrides: Sequence[str] = ()) -> T:
+def load_dataclass(cls: type[T], path: str | Path, overrides: Sequence[str] = ()) -> T:
     """Build `cls` from the YAML file at `path`, with `key.sub=value` overrides applied first."""
     path = Path(path)
     try:

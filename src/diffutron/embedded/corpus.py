@@ -25,8 +25,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diffutron.data.installed import InstalledSource
-from diffutron.data.kenet import KENET, POS_NAMES, Synset, read_kenet
+from diffutron.embedded.installed import InstalledSource
+from diffutron.data.tokenizer_training import fertility, train_tokenizer
+from diffutron.data.turkish import as_sentence
+from diffutron.embedded.kenet import KENET, POS_NAMES, Synset, read_kenet
 from diffutron.data.readers import iter_jsonl, iter_local_texts
 from diffutron.errors import DiffutronError
 from diffutron.files import atomic_directory, atomic_file
@@ -68,7 +70,7 @@ _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"))
 _FOOTNOTE = re.compile(r"(?<=[^\W\d_]{2})(\d{1,2})(?=[\s.,;:!?]|$)|(?<=[”’])\d{1,2}(?=\s)")
 
 
-def clean_text(text: str) -> str:
+def normalize_corpus_text(text: str) -> str:
     """NFC, HTML entities and tags removed, control characters dropped, whitespace collapsed."""
     text = unicodedata.normalize("NFC", html.unescape(text))
     text = _TAG.sub(" ", text).translate(_INVISIBLE)
@@ -93,14 +95,9 @@ def kenet_document(synset: Synset) -> Document:
     pos = POS_NAMES.get(synset.pos)
     if head and pos:
         head = f"{head} ({pos})"
-    definition = _sentence(synset.definition)
+    definition = as_sentence(synset.definition)
     lines = [f"{head}: {definition}" if head else definition, *synset.examples]
     return Document(f"kenet:{synset.id}", "\n".join(lines))
-
-
-def _sentence(text: str) -> str:
-    text = text[:1].upper() + text[1:]
-    return text if text.endswith((".", "!", "?", "…")) else text + "."
 
 
 def kenet_documents(synsets: Iterable[Synset] | None = None) -> Iterator[Document]:
@@ -148,24 +145,24 @@ def local_documents(path: Path, text_field: str = "text") -> Iterator[Document]:
 
 
 @dataclass(frozen=True)
-class Source:
+class CorpusSource:
     name: str
     origin: str
     license: str
     documents: Callable[[], Iterable[Document]]
 
 
-def package_sources() -> list[Source]:
+def package_sources() -> list[CorpusSource]:
     return [
-        Source("kenet", _origin(KENET), KENET.license, kenet_documents),
-        Source("ataturk", _origin(ATATURK), ATATURK.license, ataturk_documents),
-        Source("treebank", _origin(TREEBANK), TREEBANK.license, treebank_documents),
+        CorpusSource("kenet", _origin(KENET), KENET.license, kenet_documents),
+        CorpusSource("ataturk", _origin(ATATURK), ATATURK.license, ataturk_documents),
+        CorpusSource("treebank", _origin(TREEBANK), TREEBANK.license, treebank_documents),
     ]
 
 
-def local_sources(paths: Sequence[Path], license: str, text_field: str = "text") -> list[Source]:
+def local_sources(paths: Sequence[Path], license: str, text_field: str = "text") -> list[CorpusSource]:
     return [
-        Source(f"local:{path.name}", str(path), license, lambda path=path: local_documents(path, text_field))
+        CorpusSource(f"local:{path.name}", str(path), license, lambda path=path: local_documents(path, text_field))
         for path in paths
     ]
 
@@ -221,7 +218,7 @@ def _hard_split(sentence: str, max_chars: int) -> list[str]:
 def build_offline_corpus(
     out_dir: str | Path,
     *,
-    sources: Sequence[Source] | None = None,
+    sources: Sequence[CorpusSource] | None = None,
     seed: int = DEFAULT_SEED,
     heldout_fraction: float = DEFAULT_HELDOUT_FRACTION,
     max_chars: int = 1000,
@@ -243,7 +240,7 @@ def build_offline_corpus(
                 stat = SourceStats(source.name, source.origin, source.license)
                 stats.append(stat)
                 for document in source.documents():
-                    text = clean_text(document.text)
+                    text = normalize_corpus_text(document.text)
                     if not text:
                         stat.empty += 1
                         continue
@@ -304,3 +301,17 @@ def read_corpus(corpus_dir: str | Path, split: str) -> Iterator[dict]:
     if split not in SPLITS or not path.is_file():
         raise DiffutronError(f"{path} not found: expected an offline corpus directory with {', '.join(SPLITS)}")
     return (record for _, record in iter_jsonl(path))
+
+
+def train_corpus_tokenizer(
+    corpus_dir: str | Path, out_dir: str | Path, *, vocab_size: int = 12000, overwrite: bool = False
+) -> dict:
+    """Train on an offline corpus' train split, measure fertility on its held-out split."""
+    tokenizer = train_tokenizer(
+        (record["text"] for record in read_corpus(corpus_dir, "train")),
+        out_dir,
+        vocab_size=vocab_size,
+        overwrite=overwrite,
+    )
+    heldout = fertility(tokenizer, (record["text"] for record in read_corpus(corpus_dir, "heldout")))
+    return {"vocab_size": len(tokenizer), "heldout": heldout}

@@ -9,7 +9,7 @@ from typing import Literal
 import pytest
 
 from diffutron.errors import DiffutronError
-from diffutron.recipe import load_recipe, to_mapping
+from diffutron.typed_config import load_dataclass, to_mapping
 
 
 @dataclass
@@ -35,7 +35,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_types_are_converted_and_overrides_win(tmp_path):
     path = write(tmp_path, "parts:\n  - name: a\n    limit: 1.6e6\nrate: 1\nflags: {x: true}\n")
-    recipe = load_recipe(Recipe, path, ["output=elsewhere", "rate=0.25"])
+    recipe = load_dataclass(Recipe, path, ["output=elsewhere", "rate=0.25"])
     assert recipe == Recipe([Part("a", "pool", 1_600_000)], Path("elsewhere"), 0.25, {"x": True})
     assert to_mapping(recipe)["output"] == "elsewhere"
 
@@ -55,13 +55,13 @@ def test_types_are_converted_and_overrides_win(tmp_path):
 def test_bad_recipes_name_the_file_and_key(tmp_path, text, message):
     path = write(tmp_path, text)
     with pytest.raises(DiffutronError, match="recipe.yaml") as caught:
-        load_recipe(Recipe, path)
+        load_dataclass(Recipe, path)
     assert message in str(caught.value)
 
 
 def test_bad_override(tmp_path):
     path = write(tmp_path, "parts: []\n")
     with pytest.raises(DiffutronError, match="key=value"):
-        load_recipe(Recipe, path, ["rate"])
+        load_dataclass(Recipe, path, ["rate"])
     with pytest.raises(DiffutronError, match="unknown key 'nope'"):
-        load_recipe(Recipe, path, ["nope=1"])
+        load_dataclass(Recipe, path, ["nope=1"])

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from diffutron.cli import app
 from diffutron.errors import DiffutronError
-from diffutron.eval.definitions import chrf, definition_scores, read_questions
+from diffutron.embedded.definitions import chrf, definition_scores, read_questions
 from diffutron.eval.perplexity import masked_sequences
-from diffutron.eval.unigram import token_log_probabilities, unigram_perplexity
+from diffutron.embedded.unigram import token_log_probabilities, unigram_perplexity
 from diffutron.sampling.config import GenerationConfig
 from helpers.tiny import TURKISH_TEXT
 

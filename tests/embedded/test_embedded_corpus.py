@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from diffutron.data.installed import InstalledSource
-from diffutron.data.kenet import primary_senses, read_kenet
-from diffutron.data.offline_corpus import (
+from diffutron.embedded.installed import InstalledSource
+from diffutron.embedded.kenet import primary_senses, read_kenet
+from diffutron.embedded.corpus import (
     Document,
-    Source,
+    CorpusSource,
     ataturk_documents,
     build_offline_corpus,
-    clean_text,
+    normalize_corpus_text,
     drop_footnote_marks,
     is_held_out,
     kenet_documents,
@@ -47,16 +47,16 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def source(name: str, *texts: str) -> Source:
+def source(name: str, *texts: str) -> CorpusSource:
     documents = [Document(f"{name}:{index}", text) for index, text in enumerate(texts)]
-    return Source(name, "test", "CC0", lambda: iter(documents))
+    return CorpusSource(name, "test", "CC0", lambda: iter(documents))
 
 
-def test_clean_text_normalises_unicode_markup_and_whitespace():
+def test_normalize_corpus_text_normalises_unicode_markup_and_whitespace():
     decomposed = unicodedata.normalize("NFD", "Şişli'de güzel")
     assert decomposed != "Şişli'de güzel"
     text = f"  {decomposed}\u00a0bir  <b>gün</b> &amp; \u200bgece\r\n\n\n\nSon\x07 satır\t "
-    assert clean_text(text) == "Şişli'de güzel bir gün & gece\n\nSon satır"
+    assert normalize_corpus_text(text) == "Şişli'de güzel bir gün & gece\n\nSon satır"
 
 
 def test_footnote_marks_glued_to_words_are_dropped_but_numbers_stay():
@@ -165,7 +165,7 @@ def test_build_refuses_existing_output_and_leaves_nothing_on_failure(tmp_path):
         raise DiffutronError("source broke")
 
     with pytest.raises(DiffutronError, match="source broke"):
-        build_offline_corpus(tmp_path / "out", sources=[Source("x", "test", "CC0", broken)])
+        build_offline_corpus(tmp_path / "out", sources=[CorpusSource("x", "test", "CC0", broken)])
     assert list(tmp_path.iterdir()) == [tmp_path / "taken"]
 
 
