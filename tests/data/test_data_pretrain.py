@@ -176,7 +176,7 @@ def test_recipe_checks():
 def test_shipped_paper_recipe_loads():
     from diffutron.data.recipes import load_pretrain_recipe
 
-    paper = load_pretrain_recipe(Path(__file__).parents[2] / "configs" / "data-pretrain-paper.yaml")
+    paper = load_pretrain_recipe(Path(__file__).parents[2] / "configs" / "paper" / "data-pretrain.yaml")
     assert (paper.tokenizer, paper.max_length, paper.pool_size, paper.packing) == (
         "jhu-clsp/mmBERT-base",
         512,

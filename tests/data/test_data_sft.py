@@ -46,7 +46,7 @@ def build(tokenizer, output: Path, sources: list[SFTSource], **settings):
 
 
 def reference_row(tokenizer, user: str, assistant: str) -> tuple[list[int], list[int]]:
-    """The SPEC section 2/4 layout written out by hand: prompt ids labelled -100, answer ids labelled."""
+    """The docs/reference-behaviour.md, sections 2 and 4 layout written out by hand: prompt ids labelled -100, answer ids labelled."""
     prompt = tokenizer(f"[Question]\n{user}\n[/Question]\n\n[Answer]\n", add_special_tokens=False)["input_ids"]
     answer = tokenizer(f"{assistant}\n[/Answer]\n\n", add_special_tokens=False)["input_ids"]
     return prompt + answer, [-100] * len(prompt) + answer
@@ -232,8 +232,8 @@ def test_malformed_messages_name_file_and_line(tiny_tokenizer, tmp_path, record,
 
 
 def test_shipped_recipes():
-    stage1 = load_sft_recipe(CONFIGS / "data-sft-stage1.yaml")
-    stage2 = load_sft_recipe(CONFIGS / "data-sft-stage2.yaml")
+    stage1 = load_sft_recipe(CONFIGS / "paper" / "data-sft-stage1.yaml")
+    stage2 = load_sft_recipe(CONFIGS / "paper" / "data-sft-stage2.yaml")
     assert (stage1.max_length, stage2.max_length) == (256, 256)
     assert (
         stage1.sources[0].dataset == "metunlp/LlamaTurk-Instruction-Set" and stage1.sources[0].format == "instruction"

@@ -1,4 +1,4 @@
-"""Pretraining and SFT batches (SPEC section 4): what is padded, labelled, attended and masked."""
+"""Pretraining and SFT batches (docs/reference-behaviour.md, section 4): what is padded, labelled, attended and masked."""
 
 from __future__ import annotations
 

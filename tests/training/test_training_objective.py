@@ -1,4 +1,4 @@
-"""The MDLM objective on hand-sized tensors (SPEC section 4)."""
+"""The MDLM objective on hand-sized tensors (docs/reference-behaviour.md, section 4)."""
 
 from __future__ import annotations
 

@@ -38,14 +38,14 @@ MMBERT_BASE = {
 }
 
 
-@pytest.mark.parametrize("name", ["cpt-mmbert", "sft-stage1", "sft-stage2", "tiny-cpu"])
+@pytest.mark.parametrize("name", ["paper/cpt-mmbert", "paper/sft-stage1", "paper/sft-stage2", "tiny-cpu", "embedded/pretrain", "embedded/sft1", "embedded/sft2"])
 def test_shipped_recipes_load(name):
     recipe = load_training_recipe(CONFIGS / f"{name}.yaml")
-    assert recipe.task == ("sft" if name.startswith("sft") else "pretrain")
+    assert recipe.task == ("sft" if name.split("/")[-1].startswith("sft") else "pretrain")
 
 
 def test_paper_cpt_recipe():
-    recipe = load_training_recipe(CONFIGS / "cpt-mmbert.yaml")
+    recipe = load_training_recipe(CONFIGS / "paper" / "cpt-mmbert.yaml")
     assert (recipe.lora.r, recipe.lora.alpha, recipe.lora.dropout) == (256, 256, 0.1)
     assert recipe.lora.target_modules == ["Wqkv", "Wo", "Wi"]
     assert recipe.optimizer.name == "paged_adamw_8bit" and recipe.optimizer.lr == 5e-5
@@ -58,7 +58,7 @@ def test_dry_run_reproduces_the_paper_figure(tmp_path):
     base.mkdir()
     (base / "config.json").write_text(json.dumps(MMBERT_BASE), encoding="utf-8")
     result = CliRunner().invoke(
-        app, ["train", str(CONFIGS / "cpt-mmbert.yaml"), "--set", f"model.name_or_path={base}", "--dry-run"]
+        app, ["train", str(CONFIGS / "paper" / "cpt-mmbert.yaml"), "--set", f"model.name_or_path={base}", "--dry-run"]
     )
     assert result.exit_code == 0, result.output
     assert "trainable parameters: 54,067,200 of 361,853,440 (14.94%)" in result.output
@@ -66,7 +66,7 @@ def test_dry_run_reproduces_the_paper_figure(tmp_path):
 
 def test_overrides_are_typed(tmp_path):
     recipe = load_training_recipe(
-        CONFIGS / "cpt-mmbert.yaml",
+        CONFIGS / "paper" / "cpt-mmbert.yaml",
         ["optimizer.lr=1e-4", "training.max_steps=20", "lora.target_modules=[Wqkv]", "logging.tensorboard=false"],
     )
     assert recipe.optimizer.lr == 1e-4 and isinstance(recipe.optimizer.lr, float)
@@ -77,16 +77,16 @@ def test_overrides_are_typed(tmp_path):
 
 def test_unknown_key_lists_the_valid_ones():
     with pytest.raises(DiffutronError, match=r"unknown key 'rank'; valid keys: r, alpha, dropout, target_modules"):
-        load_training_recipe(CONFIGS / "cpt-mmbert.yaml", ["lora.rank=8"])
+        load_training_recipe(CONFIGS / "paper" / "cpt-mmbert.yaml", ["lora.rank=8"])
     with pytest.raises(DiffutronError, match=r"unknown key 'learning_rate'.*valid keys: name, lr"):
-        load_training_recipe(CONFIGS / "cpt-mmbert.yaml", ["optimizer.learning_rate=1"])
+        load_training_recipe(CONFIGS / "paper" / "cpt-mmbert.yaml", ["optimizer.learning_rate=1"])
 
 
 def test_bad_values_are_reported():
     with pytest.raises(DiffutronError, match="optimizer.lr: expected a number"):
-        load_training_recipe(CONFIGS / "cpt-mmbert.yaml", ["optimizer.lr=fast"])
+        load_training_recipe(CONFIGS / "paper" / "cpt-mmbert.yaml", ["optimizer.lr=fast"])
     with pytest.raises(DiffutronError, match="objective.*schedule"):
-        load_training_recipe(CONFIGS / "cpt-mmbert.yaml", ["objective.schedule=quadratic"])
+        load_training_recipe(CONFIGS / "paper" / "cpt-mmbert.yaml", ["objective.schedule=quadratic"])
     with pytest.raises(DiffutronError, match="exactly one of model.name_or_path and model.from_scratch"):
         load_training_recipe(CONFIGS / "tiny-cpu.yaml", ["model.name_or_path=x"])
 

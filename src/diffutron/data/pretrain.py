@@ -1,4 +1,4 @@
-"""Build the continual-pretraining corpus (SPEC section 5, the paper's recipe by default).
+"""Build the continual-pretraining corpus (docs/reference-behaviour.md, section 5, the paper's recipe by default).
 
 Each source is read, cleaned, tokenized with the model's tokenizer and length-filtered (documents
 too long for one row are dropped, never cut). `keep` sources (the encyclopedic one) are kept whole;

@@ -1,7 +1,7 @@
 """Build SFT data: instruction rows -> chat-format conversations -> `input_ids` + `labels` rows.
 
 Rows are unpadded; the training collator pads them with the pad token and labels the pads
-(SPEC section 4). With `eval_size`, a seeded held-out split is written as a second prepared
+(docs/reference-behaviour.md, section 4). With `eval_size`, a seeded held-out split is written as a second prepared
 dataset at `eval_output`.
 """
 

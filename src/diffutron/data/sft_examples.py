@@ -1,4 +1,4 @@
-"""Conversations -> SFT rows: `input_ids` and `labels`, the prompt labelled -100 (SPEC section 4).
+"""Conversations -> SFT rows: `input_ids` and `labels`, the prompt labelled -100 (docs/reference-behaviour.md, section 4).
 
 The prompt is everything up to and including the final `[Answer]\\n`; the answer is the rest of the
 rendered conversation (`{assistant}\\n[/Answer]\\n\\n`). The two texts are tokenized SEPARATELY

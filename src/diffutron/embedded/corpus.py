@@ -1,4 +1,4 @@
-"""`diffutron data offline-corpus`: Turkish text from pip-installable packages, for the embedded model.
+"""`diffutron embedded offline-corpus`: Turkish text from pip-installable packages, for the embedded model.
 
 Sources (each read in place from its installed distribution):
 - KeNet (`nlptoolkit-wordnet`, GPL-3.0): one document per synset, "words: definition." plus

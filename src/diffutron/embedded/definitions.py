@@ -1,7 +1,7 @@
 """Definition questions scored with chrF: does the model know what a word means?
 
 Questions come from a JSONL file with `question` and `definition` fields and an optional
-`split` field (e.g. "heldout" / "trained", as `diffutron data kenet-sft` writes eval.jsonl);
+`split` field (e.g. "heldout" / "trained", as `diffutron embedded kenet-sft` writes eval.jsonl);
 each split gets its own corpus-level chrF (sacrebleu's implementation: character 6-grams,
 beta 2), so answers about held-out words can be compared with answers about trained ones.
 """

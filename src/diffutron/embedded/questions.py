@@ -1,4 +1,4 @@
-"""`diffutron data kenet-sft`: instruction data from the Turkish WordNet KeNet, in two stages.
+"""`diffutron embedded kenet-sft`: instruction data from the Turkish WordNet KeNet, in two stages.
 
 Stage 1 (dictionary): «kelime» ne demek? -> the definition of the word's main sense (its
 lowest-numbered KeNet sense, so one question has one answer), in several phrasings.

@@ -1,4 +1,4 @@
-"""The paper's intrinsic metric (SPEC section 6): MLM perplexity of 15%-masked text.
+"""The paper's intrinsic metric (docs/reference-behaviour.md, section 6): MLM perplexity of 15%-masked text.
 
 exp of the mean cross-entropy over the masked positions. Documents are tokenized without
 special tokens, cut into pieces that fit `max_length` with the tokenizer's own special

@@ -1,4 +1,4 @@
-"""The masked-diffusion sampler of the Diffutron model card (SPEC section 3), made cheap.
+"""The masked-diffusion sampler of the Diffutron model card (docs/reference-behaviour.md, section 3), made cheap.
 
 Every step still runs the encoder over the whole canvas, but logits, repetition penalty,
 noise and confidence are computed only for the still-masked positions of the current block,

@@ -1,4 +1,4 @@
-"""Merge LoRA adapters into the masked-LM model, keeping the MLM head (SPEC section 9).
+"""Merge LoRA adapters into the masked-LM model, keeping the MLM head (docs/reference-behaviour.md, section 9).
 
 The public tool merged into `AutoModel` and lost the head; here the merge goes into the
 `AutoModelForMaskedLM` the adapters were trained on, and the merged model's logits are checked
