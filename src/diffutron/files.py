@@ -49,6 +49,15 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
         raise
 
 
+def is_local_path(name: str | Path) -> bool:
+    """Whether `name` can only mean a local path, not a hub id (`owner/name` or `name`).
+
+    It exists here, starts with `.`, `/` or `~`, or has more than one slash.
+    """
+    text = str(name)
+    return Path(text).expanduser().exists() or text.startswith((".", "/", "~")) or text.count("/") > 1
+
+
 def _umask() -> int:
     current = os.umask(0)
     os.umask(current)

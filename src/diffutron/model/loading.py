@@ -9,6 +9,7 @@ import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from diffutron.errors import DiffutronError
+from diffutron.files import is_local_path
 from diffutron.model.precision import quantize_int8
 from diffutron.model.tokens import SpecialIds
 
@@ -65,7 +66,7 @@ def load_checkpoint(
             trust_remote_code=False,
         )
     except (OSError, ValueError) as error:
-        raise DiffutronError(_load_failure(source, error)) from error
+        raise DiffutronError(describe_load_failure(source, error)) from error
     model = model.to(target).eval()
     return (quantize_int8(model) if quantize else model), tokenizer
 
@@ -75,7 +76,7 @@ def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=False)
     except (OSError, ValueError) as error:
-        raise DiffutronError(_load_failure(str(name_or_path), error)) from error
+        raise DiffutronError(describe_load_failure(str(name_or_path), error)) from error
     SpecialIds.from_tokenizer(tokenizer)
     return tokenizer
 
@@ -94,7 +95,7 @@ def _resolve_source(name_or_path: str | Path | None) -> str:
         _check_directory(path)
         return str(path)
     text = str(name_or_path)
-    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1:
+    if is_local_path(text):
         raise DiffutronError(f"model directory {text!r} does not exist")
     return text
 
@@ -112,7 +113,8 @@ def _check_directory(path: Path) -> None:
         raise DiffutronError(f"{path} is not a usable checkpoint: missing {'; '.join(missing)}")
 
 
-def _load_failure(source: str, error: Exception) -> str:
+def describe_load_failure(source: str, error: Exception) -> str:
+    """Why a checkpoint or tokenizer did not load: a local directory, or a hub id and how to get it offline."""
     if Path(source).is_dir():
         return f"could not load the checkpoint in {source}: {error}"
     return (

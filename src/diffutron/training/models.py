@@ -17,7 +17,7 @@ from transformers import (
 )
 
 from diffutron.errors import DiffutronError
-from diffutron.model.loading import load_checkpoint, load_tokenizer
+from diffutron.model.loading import describe_load_failure, load_checkpoint, load_tokenizer
 from diffutron.model.tokens import SpecialIds
 from diffutron.training.config import LoraSettings, Recipe
 
@@ -79,7 +79,7 @@ def build_meta_model(recipe: Recipe) -> PreTrainedModel:
         try:
             config = AutoConfig.from_pretrained(source, trust_remote_code=False)
         except (OSError, ValueError) as error:
-            raise DiffutronError(_load_failure(str(source), error)) from error
+            raise DiffutronError(describe_load_failure(str(source), error)) from error
     with torch.device("meta"):
         return AutoModelForMaskedLM.from_config(config, trust_remote_code=False)
 
