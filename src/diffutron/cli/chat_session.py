@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from rich.console import Console
 from rich.live import Live
@@ -11,10 +11,17 @@ from rich.text import Text
 
 from diffutron.errors import DiffutronError
 from diffutron.lm import Diffutron
+from diffutron.model.chat import Message, render_chat
 from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.sampler import StepEvent
 
 MASK_GLYPH = "░"
+CONTINUATION = "\\"  # a line ending in a backslash continues on the next line
+COMMANDS = {
+    "/help": "show these commands",
+    "/reset": "start the conversation over (the system message stays)",
+    "/exit": "quit (also /quit or Ctrl-D)",
+}
 
 
 class CanvasView:
@@ -42,6 +49,29 @@ class CanvasView:
         self.live.update(text)
 
 
+def fit_history(
+    lm: Diffutron, history: Sequence[Message], question: str, config: GenerationConfig
+) -> tuple[list[Message], int]:
+    """The conversation to send: the newest whole turns that fit the context with the answer's
+    tokens, the system message kept; and how many old messages were left out.
+
+    Raises if the question alone (with the system message) does not fit.
+    """
+    system = [message for message in history[:1] if message["role"] == "system"]
+    turns = list(history[len(system) :])
+    room = lm.context_length - config.max_new_tokens
+    while True:
+        conversation = [*system, *turns, {"role": "user", "content": question}]
+        if len(lm.encode(render_chat(conversation))) <= room:
+            return conversation, len(history) - len(system) - len(turns)
+        if not turns:
+            raise DiffutronError(
+                f"this message does not fit the model's context of {lm.context_length} tokens with "
+                f"max_new_tokens={config.max_new_tokens}: shorten it (or the system message), or lower --max-new-tokens"
+            )
+        turns = turns[2:]  # the oldest question and its answer
+
+
 def run_chat(
     lm: Diffutron,
     config: GenerationConfig,
@@ -51,37 +81,68 @@ def run_chat(
     console: Console,
     ask: Callable[[str], str] | None = None,
 ) -> None:
-    """Read questions until /exit or end of input; each answer joins the conversation."""
+    """Read messages until /exit or end of input; each answer joins the conversation."""
     ask = ask or console.input
     opening = [{"role": "system", "content": system}] if system else []
-    history = list(opening)
-    console.print("[dim]Diffutron chat: /reset starts over, /exit quits.[/dim]")
+    if system:
+        fit_history(lm, opening, "?", config)  # an over-long system message fails here, not at each turn
+    history: list[Message] = list(opening)
+    warned = False
+    console.print(Text("Diffutron chat: /help lists the commands, /exit quits.", style="dim"))
     while True:
-        try:
-            text = ask("[bold cyan]you>[/bold cyan] ").strip()
-        except (EOFError, KeyboardInterrupt):
+        text = _read_message(ask, console)
+        if text is None:
             break
         if not text:
-            console.print("[dim]Please write a question (or /exit).[/dim]")
+            console.print(Text("Please write a question (or /exit).", style="dim"))
             continue
-        if text in ("/exit", "/quit"):
+        command = text.lower()
+        if command in ("/exit", "/quit"):
             break
-        if text == "/reset":
-            history = list(opening)
-            console.print("[dim]Conversation cleared.[/dim]")
+        if command == "/help":
+            for name, meaning in COMMANDS.items():
+                console.print(Text(f"{name:<8} {meaning}", style="dim"))
+            console.print(Text(f"End a line with {CONTINUATION} to continue the message on the next line.", style="dim"))
             continue
-        turn = [*history, {"role": "user", "content": text}]
+        if command == "/reset":
+            history = list(opening)
+            console.print(Text("Conversation cleared.", style="dim"))
+            continue
+        if command.startswith("/") and " " not in command:
+            console.print(Text(f"unknown command {text}; /help lists the commands", style="yellow"))
+            continue
         try:
+            turn, dropped = fit_history(lm, history, text, config)
+            if dropped and not warned:
+                console.print(Text("Older turns no longer fit the model's context and are left out.", style="dim"))
+                warned = True
             answer = _answer(lm, turn, config, viz, console)
         except DiffutronError as error:
-            console.print(f"[red]error:[/red] {error}", highlight=False)
+            console.print(Text.assemble(("error: ", "red"), str(error)))
             continue
-        history = [*turn, {"role": "assistant", "content": answer}]
+        history = [*history, {"role": "user", "content": text}, {"role": "assistant", "content": answer}]
         console.print(Text("diffutron> ", style="bold magenta") + Text(answer))
 
 
-def _answer(lm: Diffutron, turn: list[dict[str, str]], config: GenerationConfig, viz: bool,
-            console: Console) -> str:
+def _read_message(ask: Callable[[str], str], console: Console) -> str | None:
+    """One message, over several lines where a line ends in a backslash; None at end of input."""
+    lines = []
+    prompt = Text("you> ", style="bold cyan")
+    while True:
+        try:
+            line = ask(prompt)
+        except (EOFError, KeyboardInterrupt):
+            console.print()  # leave the terminal on a fresh line
+            return None
+        if line.endswith(CONTINUATION):
+            lines.append(line[: -len(CONTINUATION)])
+            prompt = Text("...> ", style="dim")
+            continue
+        lines.append(line)
+        return "\n".join(lines).strip()
+
+
+def _answer(lm: Diffutron, turn: list[Message], config: GenerationConfig, viz: bool, console: Console) -> str:
     if not viz or not console.is_terminal:
         return lm.chat(turn, config)
     with Live(console=console, transient=True, refresh_per_second=20) as live:
