@@ -108,3 +108,14 @@ def test_generation_prompts_are_read_with_the_same_reader(tmp_path):
         read_prompts(path)
     with pytest.raises(DiffutronError, match="cannot read"):
         read_prompts(tmp_path / "absent.jsonl")
+
+
+def test_an_endless_line_is_refused_without_reading_it_all(tmp_path, monkeypatch):
+    from diffutron.data import readers
+    from diffutron.data.readers import iter_jsonl
+
+    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 1000)
+    path = tmp_path / "endless.jsonl"
+    path.write_bytes(b'{"prompt": "a"}\n' + b"x" * 5000)
+    with pytest.raises(DiffutronError, match=r"endless.jsonl:2: a line longer than"):
+        list(iter_jsonl(path))

@@ -18,7 +18,9 @@ def ppl(
     ],
     model: ModelOption = None,
     mlm_probability: Annotated[float, typer.Option(help="Share of tokens masked (paper: 0.15).")] = 0.15,
-    max_length: Annotated[int, typer.Option(help="Tokens per sequence, special tokens included (paper: 512).")] = 512,
+    max_length: Annotated[
+        Optional[int], typer.Option(help="Tokens per sequence, special tokens included (default: the model's context).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Fixes the masks and the bootstrap.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 8,
     text_field: Annotated[str, typer.Option(help="Text field of JSONL records / dataset column.")] = "text",
@@ -40,6 +42,7 @@ def ppl(
 
     documents = load_documents(data, text_field=text_field, split=split)
     lm = load(model, device, dtype)
+    max_length = max_length or lm.context_length  # the paper: 512, mmBERT's pretraining context
     if max_length > lm.context_length:
         raise DiffutronError(f"--max-length {max_length} exceeds the model's context of {lm.context_length}")
     with Progress(console=console, transient=True) as progress:
