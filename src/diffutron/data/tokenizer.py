@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -30,6 +32,16 @@ def load_tokenizer(name_or_path: str) -> Any:
 
 def tokenizer_name(tokenizer: Any) -> str:
     return str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A hash of the token -> id mapping: equal for the same tokenizer wherever it is loaded from.
+
+    Recorded in a prepared dataset's manifest so that training with a tokenizer whose ids mean other
+    tokens is refused (names cannot tell: one tokenizer has many paths, two can share a name).
+    """
+    vocabulary = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    return "sha256:" + hashlib.sha256(json.dumps(vocabulary, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def encode(tokenizer: Any, texts: list[str]) -> list[list[int]]:
