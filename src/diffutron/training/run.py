@@ -159,6 +159,7 @@ def training_arguments(recipe: Recipe, has_eval: bool) -> TrainingArguments:
         ddp_find_unused_parameters=False,  # every trainable parameter takes part in each MDLM forward pass
         logging_strategy="steps",
         logging_steps=recipe.logging.steps,
+        logging_nan_inf_filter=False,  # a NaN loss must reach the log (and StopOnNonFiniteLoss), not be averaged away
         save_strategy="steps",
         save_steps=recipe.checkpoints.save_steps,
         save_total_limit=None,  # MDLMTrainer keeps the last N itself, after each atomic publish
@@ -185,7 +186,9 @@ def _checkpointing(enabled: bool) -> dict:
 
 def train(recipe: Recipe, *, resume: bool = False) -> Path:
     """Train as the recipe says; returns the directory of the final model."""
-    run_dir = check_run_directory(recipe)
+    run_dir = Path(recipe.output_dir)
+    if is_main_process():  # the other processes would race with its first writes; a failure here stops them all
+        check_run_directory(recipe)
     resume_from = None
     if resume:
         check_recipe_unchanged(recipe, run_dir)
