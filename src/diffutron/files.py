@@ -64,7 +64,7 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
     old = None
     try:
         if path.exists():
-            old = path.with_name(f".{temporary.name}.old")
+            old = path.with_name(f"{temporary.name}.old")
             os.replace(path, old)
         os.replace(temporary, path)
     except OSError as error:
