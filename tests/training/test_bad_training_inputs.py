@@ -17,7 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
+from transformers import TrainerCallback
 
 from diffutron.data.prepared import MANIFEST, write_prepared
 from diffutron.data.tokenizer import tokenizer_fingerprint
@@ -517,3 +519,27 @@ def test_plot_replaces_an_earlier_plot(tmp_path):
     plot_loss([_log(tmp_path, GOOD_LOG)], output, smoothing=2)
     assert output.read_bytes()[:8] == first[:8] == b"\x89PNG\r\n\x1a\n" and output.read_bytes() != first
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []  # no temporary left
+
+
+
+class InfiniteLastUpdate(TrainerCallback):
+    """Stands in for an update that overflows: the loss logged at a step is computed before its update."""
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step == state.max_steps:
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("inf"))
+
+
+def test_weights_made_infinite_by_the_last_step_are_never_published(pretrain_recipe, tmp_path, monkeypatch):
+    build_trainer = run.build_trainer
+
+    def with_a_bad_last_update(recipe):
+        trainer = build_trainer(recipe)
+        trainer.add_callback(InfiniteLastUpdate())
+        return trainer
+
+    monkeypatch.setattr(run, "build_trainer", with_a_bad_last_update)
+    with pytest.raises(DiffutronError, match=r"training ended with NaN or infinite weights .*; final/ was not written"):
+        run.train(load_recipe(pretrain_recipe(training={"max_steps": 2})))
+    assert not (tmp_path / "run" / "final").exists()
