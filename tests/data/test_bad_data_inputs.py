@@ -22,7 +22,7 @@ from diffutron.data.offline_corpus import build_offline_corpus, local_sources
 from diffutron.data.prepared import check_tokenizer, load_prepared, read_manifest, write_prepared
 from diffutron.data.recipes import PretrainRecipe, PretrainSource, SFTRecipe, SFTSource
 from diffutron.data.tokenizer import tokenizer_fingerprint
-from diffutron.data.tokenizer_training import train_tokenizer
+from diffutron.data.tokenizer_training import train_corpus_tokenizer, train_tokenizer
 from diffutron.errors import DiffutronError
 from helpers.tiny import build_tokenizer
 
@@ -148,6 +148,11 @@ OTHER_BUILDERS = [
     ("kenet sft into a file", lambda tmp: build_kenet_sft(corpus_file(tmp), synsets=[]), "is a file, not a directory"),
     ("tokenizer into a file", lambda tmp: train_tokenizer(TEXTS, corpus_file(tmp)), "is a file, not a directory"),
     ("tokenizer unwritable", lambda tmp: train_tokenizer(TEXTS, UNWRITABLE), "is not writable"),
+    (
+        "tokenizer over its corpus",
+        lambda tmp: train_corpus_tokenizer(corpus_file(tmp).parent, tmp, overwrite=True),
+        "holds the input",
+    ),
 ]
 
 

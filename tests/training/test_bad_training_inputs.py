@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from diffutron.data.prepared import MANIFEST, write_prepared
+from diffutron.data.prepared import MANIFEST
 from diffutron.data.tokenizer import tokenizer_fingerprint
 from diffutron.errors import DiffutronError
 from diffutron.training import run

@@ -120,11 +120,12 @@ def train_corpus_tokenizer(
     corpus_dir: str | Path, out_dir: str | Path, *, vocab_size: int = 12000, overwrite: bool = False
 ) -> dict:
     """Train on an offline corpus' train split, measure fertility on its held-out split."""
+    check_destination(out_dir, overwrite=overwrite, inputs=[corpus_dir])  # --overwrite must not delete the corpus
     tokenizer = train_tokenizer(
         (record["text"] for record in read_corpus(corpus_dir, "train")),
         out_dir,
         vocab_size=vocab_size,
         overwrite=overwrite,
     )
-    report = {"vocab_size": len(tokenizer), "heldout": fertility(tokenizer, (r["text"] for r in read_corpus(corpus_dir, "heldout")))}
-    return report
+    heldout = (record["text"] for record in read_corpus(corpus_dir, "heldout"))
+    return {"vocab_size": len(tokenizer), "heldout": fertility(tokenizer, heldout)}
