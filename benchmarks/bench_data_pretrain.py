@@ -25,7 +25,9 @@ from common import TURKISH_WORDS
 
 from diffutron.data.pretrain import build_pretrain
 from diffutron.data.recipes import PretrainRecipe, PretrainSource
-from diffutron.data.tokenizer import batched, encode, load_tokenizer
+from diffutron.data.documents import batched
+from diffutron.model.loading import load_tokenizer
+from diffutron.model.tokens import encode
 from diffutron.model.loading import default_model_path
 
 

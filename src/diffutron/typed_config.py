@@ -2,12 +2,13 @@
 
 `load_dataclass(Cls, path, overrides)` reads a YAML mapping, applies `key.sub=value` overrides and builds
 `Cls` field by field, checking types (dataclasses, lists, dicts, Optional, Literal, int, float, str,
-bool, Path). Unknown keys are an error that lists the valid ones.
+bool, Path). Unknown keys are an error that lists the valid ones; NaN and infinity are refused everywhere.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -150,6 +151,7 @@ def _convert(annotation: Any, value: Any, where: str) -> Any:
 
 def _convert_scalar(annotation: Any, value: Any, where: str) -> Any:
     if annotation is Any:
+        _refuse_non_finite(value, where)
         return value
     if annotation is bool:
         if isinstance(value, bool):
@@ -165,6 +167,7 @@ def _convert_scalar(annotation: Any, value: Any, where: str) -> Any:
     if annotation is float:
         number = _number(value)
         if number is not None:
+            _refuse_non_finite(number, where)
             return number
         _fail(where, f"expected a number, got {value!r}")
     if annotation is str:
@@ -178,6 +181,18 @@ def _convert_scalar(annotation: Any, value: Any, where: str) -> Any:
             return Path(value).expanduser()
         _fail(where, f"expected a path, got {value!r}")
     raise TypeError(f"recipe fields of type {annotation!r} are not supported")
+
+
+def _refuse_non_finite(value: Any, where: str) -> None:
+    """NaN and infinity are never meaningful settings (`lr: .inf` would train a model to NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        _fail(where, f"expected a finite number, got {value!r}")
+    if isinstance(value, Mapping):
+        for key, element in value.items():
+            _refuse_non_finite(element, _child(where, key))
+    elif isinstance(value, (list, tuple)):
+        for index, element in enumerate(value):
+            _refuse_non_finite(element, f"{where}[{index}]")
 
 
 def _number(value: Any) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -134,6 +135,7 @@ def test_resume_needs_a_complete_checkpoint(pretrain_recipe, tmp_path):
     recipe = pretrain_recipe()
     incomplete = tmp_path / "run" / "checkpoint-4"
     incomplete.mkdir(parents=True)
+    shutil.copy(recipe, tmp_path / "run" / "recipe.yaml")  # a run writes its recipe first
     (incomplete / "model.safetensors").write_bytes(b"")  # no trainer_state.json: never published
     result = RUNNER.invoke(app, ["train", str(recipe), "--resume"])
     assert result.exit_code == 2
@@ -144,6 +146,7 @@ def test_an_existing_run_is_not_overwritten(pretrain_recipe, tmp_path):
     recipe = pretrain_recipe()
     checkpoint = tmp_path / "run" / "checkpoint-2"
     checkpoint.mkdir(parents=True)
+    shutil.copy(recipe, tmp_path / "run" / "recipe.yaml")
     (checkpoint / "trainer_state.json").write_text("{}", encoding="utf-8")
     result = RUNNER.invoke(app, ["train", str(recipe)])
     assert result.exit_code == 2 and "--resume" in message(result)

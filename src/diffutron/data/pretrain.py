@@ -17,7 +17,7 @@ import numpy as np
 from diffutron.data.documents import DocumentCounts, encode_documents
 from diffutron.data.packing import PackingCounts, pack
 from diffutron.data.prepared import (
-    check_output,
+    check_outputs,
     column_array,
     datasets_quiet,
     length_statistics,
@@ -31,7 +31,7 @@ from diffutron.data.readers import text_value
 from diffutron.data.recipes import PretrainRecipe, PretrainSource
 from diffutron.data.sources import RecordStream, open_source
 from diffutron.model.loading import load_tokenizer
-from diffutron.model.tokens import tokenizer_name
+from diffutron.model.tokens import tokenizer_fingerprint, tokenizer_name
 from diffutron.errors import DiffutronError
 from diffutron.progress import Reporter
 from diffutron.model.tokens import SpecialIds
@@ -45,7 +45,7 @@ def build_pretrain(
     from datasets import Features, Sequence, Value, concatenate_datasets
 
     reporter = reporter or Reporter()
-    check_output(recipe.output, overwrite=overwrite)
+    check_outputs([recipe.output], recipe.sources, recipe.tokenizer, overwrite=overwrite)
     name = tokenizer_name(tokenizer) if tokenizer is not None else recipe.tokenizer
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(recipe.tokenizer)
     eos_id = SpecialIds.from_tokenizer(tokenizer).eos if recipe.append_eos else None
@@ -93,7 +93,8 @@ def build_pretrain(
         else:
             corpus = corpus.remove_columns("source")
 
-        manifest = _manifest(recipe, name, counts, in_corpus, pool_report, packing_counts, corpus)
+        fingerprint = tokenizer_fingerprint(tokenizer)
+        manifest = _manifest(recipe, name, fingerprint, counts, in_corpus, pool_report, packing_counts, corpus)
         with reporter.busy(f"writing {len(corpus):,} rows to {recipe.output}"):
             write_prepared(corpus, recipe.output, manifest, overwrite=overwrite, max_shard_size=recipe.max_shard_size)
 
@@ -132,6 +133,7 @@ def _per_source(corpus: Any, sources: int) -> dict[str, np.ndarray]:
 def _manifest(
     recipe: PretrainRecipe,
     tokenizer: str,
+    fingerprint: str,
     counts: dict[str, DocumentCounts],
     in_corpus: dict[str, np.ndarray],
     pool: dict[str, Any],
@@ -152,6 +154,7 @@ def _manifest(
         "kind": "pretrain",
         "columns": ["input_ids"],
         "tokenizer": tokenizer,
+        "tokenizer_fingerprint": fingerprint,
         "seed": recipe.seed,
         "max_length": recipe.max_length,
         "max_document_tokens": recipe.max_document_tokens,

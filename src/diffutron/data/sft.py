@@ -13,7 +13,7 @@ from typing import Any
 
 from diffutron.data.conversations import needed_columns, record_to_messages, record_to_text
 from diffutron.data.prepared import (
-    check_output,
+    check_outputs,
     datasets_quiet,
     length_statistics,
     materialize,
@@ -26,7 +26,7 @@ from diffutron.model.tokens import IGNORE_INDEX
 from diffutron.data.sft_examples import SFTCounts, encode_conversations, split_conversation
 from diffutron.data.sources import RecordStream, open_source
 from diffutron.model.loading import load_tokenizer
-from diffutron.model.tokens import tokenizer_name
+from diffutron.model.tokens import tokenizer_fingerprint, tokenizer_name
 from diffutron.errors import DiffutronError
 from diffutron.progress import Reporter
 from diffutron.typed_config import to_mapping
@@ -41,9 +41,7 @@ def build_sft(
     from datasets import Features, Sequence, Value, concatenate_datasets
 
     reporter = reporter or Reporter()
-    check_output(recipe.output, overwrite=overwrite)
-    if recipe.eval_output is not None:
-        check_output(recipe.eval_output, overwrite=overwrite)
+    check_outputs([recipe.output, recipe.eval_output], recipe.sources, recipe.tokenizer, overwrite=overwrite)
     name = tokenizer_name(tokenizer) if tokenizer is not None else recipe.tokenizer
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(recipe.tokenizer)
     features = Features({"input_ids": Sequence(Value("int32")), "labels": Sequence(Value("int32"))})
@@ -74,12 +72,13 @@ def build_sft(
             splits = {"train": held_out["train"], "eval": held_out["test"]}
 
         manifests = {}
+        fingerprint = tokenizer_fingerprint(tokenizer)
         for split in ("eval", "train"):  # train last: its manifest names the eval directory
             if split not in splits:
                 continue
             output = recipe.output if split == "train" else recipe.eval_output
             assert output is not None
-            manifests[split] = _manifest(recipe, name, counts, splits, split)
+            manifests[split] = _manifest(recipe, name, fingerprint, counts, splits, split)
             with reporter.busy(f"writing {len(splits[split]):,} {split} rows to {output}"):
                 write_prepared(
                     splits[split], output, manifests[split], overwrite=overwrite, max_shard_size=recipe.max_shard_size
@@ -117,7 +116,12 @@ def _conversation_texts(
 
 
 def _manifest(
-    recipe: SFTRecipe, tokenizer: str, counts: dict[str, SFTCounts], splits: dict[str, Any], split: str
+    recipe: SFTRecipe,
+    tokenizer: str,
+    fingerprint: str,
+    counts: dict[str, SFTCounts],
+    splits: dict[str, Any],
+    split: str,
 ) -> dict[str, Any]:
     other = {"train": "eval", "eval": "train"}[split]
     return {
@@ -127,6 +131,7 @@ def _manifest(
         "label_ignore_index": IGNORE_INDEX,
         "boundary": BOUNDARY,
         "tokenizer": tokenizer,
+        "tokenizer_fingerprint": fingerprint,
         "seed": recipe.seed,
         "max_length": recipe.max_length,
         "sources": {

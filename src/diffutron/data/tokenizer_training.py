@@ -22,7 +22,7 @@ from transformers import PreTrainedTokenizerFast
 
 from diffutron.model.tokens import encode_text
 from diffutron.errors import DiffutronError
-from diffutron.files import atomic_directory
+from diffutron.files import atomic_directory, check_destination
 from diffutron.model.chat import CHAT_TAGS
 
 SPECIAL_TOKENS = {
@@ -51,8 +51,7 @@ def train_tokenizer(
     if vocab_size < base + alphabet_size:
         raise DiffutronError(f"vocab_size must be at least {base + alphabet_size}, got {vocab_size}")
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise DiffutronError(f"{out_dir} already exists; choose a new directory or pass --overwrite")
+    check_destination(out_dir, overwrite=overwrite)
     trained = _bare_tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(BYTE_TOKENS) - len(CHAT_TAGS),

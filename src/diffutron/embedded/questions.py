@@ -24,7 +24,7 @@ from diffutron.data.turkish import as_sentence
 from diffutron.embedded.kenet import Synset, primary_senses, read_kenet
 from diffutron.embedded.corpus import DEFAULT_HELDOUT_FRACTION, DEFAULT_SEED, is_held_out
 from diffutron.errors import DiffutronError
-from diffutron.files import atomic_directory, atomic_file
+from diffutron.files import atomic_directory, atomic_file, check_destination
 
 DEFINITION_QUESTIONS = (
     "«{word}» ne demek?",
@@ -142,8 +142,7 @@ def build_kenet_sft(
     if not 0 <= replay_fraction < 1:
         raise DiffutronError(f"replay_fraction must be in [0, 1), got {replay_fraction}")
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise DiffutronError(f"{out_dir} already exists; choose a new directory or pass --overwrite")
+    check_destination(out_dir, overwrite=overwrite)
     synsets = read_kenet() if synsets is None else synsets
     by_id = {synset.id: synset for synset in synsets}
     rng = random.Random(seed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +62,16 @@ def encode(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
 def encode_text(tokenizer: Any, text: str) -> list[int]:
     """One text's ids without special tokens (see `encode`); the empty text has none."""
     return encode(tokenizer, [text])[0] if text else []
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A hash of the token -> id mapping: equal for the same tokenizer wherever it is loaded from.
+
+    Recorded in a prepared dataset's manifest so that training with a tokenizer whose ids mean other
+    tokens is refused (names cannot tell: one tokenizer has many paths, two can share a name).
+    """
+    vocabulary = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    return "sha256:" + hashlib.sha256(json.dumps(vocabulary, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def tokenizer_name(tokenizer: Any) -> str:
