@@ -110,6 +110,18 @@ class FrameBuilder:
         return pieces
 
 
+class FrameRecorder:
+    """A step callback that keeps the frames of one row (the first by default), e.g. to animate them."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, row: int = 0) -> None:
+        self.builder = FrameBuilder(tokenizer)
+        self.row = row
+        self.frames: list[DenoisingFrame] = []
+
+    def __call__(self, event: StepEvent) -> None:
+        self.frames.append(self.builder.frame(event, self.row))
+
+
 def visible_tokens(tokens: Sequence[str | None]) -> list[str | None]:
     """The positions that show the answer: all of them until `[/Answer]` is decided.
 
