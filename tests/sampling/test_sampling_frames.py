@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from diffutron import Diffutron
 from diffutron.model.chat import render_chat

@@ -105,13 +105,13 @@ class FrameBuilder:
             if end < len(run) and (text.endswith(REPLACEMENT_CHARACTER) or not text.startswith(emitted)):
                 pieces.append("")
                 continue
-            pieces.append(text[len(emitted):] if text.startswith(emitted) else text)
+            pieces.append(text.removeprefix(emitted))
             emitted = text
         return pieces
 
 
 class FrameRecorder:
-    """A step callback that keeps the frames of one row (the first by default), e.g. to animate them."""
+    """A step callback that keeps the frames of one row (the first by default) of one generation."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, row: int = 0) -> None:
         self.builder = FrameBuilder(tokenizer)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import colorsys
 import html
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -56,7 +57,7 @@ def confidence_colour(confidence: float, lightness: float = 0.80) -> str:
 
     The web page (serve/static/app.js) uses the same scale: hue 130 * confidence degrees.
     """
-    confidence = min(max(confidence, 0.0), 1.0) if confidence == confidence else 0.5  # NaN: neutral
+    confidence = 0.5 if math.isnan(confidence) else min(max(confidence, 0.0), 1.0)  # NaN: neutral
     red, green, blue = colorsys.hls_to_rgb(130 * confidence / 360, lightness, 0.85)
     return f"#{round(red * 255):02x}{round(green * 255):02x}{round(blue * 255):02x}"
 
