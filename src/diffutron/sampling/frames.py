@@ -15,6 +15,7 @@ from typing import TypedDict
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from diffutron.errors import DiffutronError
 from diffutron.model.chat import ANSWER_END, cut_answer
 from diffutron.model.tokens import SpecialIds
 from diffutron.sampling.sampler import StepEvent
@@ -66,9 +67,8 @@ class FrameBuilder:
         ids = event.canvas[row, region].tolist()
         committed = event.committed[row, region].nonzero().flatten().tolist()
         if event.confidence is None:
-            confidence = [float("nan")] * len(committed)
-        else:
-            confidence = [round(value, 4) for value in event.confidence[row, region[committed]].tolist()]
+            raise DiffutronError("this step event carries no confidence: frames need the sampler's own events")
+        confidence = [round(value, 4) for value in event.confidence[row, region[committed]].tolist()]
         return DenoisingFrame(
             index=row if index is None else index,
             call=event.calls,
