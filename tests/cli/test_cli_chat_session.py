@@ -100,3 +100,17 @@ def test_a_message_that_cannot_fit_alone_is_an_error_and_an_overlong_system_fail
     assert asked == [] and "does not fit the model's context of 100 tokens" in output
     with pytest.raises(DiffutronError, match="does not fit"):
         run_chat(lm, SHORT, system="uzun " * 100, viz=False, console=None, ask=Script())
+
+
+def test_save_animation_draws_the_last_answer(tiny_model, tiny_tokenizer, tmp_path):
+    from PIL import Image
+
+    target = tmp_path / "answer.gif"
+    output, asked = chat_output(
+        Diffutron(tiny_model, tiny_tokenizer), SHORT, f"/save-animation {target}", "Kitap ne demek?",
+        f"/save-animation {target}", f"/save-animation {target}",
+    )
+    assert len(asked) == 1
+    assert "no answer to draw yet" in output and "already exists" in output
+    with Image.open(target) as image:
+        assert image.n_frames == 4  # one frame per model call: 4 steps

@@ -99,3 +99,33 @@ def test_chat_session(run):
     assert result.output.count("diffutron>") == 2
     assert "Please write a question" in result.output
     assert "Conversation cleared" in result.output
+
+
+def test_generate_never_replaces_a_file_without_overwrite_and_checks_before_the_work(run, tmp_path):
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text('{"prompt": "Kitap ne demek?"}\n', encoding="utf-8")
+    target.write_text("keep me\n", encoding="utf-8")
+    refused = run("generate", "--input", str(source), "--output", str(target), *FAST)
+    assert refused.exit_code == 2 and "already exists" in refused.output and "--overwrite" in refused.output
+    assert target.read_text(encoding="utf-8") == "keep me\n"
+    same = run("generate", "--input", str(source), "--output", str(source), "--overwrite", *FAST)
+    assert same.exit_code == 2 and "would delete it" in same.output
+    assert source.read_text(encoding="utf-8") == '{"prompt": "Kitap ne demek?"}\n'
+    directory = run("generate", "Kitap?", "--output", str(tmp_path), *FAST)
+    assert directory.exit_code == 2 and "is a directory" in directory.output
+    replaced = run("generate", "--input", str(source), "--output", str(target), "--overwrite", *FAST)
+    assert replaced.exit_code == 0, replaced.output
+    assert json.loads(target.read_text(encoding="utf-8").splitlines()[0])["prompt"] == "Kitap ne demek?"
+
+
+def test_generate_animation_has_one_frame_per_model_call(run, tmp_path):
+    from PIL import Image
+
+    target = tmp_path / "answer.gif"
+    result = run("generate", "Kitap ne demek?", "--animation", str(target), "--no-early-stop", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "wrote the animation" in result.output
+    with Image.open(target) as image:
+        assert image.n_frames == 6  # 6 steps, run to the end
+    two = run("generate", "a", "b", "--animation", str(tmp_path / "two.gif"), *FAST)
+    assert two.exit_code == 2 and "exactly one prompt" in two.output

@@ -13,6 +13,7 @@ from diffutron.errors import DiffutronError
 from diffutron.lm import Diffutron
 from diffutron.model.chat import Message, render_chat
 from diffutron.sampling.config import GenerationConfig
+from diffutron.sampling.frames import FrameRecorder
 from diffutron.sampling.sampler import StepEvent
 
 MASK_GLYPH = "░"
@@ -20,6 +21,7 @@ CONTINUATION = "\\"  # a line ending in a backslash continues on the next line
 COMMANDS = {
     "/help": "show these commands",
     "/reset": "start the conversation over (the system message stays)",
+    "/save-animation PATH": "draw the denoising of the last answer (.gif or .svg)",
     "/exit": "quit (also /quit or Ctrl-D)",
 }
 
@@ -88,7 +90,8 @@ def run_chat(
         fit_history(lm, opening, "?", config)  # an over-long system message fails here, not at each turn
     history: list[Message] = list(opening)
     warned = False
-    console.print(Text("Diffutron chat: /help lists the commands, /exit quits.", style="dim"))
+    last: tuple[list, str] | None = None  # the last answer's frames and question, for /save-animation
+    console.print(Text("Diffutron chat: /help lists the commands, /save-animation PATH draws the last answer, /exit quits.", style="dim"))
     while True:
         text = _read_message(ask, console)
         if text is None:
@@ -101,12 +104,15 @@ def run_chat(
             break
         if command == "/help":
             for name, meaning in COMMANDS.items():
-                console.print(Text(f"{name:<8} {meaning}", style="dim"))
+                console.print(Text(f"{name:<21} {meaning}", style="dim"))
             console.print(Text(f"End a line with {CONTINUATION} to continue the message on the next line.", style="dim"))
             continue
         if command == "/reset":
             history = list(opening)
             console.print(Text("Conversation cleared.", style="dim"))
+            continue
+        if command.split(maxsplit=1)[0] == "/save-animation":
+            _save_animation(last, text.split(maxsplit=1)[1:], console)
             continue
         if command.startswith("/") and " " not in command:
             console.print(Text(f"unknown command {text}; /help lists the commands", style="yellow"))
@@ -116,11 +122,13 @@ def run_chat(
             if dropped and not warned:
                 console.print(Text("Older turns no longer fit the model's context and are left out.", style="dim"))
                 warned = True
-            answer = _answer(lm, turn, config, viz, console)
+            recorder = FrameRecorder(lm.tokenizer)
+            answer = _answer(lm, turn, config, viz, console, recorder)
         except DiffutronError as error:
             console.print(Text.assemble(("error: ", "red"), str(error)))
             continue
         history = [*history, {"role": "user", "content": text}, {"role": "assistant", "content": answer}]
+        last = (recorder.frames, text)
         console.print(Text("diffutron> ", style="bold magenta") + Text(answer))
 
 
@@ -142,8 +150,26 @@ def _read_message(ask: Callable[[str], str], console: Console) -> str | None:
         return "\n".join(lines).strip()
 
 
-def _answer(lm: Diffutron, turn: list[Message], config: GenerationConfig, viz: bool, console: Console) -> str:
+def _answer(
+    lm: Diffutron, turn: list[Message], config: GenerationConfig, viz: bool, console: Console, recorder: FrameRecorder
+) -> str:
     if not viz or not console.is_terminal:
-        return lm.chat(turn, config)
+        return lm.chat(turn, config, callback=recorder)
     with Live(console=console, transient=True, refresh_per_second=20) as live:
-        return lm.chat(turn, config, callback=CanvasView(lm, live, config.max_new_tokens))
+        view = CanvasView(lm, live, config.max_new_tokens)
+        return lm.chat(turn, config, callback=lambda event: (view(event), recorder(event)))
+
+
+def _save_animation(last: tuple[list, str] | None, arguments: list[str], console: Console) -> None:
+    from diffutron.viz.animation import write_animation
+
+    try:
+        if not arguments:
+            raise DiffutronError("give a file: /save-animation answer.gif (or .svg)")
+        if last is None:
+            raise DiffutronError("no answer to draw yet: ask something first")
+        path = write_animation(last[0], arguments[0].strip(), prompt=last[1])
+    except DiffutronError as error:
+        console.print(Text.assemble(("error: ", "red"), str(error)))
+        return
+    console.print(Text(f"wrote the animation to {path}", style="dim"))

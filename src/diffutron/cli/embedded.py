@@ -22,6 +22,7 @@ from diffutron.cli.options import (
     load,
     with_generation_options,
 )
+from diffutron.files import check_destination
 from diffutron.sampling.config import GenerationConfig
 
 SeedOption = Annotated[int, typer.Option(help="Seed of the held-out split (corpus and questions must agree).")]
@@ -70,7 +71,7 @@ def train_tokenizer(
 
     with console.status("Training the tokenizer ..."):
         report = train_corpus_tokenizer(corpus_dir, out_dir, vocab_size=vocab_size, overwrite=overwrite)
-    with atomic_file(out_dir / "training_report.json") as handle:
+    with atomic_file(out_dir / "training_report.json") as handle:  # inside the new tokenizer directory
         json.dump(report, handle, indent=2)
     heldout = report["heldout"]
     say(
@@ -119,6 +120,7 @@ def unigram_baseline(
     seed: Annotated[int, typer.Option(help="The masks' seed, as for `eval ppl`.")] = 0,
     text_field: Annotated[str, typer.Option(help="Text field of JSONL records.")] = "text",
     output: JsonOutputOption = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Perplexity of token frequencies alone, at the positions `eval ppl` masks with the same settings."""
     from diffutron.data.readers import iter_local_texts
@@ -126,6 +128,8 @@ def unigram_baseline(
     from diffutron.eval.sources import load_documents
     from diffutron.model.loading import default_model_path, load_tokenizer
 
+    if output is not None:
+        check_destination(output, kind="file", overwrite=overwrite, inputs=[data, train])
     loaded = load_tokenizer(tokenizer or str(default_model_path()))
     documents = load_documents(str(data), text_field=text_field)
     with console.status("Counting tokens and scoring ..."):
@@ -153,6 +157,7 @@ def definitions(
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     output: JsonOutputOption = None,
+    overwrite: OverwriteOption = False,
     config: GenerationConfig = GenerationConfig(),
 ) -> None:
     """chrF of the answers to definition questions against the reference definitions, per split."""
@@ -160,6 +165,8 @@ def definitions(
 
     from diffutron.embedded.definitions import definition_scores, read_questions
 
+    if output is not None:
+        check_destination(output, kind="file", overwrite=overwrite, inputs=[questions])
     rows = read_questions(questions)
     lm = load(model, device, dtype)
     with Progress(console=console, transient=True) as progress:

@@ -8,7 +8,8 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from diffutron.cli.console import console, say, warn
-from diffutron.cli.options import DeviceOption, DtypeOption, JsonOutputOption, ModelOption, load
+from diffutron.cli.options import DeviceOption, DtypeOption, JsonOutputOption, ModelOption, OverwriteOption, load
+from diffutron.files import check_destination
 from diffutron.errors import DiffutronError
 
 
@@ -32,6 +33,7 @@ def ppl(
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     output: JsonOutputOption = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """MLM perplexity: exp of the mean cross-entropy over the masked tokens (the paper's metric)."""
     from rich.progress import Progress
@@ -40,6 +42,8 @@ def ppl(
     from diffutron.eval.perplexity import mlm_perplexity
     from diffutron.eval.sources import load_documents
 
+    if output is not None:
+        check_destination(output, kind="file", overwrite=overwrite, inputs=[data])
     documents = load_documents(data, text_field=text_field, split=split)
     lm = load(model, device, dtype)
     max_length = max_length or lm.context_length  # the paper: 512, mmBERT's pretraining context
@@ -80,6 +84,7 @@ def cetvel(
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     output: JsonOutputOption = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """The paper's seven CETVEL tasks, beside chance and majority-class baselines."""
     from diffutron.cli.reports import cetvel_table, write_json
@@ -89,6 +94,8 @@ def cetvel(
     chosen = resolve_tasks(tasks)
     if data_dir is not None and not data_dir.is_dir():
         raise DiffutronError(f"--data-dir {data_dir} is not a directory")
+    if output is not None:
+        check_destination(output, kind="file", overwrite=overwrite)
     lm = load(model, device, dtype)
     harness_lm = DiffutronHarnessLM(lm=lm, batch_size=batch_size, mc_num=mc_num, seed=seed)
     report = run_cetvel(harness_lm, chosen, limit=limit, data_dir=data_dir, bootstrap_iters=bootstrap_iters)

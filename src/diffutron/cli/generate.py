@@ -13,6 +13,7 @@ from diffutron.cli.options import (
     DeviceOption,
     DtypeOption,
     ModelOption,
+    OverwriteOption,
     load,
     with_generation_options,
 )
@@ -36,6 +37,11 @@ def generate(
         bool, typer.Option("--raw", help="Continue plain text, no chat format.", rich_help_panel=IO_PANEL)
     ] = False,
     batch_size: Annotated[int, typer.Option(help="Prompts per batch.", rich_help_panel=IO_PANEL)] = 8,
+    animation: Annotated[
+        Optional[Path],
+        typer.Option(help="Also draw the denoising of the answer: a .gif or .svg (one prompt).", rich_help_panel=IO_PANEL),
+    ] = None,
+    overwrite: OverwriteOption = False,
     model: ModelOption = None,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
@@ -43,13 +49,26 @@ def generate(
 ) -> None:
     """Answer prompts given on the command line or in a JSONL file."""
     from diffutron.cli.jsonl_batch import generate_jsonl, read_prompts
+    from diffutron.files import check_destination
 
     if bool(prompts) == (input is not None):
         raise DiffutronError("give prompts as arguments or --input FILE (one of the two)")
     if batch_size < 1:
         raise DiffutronError(f"--batch-size must be >= 1, got {batch_size}")
+    if output is not None:  # before the work: a bad destination must not cost the answers
+        check_destination(output, kind="file", overwrite=overwrite, inputs=[input])
+    if animation is not None:
+        if input is not None or len(prompts or []) != 1:
+            raise DiffutronError("--animation draws one answer: give exactly one prompt, without --input")
+        check_destination(animation, kind="file", overwrite=overwrite)
     records = read_prompts(input) if input is not None else [{"prompt": p} for p in prompts or []]
     lm = load(model, device, dtype)
+    if animation is not None:
+        from diffutron.viz.animation import animate_answer
+
+        say(animate_answer(lm, records[0]["prompt"], animation, config, chat=not raw, overwrite=overwrite))
+        say(f"wrote the animation to {animation}")
+        return
     results = generate_jsonl(lm, records, config, chat=not raw, batch_size=batch_size, output=output)
     if output is None:
         for record in results:
