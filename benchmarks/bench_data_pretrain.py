@@ -21,13 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from rich.console import Console
-
 from common import TURKISH_WORDS
 
 from diffutron.data.pretrain import build_pretrain
 from diffutron.data.recipes import PretrainRecipe, PretrainSource
-from diffutron.data.tokenizer import batched, encode, load_tokenizer
+from diffutron.data.documents import batched
+from diffutron.model.loading import load_tokenizer
+from diffutron.model.tokens import encode
 from diffutron.model.loading import default_model_path
 
 
@@ -59,7 +59,7 @@ def main() -> None:
             sources=[PretrainSource(name="web", path=corpus)],
         )
         start = time.perf_counter()
-        manifest = build_pretrain(recipe, tokenizer=tokenizer, console=Console(file=io.StringIO()))
+        manifest = build_pretrain(recipe, tokenizer=tokenizer)
         pipeline_seconds = time.perf_counter() - start
 
     counts = manifest["sources"]["web"]

@@ -45,7 +45,7 @@ import torch
 from common import MMBERT_BASE, mmbert_shaped_model, tokenizer_with_mmbert_ids
 
 from diffutron import Diffutron, GenerationConfig, sample
-from diffutron.eval.definitions import chrf, read_questions
+from diffutron.embedded.definitions import chrf, read_questions
 from diffutron.files import atomic_file
 from diffutron.model.chat import render_chat
 from diffutron.model.precision import cpu_bfloat16_supported, quantize_int8

@@ -1,19 +1,29 @@
-"""Write files and directories so that a crash never leaves a half-written one in place."""
+"""Write files and directories so that a crash never leaves a half-written one in place, and check
+destinations before the work so that a bad output path never costs the work or the user's data."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
+
+from diffutron.errors import DiffutronError
+
+TORCH_SUFFIXES = (".pt", ".pth", ".bin")  # torch.save writes zip archives
 
 
 @contextlib.contextmanager
 def atomic_file(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
-    """Open a temporary file beside `path`; it replaces `path` only if the block succeeds."""
+    """Open a temporary file beside `path`; it replaces `path` only if the block succeeds.
+
+    If the block succeeds but the file cannot be moved into place, it is kept and the error says where.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -23,16 +33,23 @@ def atomic_file(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+    try:
+        os.replace(temporary, path)
+    except OSError as error:
+        raise DiffutronError(_kept_message(path, temporary, error)) from None
 
 
 @contextlib.contextmanager
 def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary directory beside `path`, renamed to `path` when the block succeeds."""
+    """Yield a temporary directory beside `path`, renamed to `path` when the block succeeds.
+
+    An existing `path` (with `overwrite`) is moved aside first and deleted only once the new one is in
+    place; if the move fails, the old one is put back and the finished result is kept (the error says where).
+    """
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists")
@@ -41,12 +58,124 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
     os.chmod(temporary, 0o777 & ~_umask())
     try:
         yield temporary
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(temporary, path)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+    old = None
+    try:
+        if path.exists():
+            old = path.with_name(f"{temporary.name}.old")
+            os.replace(path, old)
+        os.replace(temporary, path)
+    except OSError as error:
+        if old is not None and old.exists() and not path.exists():
+            os.replace(old, path)
+        raise DiffutronError(_kept_message(path, temporary, error)) from None
+    if old is not None and old.is_dir():
+        shutil.rmtree(old)
+    elif old is not None:
+        old.unlink()
+
+
+def check_destination(
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    flag: str | None = "--overwrite",
+    kind: Literal["directory", "file"] = "directory",
+    inputs: Iterable[str | Path | None] = (),
+) -> Path:
+    """Refuse, before any work, an output path that would fail at the end or destroy data.
+
+    Refused: a file where a directory is wanted (or the reverse), even with `overwrite`; a
+    destination that is, holds or lies inside one of `inputs` (writing there would replace or delete
+    the input); an existing destination without `overwrite` (the message names `flag`; None: no flag
+    can allow it); a place that cannot be written (parent is a file, or no write permission, tried
+    with a real temporary file so read-only file systems count too). Returns `path` as a Path.
+    """
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        if kind == "directory" and not path.is_dir():
+            raise DiffutronError(f"{path} is a file, not a directory; choose a directory path for the output")
+        if kind == "file" and path.is_dir():
+            raise DiffutronError(f"{path} is a directory, not a file; choose a file path for the output")
+    target = path.resolve()
+    for source in inputs:
+        if not source or not Path(source).exists():  # "" and None: not set; hub ids: not local
+            continue
+        resolved = Path(source).resolve()
+        if resolved == target or target in resolved.parents:
+            raise DiffutronError(
+                f"{path} holds the input {source}: writing the output there would delete it; choose another output"
+            )
+        if resolved in target.parents:
+            raise DiffutronError(f"{path} lies inside the input {source}; choose an output outside it")
+    if path.exists() and not overwrite:
+        how = f"choose another output or pass {flag}" if flag else "choose another output"
+        raise DiffutronError(f"{path} already exists; {how}")
+    _check_writable(path)
+    return path
+
+
+def _check_writable(path: Path) -> None:
+    """The nearest existing folder above `path` must be a folder we can create files in."""
+    ancestor = path.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise DiffutronError(f"cannot write {path}: {ancestor} is a file, not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=ancestor, prefix=".diffutron-write-test."):
+            pass
+    except OSError as error:
+        raise DiffutronError(f"cannot write {path}: {ancestor} is not writable ({error.strerror or error})") from None
+
+
+def file_damage(path: str | Path) -> str | None:
+    """Why a safetensors, JSON or torch.save file is unreadable (truncated, corrupt), or None if it reads.
+
+    Cheap: safetensors checks its header against the file size, a torch zip archive its directory at
+    the end of the file (both are lost by truncation); JSON is parsed. Other files are not checked.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            with safe_open(str(path), framework="pt"):
+                pass
+        elif path.suffix == ".json":
+            json.loads(path.read_text(encoding="utf-8"))
+        elif path.suffix in TORCH_SUFFIXES:
+            with zipfile.ZipFile(path):
+                pass
+    except (OSError, ValueError, zipfile.BadZipFile, SafetensorError) as error:
+        return f"{path} is damaged or truncated ({error})"
+    return None
+
+
+def _kept_message(path: Path, temporary: str | Path, error: OSError) -> str:
+    reason = error.strerror or error
+    return f"could not move the finished output into place at {path} ({reason}); it is kept at {temporary}"
+
+
+def is_local_path(name: str | Path) -> bool:
+    """Whether `name` can only mean a local path, not a hub id (`owner/name` or `name`).
+
+    It exists here, starts with `.`, `/` or `~`, is not a valid hub id (more than one slash, a
+    space, a backslash ...), or starts inside a local directory (`runs/final` when `runs/` exists).
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    text = str(name)
+    if Path(text).expanduser().exists() or text.startswith((".", "/", "~")):
+        return True
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return True
+    return "/" in text and Path(text.split("/", 1)[0]).is_dir()
 
 
 def _umask() -> int:

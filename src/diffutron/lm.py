@@ -9,12 +9,11 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from diffutron.data.tokenizer import encode
 from diffutron.errors import DiffutronError
 from diffutron.model.chat import Message, cut_answer, render_chat
 from diffutron.model.loading import load_checkpoint
 from diffutron.model.precision import is_quantized
-from diffutron.model.tokens import SpecialIds
+from diffutron.model.tokens import SpecialIds, cut_to_fit, encode_text
 from diffutron.sampling.config import GenerationConfig, checked_config
 from diffutron.sampling.infill import parse_placeholders
 from diffutron.sampling.presets import speed_config, speed_dtype
@@ -68,9 +67,8 @@ class Diffutron:
         return next(self.model.parameters()).device
 
     def encode(self, text: str) -> list[int]:
-        """Token ids without special tokens (the chat format uses plain-text tags); a text longer
-        than the context is not warned about here: the context check that follows says what to do."""
-        return encode(self.tokenizer, [text])[0]
+        """Token ids without special tokens (the chat format uses plain-text tags)."""
+        return encode_text(self.tokenizer, text)
 
     def chat(
         self,
@@ -190,10 +188,9 @@ class Diffutron:
     def _fit(self, prompt: list[int], config: GenerationConfig, index: int) -> list[int]:
         """The prompt, cut from the left if asked to, so that it fits the context."""
         room = self.context_length - config.max_new_tokens
-        if len(prompt) <= room:
-            return prompt
-        if config.truncate == "left" and room > 0:
-            return prompt[-room:]
+        kept, cut = cut_to_fit(prompt, room)
+        if not cut or (config.truncate == "left" and kept):
+            return kept
         raise DiffutronError(
             f"prompt {index} has {len(prompt)} tokens; with max_new_tokens={config.max_new_tokens} "
             f"that exceeds the model's context of {self.context_length} tokens. Shorten the "
@@ -204,4 +201,3 @@ class Diffutron:
         """Text of ids[start:end] as it reads in context (tokenizers merge spaces at edges)."""
         before = self.tokenizer.decode(ids[:start], skip_special_tokens=True)
         return self.tokenizer.decode(ids[:end], skip_special_tokens=True)[len(before) :]
-

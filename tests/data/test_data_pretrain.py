@@ -13,6 +13,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from diffutron.cli import app
+from diffutron.cli.console import RichReporter
 from diffutron.data.prepared import load_prepared, read_manifest
 from diffutron.data.pretrain import build_pretrain
 from diffutron.data.recipes import PretrainRecipe, PretrainSource
@@ -56,7 +57,8 @@ def recipe(folder: Path, output: Path, **settings) -> PretrainRecipe:
 
 def build(tokenizer, folder, output, **settings):
     console = Console(file=io.StringIO(), width=200)
-    manifest = build_pretrain(recipe(folder, output, **settings), tokenizer=tokenizer, console=console)
+    with RichReporter(console) as reporter:
+        manifest = build_pretrain(recipe(folder, output, **settings), tokenizer=tokenizer, reporter=reporter)
     return manifest, console.file.getvalue()
 
 
@@ -174,7 +176,7 @@ def test_recipe_checks():
 def test_shipped_paper_recipe_loads():
     from diffutron.data.recipes import load_pretrain_recipe
 
-    paper = load_pretrain_recipe(Path(__file__).parents[2] / "configs" / "data-pretrain-paper.yaml")
+    paper = load_pretrain_recipe(Path(__file__).parents[2] / "configs" / "paper" / "data-pretrain.yaml")
     assert (paper.tokenizer, paper.max_length, paper.pool_size, paper.packing) == (
         "jhu-clsp/mmBERT-base",
         512,
@@ -226,4 +228,4 @@ def test_every_source_is_checked_before_any_tokenizing(tiny_tokenizer, corpus, t
     ]
     config = PretrainRecipe(output=tmp_path / "out", tokenizer="tiny", sources=sources, max_length=MAX_LENGTH)
     with pytest.raises(DiffutronError, match=r"web.jsonl:1: no column 'text'; columns found: 'content'"):
-        build_pretrain(config, tokenizer=NoTokenizing(), console=Console(file=io.StringIO()))
+        build_pretrain(config, tokenizer=NoTokenizing())

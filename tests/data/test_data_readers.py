@@ -95,7 +95,7 @@ def test_unsupported_or_missing_files(tmp_path):
 
 
 def test_generation_prompts_are_read_with_the_same_reader(tmp_path):
-    from diffutron.generation_io import read_prompts
+    from diffutron.cli.jsonl_batch import read_prompts
 
     path = tmp_path / "prompts.jsonl"
     path.write_text('{"prompt": "Merhaba", "id": 1}\n\n{"prompt": "Selam"}\n', encoding="utf-8")
@@ -108,3 +108,14 @@ def test_generation_prompts_are_read_with_the_same_reader(tmp_path):
         read_prompts(path)
     with pytest.raises(DiffutronError, match="cannot read"):
         read_prompts(tmp_path / "absent.jsonl")
+
+
+def test_an_endless_line_is_refused_without_reading_it_all(tmp_path, monkeypatch):
+    from diffutron.data import readers
+    from diffutron.data.readers import iter_jsonl
+
+    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 1000)
+    path = tmp_path / "endless.jsonl"
+    path.write_bytes(b'{"prompt": "a"}\n' + b"x" * 5000)
+    with pytest.raises(DiffutronError, match=r"endless.jsonl:2: a line longer than"):
+        list(iter_jsonl(path))

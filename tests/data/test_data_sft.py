@@ -11,6 +11,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from diffutron.cli import app
+from diffutron.cli.console import RichReporter
 from diffutron.data.conversations import instruction_messages, pair_messages, resolve_columns
 from diffutron.data.prepared import load_prepared, read_manifest
 from diffutron.data.recipes import SFTRecipe, SFTSource, load_sft_recipe
@@ -40,11 +41,12 @@ def write_jsonl(path: Path, rows: list) -> Path:
 
 def build(tokenizer, output: Path, sources: list[SFTSource], **settings):
     recipe = SFTRecipe(output=output, tokenizer="tiny", sources=sources, **settings)
-    return build_sft(recipe, tokenizer=tokenizer, console=Console(file=io.StringIO(), width=200))
+    with RichReporter(Console(file=io.StringIO(), width=200)) as reporter:
+        return build_sft(recipe, tokenizer=tokenizer, reporter=reporter)
 
 
 def reference_row(tokenizer, user: str, assistant: str) -> tuple[list[int], list[int]]:
-    """The SPEC section 2/4 layout written out by hand: prompt ids labelled -100, answer ids labelled."""
+    """The docs/reference-behaviour.md, sections 2 and 4 layout written out by hand: prompt ids labelled -100, answer ids labelled."""
     prompt = tokenizer(f"[Question]\n{user}\n[/Question]\n\n[Answer]\n", add_special_tokens=False)["input_ids"]
     answer = tokenizer(f"{assistant}\n[/Answer]\n\n", add_special_tokens=False)["input_ids"]
     return prompt + answer, [-100] * len(prompt) + answer
@@ -230,8 +232,8 @@ def test_malformed_messages_name_file_and_line(tiny_tokenizer, tmp_path, record,
 
 
 def test_shipped_recipes():
-    stage1 = load_sft_recipe(CONFIGS / "data-sft-stage1.yaml")
-    stage2 = load_sft_recipe(CONFIGS / "data-sft-stage2.yaml")
+    stage1 = load_sft_recipe(CONFIGS / "paper" / "data-sft-stage1.yaml")
+    stage2 = load_sft_recipe(CONFIGS / "paper" / "data-sft-stage2.yaml")
     assert (stage1.max_length, stage2.max_length) == (256, 256)
     assert (
         stage1.sources[0].dataset == "metunlp/LlamaTurk-Instruction-Set" and stage1.sources[0].format == "instruction"

@@ -101,3 +101,12 @@ def test_lm_eval_cli_runs_with_the_model_and_packaged_tasks(tiny_checkpoint, cet
                     "--tasks", "diffutron_xcopa_tr", "--limit", 2, "--metadata", metadata, "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert "diffutron_xcopa_tr" in result.output and "acc" in result.output
+
+
+def test_ppl_defaults_to_the_model_context(tmp_path):
+    text = tmp_path / "one.txt"
+    text.write_text("Bugün hava çok güzel.\n\nÇocuklar bahçede top oynuyor.\n", encoding="utf-8")
+    output = tmp_path / "ppl.json"
+    result = invoke("ppl", "--data", text, "--bootstrap", 0, "--device", "cpu", "--output", output)  # embedded model
+    assert result.exit_code == 0, result.output
+    assert json.loads(output.read_text(encoding="utf-8"))["settings"]["max_length"] == 256

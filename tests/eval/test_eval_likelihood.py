@@ -1,4 +1,4 @@
-"""The MDLM continuation likelihood (SPEC section 7) against direct computations on a tiny model."""
+"""The MDLM continuation likelihood (docs/reference-behaviour.md, section 7) against direct computations on a tiny model."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The packaged CETVEL task files build exactly the requests of SPEC section 8 from rows in each
+"""The packaged CETVEL task files build exactly the requests of docs/reference-behaviour.md, section 8 from rows in each
 dataset's schema, fed through lm-eval's custom dataset hook."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ TWO_SENTENCES = 'Aşağıda iki cümle verilmektedir:\n\nCümle 1: "{}"\nCümle 
 STS_CHOICES = ["Benzerlik Yok", "Düşük Benzerlik", "Orta Benzerlik", "Yüksek Benzerlik",
                "Çok Yüksek Benzerlik", "Mantıksal Olarak Aynı"]
 
-# (context, choices, gold index) of each fixture row, written out from SPEC section 8
+# (context, choices, gold index) of each fixture row, written out from docs/reference-behaviour.md, section 8
 EXPECTED = {
     "belebele_tr": [
         ("P: Ankara, Türkiye'nin başkentidir. Şehir İç Anadolu'dadır.\nQ: Türkiye'nin başkenti neresidir?\n"

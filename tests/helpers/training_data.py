@@ -50,3 +50,25 @@ def sft_rows(tokenizer) -> tuple[list[list[int]], list[list[int]], list[int]]:
 def write_recipe(path: Path, **sections: Any) -> Path:
     path.write_text(yaml.safe_dump(sections, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
+
+
+def pretrain_sections(run_dir: Path, tokenizer_dir: Path, data_dir: Path, **changes: Any) -> dict[str, Any]:
+    """The tiny from-scratch pretraining recipe of the training tests; keyword sections update the defaults."""
+    sections: dict[str, Any] = {
+        "task": "pretrain",
+        "output_dir": str(run_dir),
+        "seed": 7,
+        "tokenizer": str(tokenizer_dir),
+        "model": {"from_scratch": dict(TINY_MODEL)},
+        "data": {"train": str(data_dir)},
+        "optimizer": {"lr": 3e-3, "warmup": 0.1, "weight_decay": 0.0},
+        "training": {"batch_size": 8, "max_steps": 8, "max_length": 64, "precision": "fp32"},
+        "checkpoints": {"save_steps": 4, "keep_last": 2},
+        "logging": {"steps": 1, "tensorboard": False},
+    }
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(sections.get(key), dict):
+            sections[key] = {**sections[key], **value}
+        else:
+            sections[key] = value
+    return sections

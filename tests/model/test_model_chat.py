@@ -1,4 +1,4 @@
-"""The chat format of SPEC section 2, byte for byte."""
+"""The chat format of docs/reference-behaviour.md, section 2, byte for byte."""
 
 from __future__ import annotations
 

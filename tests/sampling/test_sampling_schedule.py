@@ -1,4 +1,4 @@
-"""Reveal counts per step (SPEC section 3, step 3)."""
+"""Reveal counts per step (docs/reference-behaviour.md, section 3, step 3)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from helpers.tiny import TURKISH_TEXT
-from helpers.training_data import TINY_MODEL, save_dataset, sft_rows, write_recipe
+from helpers.training_data import pretrain_sections, save_dataset, sft_rows, write_recipe
 
 
 @pytest.fixture(scope="session")
@@ -37,23 +37,7 @@ def pretrain_recipe(tmp_path, tokenizer_dir, pretrain_dir):
     """Write a from-scratch pretraining recipe; keyword sections update the defaults."""
 
     def make(name: str = "recipe.yaml", **changes: Any) -> Path:
-        sections: dict[str, Any] = {
-            "task": "pretrain",
-            "output_dir": str(tmp_path / "run"),
-            "seed": 7,
-            "tokenizer": str(tokenizer_dir),
-            "model": {"from_scratch": dict(TINY_MODEL)},
-            "data": {"train": str(pretrain_dir)},
-            "optimizer": {"lr": 3e-3, "warmup": 0.1, "weight_decay": 0.0},
-            "training": {"batch_size": 8, "max_steps": 8, "max_length": 64, "precision": "fp32"},
-            "checkpoints": {"save_steps": 4, "keep_last": 2},
-            "logging": {"steps": 1, "tensorboard": False},
-        }
-        for key, value in changes.items():
-            if isinstance(value, dict) and isinstance(sections.get(key), dict):
-                sections[key] = {**sections[key], **value}
-            else:
-                sections[key] = value
+        sections = pretrain_sections(tmp_path / "run", tokenizer_dir, pretrain_dir, **changes)
         return write_recipe(tmp_path / name, **sections)
 
     return make

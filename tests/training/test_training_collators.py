@@ -1,4 +1,4 @@
-"""Pretraining and SFT batches (SPEC section 4): what is padded, labelled, attended and masked."""
+"""Pretraining and SFT batches (docs/reference-behaviour.md, section 4): what is padded, labelled, attended and masked."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import torch
 
 from diffutron.errors import DiffutronError
 from diffutron.training.collators import PretrainCollator, SFTCollator
-from diffutron.training.objective import IGNORE_INDEX, MDLMObjective
+from diffutron.model.tokens import IGNORE_INDEX
+from diffutron.training.objective import MDLMObjective
 from helpers.training_data import sft_rows
 
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from diffutron.lm import Diffutron
 from diffutron.training.callbacks import read_log
-from diffutron.training.run import load_prepared
+from diffutron.training.run import load_training_data
 
 PROCESSES = 2
 BATCH_SIZE = 4
@@ -22,11 +22,11 @@ STEPS = 4
 
 
 def torchrun_train(recipe: Path, *options: str) -> subprocess.CompletedProcess:
-    """`torchrun --standalone --nproc_per_node 2 -m diffutron.cli train RECIPE`, one thread per process."""
+    """`torchrun --standalone --nproc_per_node 2 -m diffutron train RECIPE`, one thread per process."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={PROCESSES}"]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.run(
-        [*command, "-m", "diffutron.cli", "train", str(recipe), *options],
+        [*command, "-m", "diffutron", "train", str(recipe), *options],
         capture_output=True,
         text=True,
         timeout=240,
@@ -39,7 +39,7 @@ def torchrun_train(recipe: Path, *options: str) -> subprocess.CompletedProcess:
 def test_two_process_run_trains_once_and_resumes_bit_exactly(pretrain_recipe, pretrain_dir, tmp_path):
     # rows cut to a length none is shorter than give every batch of every rank the same shape, so the
     # ranks consume their noise generators alike: their saved states differ only if their seeds do
-    rows = load_prepared(str(pretrain_dir), "pretrain")["input_ids"]
+    rows = load_training_data(str(pretrain_dir), "pretrain")["input_ids"]
     length = min(map(len, rows))
     assert length >= 8
     recipe = pretrain_recipe(

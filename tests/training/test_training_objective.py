@@ -1,4 +1,4 @@
-"""The MDLM objective on hand-sized tensors (SPEC section 4)."""
+"""The MDLM objective on hand-sized tensors (docs/reference-behaviour.md, section 4)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from diffutron.errors import DiffutronError
-from diffutron.training.objective import IGNORE_INDEX, MDLMObjective, noise_generator
+from diffutron.model.tokens import IGNORE_INDEX
+from diffutron.training.objective import MDLMObjective, noise_generator
 
 
 def test_linear_schedule_weight_is_one_over_t():

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from diffutron.cli import app
 from diffutron.errors import DiffutronError
-from diffutron.training.config import load_recipe
+from diffutron.training.config import load_training_recipe
 from diffutron.training.models import apply_lora, scratch_config
 from diffutron.training.run import resolve_optimizer
 
@@ -38,14 +38,14 @@ MMBERT_BASE = {
 }
 
 
-@pytest.mark.parametrize("name", ["cpt-mmbert", "sft-stage1", "sft-stage2", "tiny-cpu"])
+@pytest.mark.parametrize("name", ["paper/cpt-mmbert", "paper/sft-stage1", "paper/sft-stage2", "tiny-cpu", "embedded/pretrain", "embedded/sft1", "embedded/sft2"])
 def test_shipped_recipes_load(name):
-    recipe = load_recipe(CONFIGS / f"{name}.yaml")
-    assert recipe.task == ("sft" if name.startswith("sft") else "pretrain")
+    recipe = load_training_recipe(CONFIGS / f"{name}.yaml")
+    assert recipe.task == ("sft" if name.split("/")[-1].startswith("sft") else "pretrain")
 
 
 def test_paper_cpt_recipe():
-    recipe = load_recipe(CONFIGS / "cpt-mmbert.yaml")
+    recipe = load_training_recipe(CONFIGS / "paper" / "cpt-mmbert.yaml")
     assert (recipe.lora.r, recipe.lora.alpha, recipe.lora.dropout) == (256, 256, 0.1)
     assert recipe.lora.target_modules == ["Wqkv", "Wo", "Wi"]
     assert recipe.optimizer.name == "paged_adamw_8bit" and recipe.optimizer.lr == 5e-5
@@ -58,15 +58,15 @@ def test_dry_run_reproduces_the_paper_figure(tmp_path):
     base.mkdir()
     (base / "config.json").write_text(json.dumps(MMBERT_BASE), encoding="utf-8")
     result = CliRunner().invoke(
-        app, ["train", str(CONFIGS / "cpt-mmbert.yaml"), "--set", f"model.name_or_path={base}", "--dry-run"]
+        app, ["train", str(CONFIGS / "paper" / "cpt-mmbert.yaml"), "--set", f"model.name_or_path={base}", "--dry-run"]
     )
     assert result.exit_code == 0, result.output
     assert "trainable parameters: 54,067,200 of 361,853,440 (14.94%)" in result.output
 
 
 def test_overrides_are_typed(tmp_path):
-    recipe = load_recipe(
-        CONFIGS / "cpt-mmbert.yaml",
+    recipe = load_training_recipe(
+        CONFIGS / "paper" / "cpt-mmbert.yaml",
         ["optimizer.lr=1e-4", "training.max_steps=20", "lora.target_modules=[Wqkv]", "logging.tensorboard=false"],
     )
     assert recipe.optimizer.lr == 1e-4 and isinstance(recipe.optimizer.lr, float)
@@ -77,18 +77,18 @@ def test_overrides_are_typed(tmp_path):
 
 def test_unknown_key_lists_the_valid_ones():
     with pytest.raises(DiffutronError, match=r"unknown key 'rank'; valid keys: r, alpha, dropout, target_modules"):
-        load_recipe(CONFIGS / "cpt-mmbert.yaml", ["lora.rank=8"])
+        load_training_recipe(CONFIGS / "paper" / "cpt-mmbert.yaml", ["lora.rank=8"])
     with pytest.raises(DiffutronError, match=r"unknown key 'learning_rate'.*valid keys: name, lr"):
-        load_recipe(CONFIGS / "cpt-mmbert.yaml", ["optimizer.learning_rate=1"])
+        load_training_recipe(CONFIGS / "paper" / "cpt-mmbert.yaml", ["optimizer.learning_rate=1"])
 
 
 def test_bad_values_are_reported():
     with pytest.raises(DiffutronError, match="optimizer.lr: expected a number"):
-        load_recipe(CONFIGS / "cpt-mmbert.yaml", ["optimizer.lr=fast"])
+        load_training_recipe(CONFIGS / "paper" / "cpt-mmbert.yaml", ["optimizer.lr=fast"])
     with pytest.raises(DiffutronError, match="objective.*schedule"):
-        load_recipe(CONFIGS / "cpt-mmbert.yaml", ["objective.schedule=quadratic"])
+        load_training_recipe(CONFIGS / "paper" / "cpt-mmbert.yaml", ["objective.schedule=quadratic"])
     with pytest.raises(DiffutronError, match="exactly one of model.name_or_path and model.from_scratch"):
-        load_recipe(CONFIGS / "tiny-cpu.yaml", ["model.name_or_path=x"])
+        load_training_recipe(CONFIGS / "tiny-cpu.yaml", ["model.name_or_path=x"])
 
 
 def test_cli_reports_a_bad_key_in_one_line():
@@ -138,6 +138,6 @@ def test_bf16_on_cpu_uses_cpu_autocast(monkeypatch, tmp_path):
     from diffutron.training.run import training_arguments
 
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    recipe = load_recipe(CONFIGS / "tiny-cpu.yaml", [f"output_dir={tmp_path}", "training.precision=bf16"])
+    recipe = load_training_recipe(CONFIGS / "tiny-cpu.yaml", [f"output_dir={tmp_path}", "training.precision=bf16"])
     arguments = training_arguments(recipe, has_eval=False)
     assert arguments.bf16 and arguments.use_cpu and arguments.optim == "adamw_torch"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,10 +19,10 @@ from diffutron.lm import Diffutron
 from diffutron.sampling.config import GenerationConfig
 from diffutron.training.callbacks import read_log
 from diffutron.training.collators import PretrainCollator
-from diffutron.training.config import load_recipe
+from diffutron.training.config import load_training_recipe
 from diffutron.training.models import build_model, load_tokenizer
 from diffutron.training.objective import MDLMObjective
-from diffutron.training.run import load_prepared
+from diffutron.training.run import load_training_data
 from helpers.training_data import TINY_MODEL, save_dataset, write_recipe
 
 RUNNER = CliRunner()
@@ -60,13 +61,13 @@ def test_tiny_run_learns_logs_and_saves_a_loadable_model(pretrain_recipe, pretra
         training={"max_steps": 60}, optimizer={"lr": 5e-3}, checkpoints={"save_steps": 20, "keep_last": 2}
     )
     train(path)
-    run, recipe = tmp_path / "run", load_recipe(path)
+    run, recipe = tmp_path / "run", load_training_recipe(path)
     records = read_log(run / "log.jsonl")
     assert [r["step"] for r in records] == list(range(1, 61))
     assert all(r["tokens_per_second"] > 0 and r["grad_norm"] > 0 and "learning_rate" in r for r in records[1:])
     assert sum(r["loss"] for r in records[-15:]) < sum(r["loss"] for r in records[:15])
 
-    rows = load_prepared(str(pretrain_dir), "pretrain")["input_ids"][:12]
+    rows = load_training_data(str(pretrain_dir), "pretrain")["input_ids"][:12]
     initial = build_model(recipe, load_tokenizer(recipe.tokenizer))  # same seed: the run's starting point
     trained = Diffutron.from_pretrained(run / "final", device="cpu", dtype="float32")
     before, after = fixed_noise_loss(initial, recipe, rows), fixed_noise_loss(trained.model, recipe, rows)
@@ -90,7 +91,7 @@ KILLED_RUN = textwrap.dedent(
     import torch
     torch.set_num_threads(int(sys.argv[2]))  # as many as the test process: same float rounding
     from diffutron.training import callbacks
-    from diffutron.training.config import load_recipe
+    from diffutron.training.config import load_training_recipe
     from diffutron.training.run import train
 
     log = callbacks.JsonlLogger.on_log
@@ -99,7 +100,7 @@ KILLED_RUN = textwrap.dedent(
         if state.global_step == 6:
             os.kill(os.getpid(), signal.SIGKILL)
     callbacks.JsonlLogger.on_log = on_log
-    train(load_recipe(sys.argv[1]))
+    train(load_training_recipe(sys.argv[1]))
     """
 )
 
@@ -134,6 +135,7 @@ def test_resume_needs_a_complete_checkpoint(pretrain_recipe, tmp_path):
     recipe = pretrain_recipe()
     incomplete = tmp_path / "run" / "checkpoint-4"
     incomplete.mkdir(parents=True)
+    shutil.copy(recipe, tmp_path / "run" / "recipe.yaml")  # a run writes its recipe first
     (incomplete / "model.safetensors").write_bytes(b"")  # no trainer_state.json: never published
     result = RUNNER.invoke(app, ["train", str(recipe), "--resume"])
     assert result.exit_code == 2
@@ -144,6 +146,7 @@ def test_an_existing_run_is_not_overwritten(pretrain_recipe, tmp_path):
     recipe = pretrain_recipe()
     checkpoint = tmp_path / "run" / "checkpoint-2"
     checkpoint.mkdir(parents=True)
+    shutil.copy(recipe, tmp_path / "run" / "recipe.yaml")
     (checkpoint / "trainer_state.json").write_text("{}", encoding="utf-8")
     result = RUNNER.invoke(app, ["train", str(recipe)])
     assert result.exit_code == 2 and "--resume" in message(result)

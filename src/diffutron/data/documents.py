@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from itertools import islice
+from typing import Any, TypeVar
 
-from diffutron.data.tokenizer import batched, encode
+from diffutron.model.tokens import encode
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -23,7 +26,7 @@ class DocumentCounts:
         return asdict(self)
 
 
-def clean_text(text: str) -> str:
+def strip_text(text: str) -> str:
     """Surrounding whitespace removed; the tokenizer's own normalizer does the rest."""
     return text.strip()
 
@@ -44,7 +47,7 @@ def encode_documents(
     """
     for batch in batched(texts, batch_size):
         counts.read += len(batch)
-        cleaned = [text for text in map(clean_text, batch) if text]
+        cleaned = [text for text in map(strip_text, batch) if text]
         counts.empty += len(batch) - len(cleaned)
         for ids in encode(tokenizer, cleaned):
             if eos_id is not None:
@@ -55,3 +58,10 @@ def encode_documents(
             counts.kept += 1
             counts.tokens += len(ids)
             yield ids
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Lists of `size` items (the last one shorter), for batched tokenizer calls."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch

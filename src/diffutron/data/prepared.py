@@ -2,7 +2,9 @@
 
 Both are written inside `atomic_directory`, so a crash never leaves a directory that looks complete;
 the manifest is written last. Rows are built through an Arrow cache in a scratch directory beside
-the output (same disk), so corpora far larger than memory work.
+the output (same disk), so corpora far larger than memory work. The manifest records the tokenizer
+(name and a fingerprint of its vocabulary), so training with another tokenizer is refused; loading
+checks that every Arrow shard is whole and that the row count is the manifest's.
 """
 
 from __future__ import annotations
@@ -20,17 +22,23 @@ from typing import Any
 
 import numpy as np
 
+from diffutron.model.tokens import tokenizer_fingerprint, tokenizer_name
 from diffutron.errors import DiffutronError
-from diffutron.files import atomic_directory
+from diffutron.files import atomic_directory, check_destination
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
+ARROW_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # the last 8 bytes of every whole Arrow stream file
 
 
-def check_output(path: Path, *, overwrite: bool) -> None:
-    """Fail before any work if `path` exists and may not be replaced."""
-    if path.exists() and not overwrite:
-        raise DiffutronError(f"{path} already exists; choose another output or pass --overwrite")
+def check_outputs(outputs: Iterable[Path | None], sources: Iterable[Any], tokenizer: str, *, overwrite: bool) -> None:
+    """Before any work: each output may be written and deletes no input (a source file, the tokenizer)."""
+    wanted = [output for output in outputs if output is not None]
+    if len({output.resolve() for output in wanted}) < len(wanted):
+        raise DiffutronError(f"the outputs {', '.join(map(str, wanted))} must be different directories")
+    inputs = [*(source.path for source in sources), tokenizer]
+    for output in wanted:
+        check_destination(output, overwrite=overwrite, inputs=inputs)
 
 
 @contextlib.contextmanager
@@ -94,17 +102,70 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             f"{path} is not a prepared dataset (no {MANIFEST}); build one with "
             "`diffutron data pretrain` or `diffutron data sft`"
         )
-    return json.loads(file.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise DiffutronError(f"{file} cannot be read ({error}); build the data again") from None
+    if not isinstance(manifest, dict):
+        raise DiffutronError(f"{file} is not a JSON object; build the data again")
+    return manifest
+
+
+def check_tokenizer(path: str | Path, tokenizer: Any, key: str = "data") -> None:
+    """Refuse data whose manifest records a tokenizer with another vocabulary than `tokenizer`'s."""
+    manifest = read_manifest(path)
+    recorded = manifest.get("tokenizer_fingerprint")
+    if recorded is not None and recorded != tokenizer_fingerprint(tokenizer):
+        raise DiffutronError(
+            f"{key}: {path} was built with the tokenizer {manifest.get('tokenizer')!r}, whose vocabulary differs "
+            f"from that of the tokenizer used here ({tokenizer_name(tokenizer)}), so its token ids would mean other "
+            "tokens; build the data again with this tokenizer, or use the tokenizer it was built with"
+        )
 
 
 def load_prepared(path: str | Path, kind: str | None = None) -> Any:
-    """The `datasets.Dataset` of a prepared directory; `kind` ("pretrain"/"sft") is checked when given."""
-    from datasets import load_from_disk
+    """The `datasets.Dataset` of a prepared directory; `kind` ("pretrain"/"sft") is checked when given.
+
+    A missing or truncated shard, or a row count other than the manifest's, is an error naming the problem.
+    """
+    from datasets import Dataset, load_from_disk
 
     manifest = read_manifest(path)
     if kind is not None and manifest.get("kind") != kind:
         raise DiffutronError(f"{path} holds {manifest.get('kind')!r} data, but {kind!r} data is needed here")
-    return load_from_disk(str(path))
+    _check_shards(Path(path))
+    try:
+        dataset = load_from_disk(str(path))
+    except Exception as error:  # datasets and pyarrow raise many types for a damaged directory
+        raise DiffutronError(f"{path} cannot be read as a prepared dataset ({error}); build it again") from None
+    expected = manifest.get("statistics", {}).get("rows")
+    if isinstance(dataset, Dataset) and isinstance(expected, int) and len(dataset) != expected:
+        raise DiffutronError(
+            f"{path} holds {len(dataset):,} rows but its {MANIFEST} records {expected:,}: a shard is missing or "
+            "damaged; build the data again"
+        )
+    return dataset
+
+
+def _check_shards(path: Path) -> None:
+    """Every Arrow file a `save_to_disk` directory lists (state.json) exists and ends whole."""
+    for state in [path / "state.json", *path.glob("*/state.json")]:  # a Dataset, or a DatasetDict's splits
+        if not state.is_file():
+            continue
+        try:
+            files = [entry["filename"] for entry in json.loads(state.read_text(encoding="utf-8"))["_data_files"]]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise DiffutronError(f"{state} cannot be read ({error}); build the data again") from None
+        for name in files:
+            shard = state.parent / name
+            if not shard.is_file():
+                raise DiffutronError(f"{shard} is missing (listed in {state}); build the data again")
+            with shard.open("rb") as handle:
+                handle.seek(max(0, shard.stat().st_size - len(ARROW_END_OF_STREAM)))
+                if handle.read() != ARROW_END_OF_STREAM:
+                    raise DiffutronError(
+                        f"{shard} is truncated (it does not end an Arrow stream); build the data again"
+                    )
 
 
 def length_statistics(dataset: Any, column: str = "input_ids") -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Build the continual-pretraining corpus (SPEC section 5, the paper's recipe by default).
+"""Build the continual-pretraining corpus (docs/reference-behaviour.md, section 5, the paper's recipe by default).
 
 Each source is read, cleaned, tokenized with the model's tokenizer and length-filtered (documents
 too long for one row are dropped, never cut). `keep` sources (the encyclopedic one) are kept whole;
@@ -13,12 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 
 from diffutron.data.documents import DocumentCounts, encode_documents
 from diffutron.data.packing import PackingCounts, pack
 from diffutron.data.prepared import (
-    check_output,
+    check_outputs,
     column_array,
     datasets_quiet,
     length_statistics,
@@ -28,35 +27,36 @@ from diffutron.data.prepared import (
     software_versions,
     write_prepared,
 )
-from diffutron.data.progress import data_progress, summary_table, tracked
 from diffutron.data.readers import text_value
 from diffutron.data.recipes import PretrainRecipe, PretrainSource
 from diffutron.data.sources import RecordStream, open_source
-from diffutron.data.tokenizer import load_tokenizer, tokenizer_name
+from diffutron.model.loading import load_tokenizer
+from diffutron.model.tokens import tokenizer_fingerprint, tokenizer_name
 from diffutron.errors import DiffutronError
+from diffutron.progress import Reporter
 from diffutron.model.tokens import SpecialIds
-from diffutron.recipe import to_mapping
+from diffutron.typed_config import to_mapping
 
 
 def build_pretrain(
-    recipe: PretrainRecipe, *, tokenizer: Any = None, console: Console | None = None, overwrite: bool = False
+    recipe: PretrainRecipe, *, tokenizer: Any = None, reporter: Reporter | None = None, overwrite: bool = False
 ) -> dict[str, Any]:
     """Build and write the corpus described by `recipe`; returns the manifest written beside it."""
     from datasets import Features, Sequence, Value, concatenate_datasets
 
-    console = console or Console(stderr=True)
-    check_output(recipe.output, overwrite=overwrite)
+    reporter = reporter or Reporter()
+    check_outputs([recipe.output], recipe.sources, recipe.tokenizer, overwrite=overwrite)
     name = tokenizer_name(tokenizer) if tokenizer is not None else recipe.tokenizer
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(recipe.tokenizer)
     eos_id = SpecialIds.from_tokenizer(tokenizer).eos if recipe.append_eos else None
     features = Features({"input_ids": Sequence(Value("int32")), "source": Value("int32")})
     counts = {source.name: DocumentCounts() for source in recipe.sources}
 
-    with scratch_directory(recipe.output) as scratch, datasets_quiet(), data_progress(console) as progress:
+    with scratch_directory(recipe.output) as scratch, datasets_quiet():
         streams = [open_source(source, [source.text_field]) for source in recipe.sources]  # fail fast
         parts = {"keep": [], "pool": []}
         for index, (source, stream) in enumerate(zip(recipe.sources, streams, strict=True)):
-            rows = _source_rows(source, stream, index, tokenizer, counts[source.name], recipe, eos_id, progress)
+            rows = _source_rows(source, stream, index, tokenizer, counts[source.name], recipe, eos_id, reporter)
             parts[source.mode].append(materialize(rows, features, scratch))
         kept = concatenate_datasets(parts["keep"]) if parts["keep"] else None
         pool = concatenate_datasets(parts["pool"]) if parts["pool"] else None
@@ -69,8 +69,8 @@ def build_pretrain(
             if recipe.pool_size is not None and recipe.pool_size < available:
                 pool = pool.shuffle(seed=recipe.seed).select(range(recipe.pool_size))
             elif recipe.pool_size is not None:
-                console.print(
-                    f"[yellow]warning:[/yellow] pool_size {recipe.pool_size:,} > the {available:,} documents "
+                reporter.warn(
+                    f"pool_size {recipe.pool_size:,} > the {available:,} documents "
                     "left in the pool after filtering: all of them are used"
                 )
             pool_report = {"available": available, "requested": recipe.pool_size, "sampled": len(pool)}
@@ -82,7 +82,7 @@ def build_pretrain(
 
         packing_counts = PackingCounts()
         if recipe.packing:
-            documents = (row["input_ids"] for row in tracked(progress, corpus, "packing", len(corpus)))
+            documents = (row["input_ids"] for row in reporter.track(corpus, "packing", len(corpus)))
             chunks = ({"input_ids": chunk} for chunk in pack(documents, recipe.max_length, packing_counts))
             corpus = materialize(chunks, Features({"input_ids": Sequence(Value("int32"))}), scratch)
             if len(corpus) == 0:
@@ -93,12 +93,12 @@ def build_pretrain(
         else:
             corpus = corpus.remove_columns("source")
 
-        manifest = _manifest(recipe, name, counts, in_corpus, pool_report, packing_counts, corpus)
-        writing = progress.add_task(f"writing {len(corpus):,} rows to {recipe.output}", total=None)
-        write_prepared(corpus, recipe.output, manifest, overwrite=overwrite, max_shard_size=recipe.max_shard_size)
-        progress.update(writing, total=1, completed=1)
+        fingerprint = tokenizer_fingerprint(tokenizer)
+        manifest = _manifest(recipe, name, fingerprint, counts, in_corpus, pool_report, packing_counts, corpus)
+        with reporter.busy(f"writing {len(corpus):,} rows to {recipe.output}"):
+            write_prepared(corpus, recipe.output, manifest, overwrite=overwrite, max_shard_size=recipe.max_shard_size)
 
-    console.print(_summary(recipe, counts, in_corpus, manifest))
+    reporter.table(*_summary(recipe, counts, in_corpus, manifest))
     return manifest
 
 
@@ -110,9 +110,9 @@ def _source_rows(
     counts: DocumentCounts,
     recipe: PretrainRecipe,
     eos_id: int | None,
-    progress: Any,
+    reporter: Reporter,
 ) -> Iterator[dict[str, Any]]:
-    records = tracked(progress, stream.records, f"{source.name}: reading + tokenizing", stream.total)
+    records = reporter.track(stream.records, f"{source.name}: reading + tokenizing", stream.total)
     texts = (text_value(record, source.text_field, location) for location, record in records)
     documents = encode_documents(
         texts, tokenizer, counts, eos_id=eos_id, max_tokens=recipe.max_document_tokens, batch_size=recipe.batch_size
@@ -133,6 +133,7 @@ def _per_source(corpus: Any, sources: int) -> dict[str, np.ndarray]:
 def _manifest(
     recipe: PretrainRecipe,
     tokenizer: str,
+    fingerprint: str,
     counts: dict[str, DocumentCounts],
     in_corpus: dict[str, np.ndarray],
     pool: dict[str, Any],
@@ -153,6 +154,7 @@ def _manifest(
         "kind": "pretrain",
         "columns": ["input_ids"],
         "tokenizer": tokenizer,
+        "tokenizer_fingerprint": fingerprint,
         "seed": recipe.seed,
         "max_length": recipe.max_length,
         "max_document_tokens": recipe.max_document_tokens,
@@ -184,7 +186,7 @@ def _summary(
     counts: dict[str, DocumentCounts],
     in_corpus: dict[str, np.ndarray],
     manifest: dict[str, Any],
-) -> Any:
+) -> tuple[str, tuple[str, ...], list[tuple[Any, ...]]]:
     rows = [
         (
             source.name,
@@ -206,4 +208,4 @@ def _summary(
         + ")"
     )
     header = ("source", "mode", "read", "empty", "too long", "kept", "in corpus", "tokens in corpus")
-    return summary_table(title, header, rows)
+    return title, header, rows

@@ -146,6 +146,9 @@ def iter_parquet(path: Path, columns: Sequence[str] | None = None) -> Iterator[t
             row += 1
 
 
+MAX_LINE_BYTES = 64 * 2**20  # reading stops here, so an endless line (/dev/zero) cannot exhaust memory
+
+
 def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Numbered lines, decoded strictly so that a non-UTF-8 byte is reported with its line."""
     try:
@@ -153,7 +156,12 @@ def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
     except OSError as error:
         raise DiffutronError(f"cannot read {path}: {error.strerror or error}") from None
     with handle:
-        for number, raw in enumerate(handle, start=1):
+        for number, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), start=1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise DiffutronError(
+                    f"{path}:{number}: a line longer than {MAX_LINE_BYTES // 2**20} MiB; "
+                    "is this a text file with one record per line?"
+                )
             try:
                 yield number, raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError:

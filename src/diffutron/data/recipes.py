@@ -9,7 +9,7 @@ from typing import Literal
 from diffutron.data.conversations import Format, resolve_columns
 from diffutron.data.sources import Source
 from diffutron.errors import DiffutronError
-from diffutron.recipe import load_recipe
+from diffutron.typed_config import load_dataclass
 
 
 @dataclass
@@ -95,11 +95,11 @@ class SFTRecipe:
 
 
 def load_pretrain_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PretrainRecipe:
-    return load_recipe(PretrainRecipe, path, overrides)
+    return load_dataclass(PretrainRecipe, path, overrides)
 
 
 def load_sft_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SFTRecipe:
-    return load_recipe(SFTRecipe, path, overrides)
+    return load_dataclass(SFTRecipe, path, overrides)
 
 
 def _check_common(sources: list, max_length: int, batch_size: int) -> None:

@@ -1,7 +1,7 @@
 """Build SFT data: instruction rows -> chat-format conversations -> `input_ids` + `labels` rows.
 
 Rows are unpadded; the training collator pads them with the pad token and labels the pads
-(SPEC section 4). With `eval_size`, a seeded held-out split is written as a second prepared
+(docs/reference-behaviour.md, section 4). With `eval_size`, a seeded held-out split is written as a second prepared
 dataset at `eval_output`.
 """
 
@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from rich.console import Console
 
 from diffutron.data.conversations import needed_columns, record_to_messages, record_to_text
 from diffutron.data.prepared import (
-    check_output,
+    check_outputs,
     datasets_quiet,
     length_statistics,
     materialize,
@@ -22,37 +21,37 @@ from diffutron.data.prepared import (
     software_versions,
     write_prepared,
 )
-from diffutron.data.progress import data_progress, summary_table, tracked
 from diffutron.data.recipes import SFTRecipe, SFTSource
-from diffutron.data.sft_examples import IGNORE_INDEX, SFTCounts, encode_conversations, split_conversation
+from diffutron.model.tokens import IGNORE_INDEX
+from diffutron.data.sft_examples import SFTCounts, encode_conversations, split_conversation
 from diffutron.data.sources import RecordStream, open_source
-from diffutron.data.tokenizer import load_tokenizer, tokenizer_name
+from diffutron.model.loading import load_tokenizer
+from diffutron.model.tokens import tokenizer_fingerprint, tokenizer_name
 from diffutron.errors import DiffutronError
-from diffutron.recipe import to_mapping
+from diffutron.progress import Reporter
+from diffutron.typed_config import to_mapping
 
 BOUNDARY = "prompt (through the final '[Answer]\\n') and answer tokenized separately, ids concatenated"
 
 
 def build_sft(
-    recipe: SFTRecipe, *, tokenizer: Any = None, console: Console | None = None, overwrite: bool = False
+    recipe: SFTRecipe, *, tokenizer: Any = None, reporter: Reporter | None = None, overwrite: bool = False
 ) -> dict[str, Any]:
     """Build and write the SFT data of `recipe`; returns the manifest of the training split."""
     from datasets import Features, Sequence, Value, concatenate_datasets
 
-    console = console or Console(stderr=True)
-    check_output(recipe.output, overwrite=overwrite)
-    if recipe.eval_output is not None:
-        check_output(recipe.eval_output, overwrite=overwrite)
+    reporter = reporter or Reporter()
+    check_outputs([recipe.output, recipe.eval_output], recipe.sources, recipe.tokenizer, overwrite=overwrite)
     name = tokenizer_name(tokenizer) if tokenizer is not None else recipe.tokenizer
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(recipe.tokenizer)
     features = Features({"input_ids": Sequence(Value("int32")), "labels": Sequence(Value("int32"))})
     counts = {source.name: SFTCounts() for source in recipe.sources}
 
-    with scratch_directory(recipe.output) as scratch, datasets_quiet(), data_progress(console) as progress:
+    with scratch_directory(recipe.output) as scratch, datasets_quiet():
         streams = [open_source(source, needed_columns(source.columns)) for source in recipe.sources]  # fail fast
         parts = []
         for source, stream in zip(recipe.sources, streams, strict=True):
-            pairs = _conversation_texts(source, stream, counts[source.name], progress)
+            pairs = _conversation_texts(source, stream, counts[source.name], reporter)
             rows = encode_conversations(
                 pairs, tokenizer, counts[source.name], max_length=recipe.max_length, batch_size=recipe.batch_size
             )
@@ -73,31 +72,31 @@ def build_sft(
             splits = {"train": held_out["train"], "eval": held_out["test"]}
 
         manifests = {}
+        fingerprint = tokenizer_fingerprint(tokenizer)
         for split in ("eval", "train"):  # train last: its manifest names the eval directory
             if split not in splits:
                 continue
             output = recipe.output if split == "train" else recipe.eval_output
             assert output is not None
-            manifests[split] = _manifest(recipe, name, counts, splits, split)
-            writing = progress.add_task(f"writing {len(splits[split]):,} {split} rows to {output}", total=None)
-            write_prepared(
-                splits[split], output, manifests[split], overwrite=overwrite, max_shard_size=recipe.max_shard_size
-            )
-            progress.update(writing, total=1, completed=1)
+            manifests[split] = _manifest(recipe, name, fingerprint, counts, splits, split)
+            with reporter.busy(f"writing {len(splits[split]):,} {split} rows to {output}"):
+                write_prepared(
+                    splits[split], output, manifests[split], overwrite=overwrite, max_shard_size=recipe.max_shard_size
+                )
 
-    console.print(_summary(recipe, counts, manifests))
+    reporter.table(*_summary(recipe, counts, manifests))
     return manifests["train"]
 
 
 def _conversation_texts(
-    source: SFTSource, stream: RecordStream, counts: SFTCounts, progress: Any
+    source: SFTSource, stream: RecordStream, counts: SFTCounts, reporter: Reporter
 ) -> Iterator[tuple[str, str]]:
     """(prompt, answer) texts of each usable row; malformed rows are errors naming where they are.
 
     A `text` row is all answer (empty prompt, no chat tags), so every token of it is labelled: plain
     text mixed into instruction tuning keeps the model's language modelling from eroding.
     """
-    for location, record in tracked(progress, stream.records, f"{source.name}: reading + tokenizing", stream.total):
+    for location, record in reporter.track(stream.records, f"{source.name}: reading + tokenizing", stream.total):
         counts.read += 1
         if source.format == "text":
             text = record_to_text(record, source.columns, location)
@@ -117,7 +116,12 @@ def _conversation_texts(
 
 
 def _manifest(
-    recipe: SFTRecipe, tokenizer: str, counts: dict[str, SFTCounts], splits: dict[str, Any], split: str
+    recipe: SFTRecipe,
+    tokenizer: str,
+    fingerprint: str,
+    counts: dict[str, SFTCounts],
+    splits: dict[str, Any],
+    split: str,
 ) -> dict[str, Any]:
     other = {"train": "eval", "eval": "train"}[split]
     return {
@@ -127,6 +131,7 @@ def _manifest(
         "label_ignore_index": IGNORE_INDEX,
         "boundary": BOUNDARY,
         "tokenizer": tokenizer,
+        "tokenizer_fingerprint": fingerprint,
         "seed": recipe.seed,
         "max_length": recipe.max_length,
         "sources": {
@@ -165,7 +170,8 @@ def _describe_counts(recipe: SFTRecipe, counts: dict[str, SFTCounts]) -> str:
     )
 
 
-def _summary(recipe: SFTRecipe, counts: dict[str, SFTCounts], manifests: dict[str, dict[str, Any]]) -> Any:
+def _summary(recipe: SFTRecipe, counts: dict[str, SFTCounts], manifests: dict[str, dict[str, Any]]
+) -> tuple[str, tuple[str, ...], list[tuple[Any, ...]]]:
     rows = [
         (name, c.read, c.empty, c.prompt_too_long, c.truncated, c.kept, c.tokens, c.answer_tokens)
         for name, c in counts.items()
@@ -173,4 +179,4 @@ def _summary(recipe: SFTRecipe, counts: dict[str, SFTCounts], manifests: dict[st
     splits = ", ".join(f"{split} {manifest['statistics']['rows']:,} rows" for split, manifest in manifests.items())
     title = f"{recipe.output}: {splits} (max_length {recipe.max_length}, seed {recipe.seed})"
     header = ("source", "read", "empty", "prompt too long", "cut", "kept", "tokens", "answer tokens")
-    return summary_table(title, header, rows)
+    return title, header, rows

@@ -1,4 +1,4 @@
-"""Conversations -> SFT rows: `input_ids` and `labels`, the prompt labelled -100 (SPEC section 4).
+"""Conversations -> SFT rows: `input_ids` and `labels`, the prompt labelled -100 (docs/reference-behaviour.md, section 4).
 
 The prompt is everything up to and including the final `[Answer]\\n`; the answer is the rest of the
 rendered conversation (`{assistant}\\n[/Answer]\\n\\n`). The two texts are tokenized SEPARATELY
@@ -14,10 +14,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from diffutron.data.tokenizer import batched, encode
+from diffutron.data.documents import batched
+from diffutron.model.tokens import IGNORE_INDEX, encode
 from diffutron.model.chat import Message, render_chat
 
-IGNORE_INDEX = -100
 
 
 @dataclass

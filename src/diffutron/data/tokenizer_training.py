@@ -1,4 +1,4 @@
-"""`diffutron data train-tokenizer`: a Turkish BPE tokenizer with byte fallback for a new model.
+"""A Turkish BPE tokenizer with byte fallback for a new model, trained on any iterable of texts.
 
 Design choices, and why:
 - NFC normalisation and no lower-casing: Turkish case (I/ı, İ/i) carries meaning.
@@ -20,9 +20,10 @@ from pathlib import Path
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from diffutron.data.offline_corpus import read_corpus
+from diffutron.model.tokens import encode_text
 from diffutron.errors import DiffutronError
-from diffutron.files import atomic_directory
+from diffutron.files import atomic_directory, check_destination
+from diffutron.model.chat import CHAT_TAGS
 
 SPECIAL_TOKENS = {
     "pad_token": "<pad>",
@@ -31,7 +32,6 @@ SPECIAL_TOKENS = {
     "unk_token": "<unk>",
     "mask_token": "<mask>",
 }
-CHAT_TAGS = ("[SYS]", "[/SYS]", "[Question]", "[/Question]", "[Answer]", "[/Answer]")
 BYTE_TOKENS = [f"<0x{value:02X}>" for value in range(256)]
 PRE_TOKENIZER_PATTERN = r" ?\p{L}+| ?\p{N}| ?[^\s\p{L}\p{N}]+|\s+"
 
@@ -51,8 +51,7 @@ def train_tokenizer(
     if vocab_size < base + alphabet_size:
         raise DiffutronError(f"vocab_size must be at least {base + alphabet_size}, got {vocab_size}")
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise DiffutronError(f"{out_dir} already exists; choose a new directory or pass --overwrite")
+    check_destination(out_dir, overwrite=overwrite)
     trained = _bare_tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(BYTE_TOKENS) - len(CHAT_TAGS),
@@ -103,7 +102,7 @@ def fertility(tokenizer: PreTrainedTokenizerFast, texts: Iterable[str]) -> dict[
     words = tokens = byte_tokens = 0
     byte_ids = set(tokenizer.convert_tokens_to_ids(BYTE_TOKENS))
     for text in texts:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = encode_text(tokenizer, text)
         words += len(text.split())
         tokens += len(ids)
         byte_tokens += sum(1 for index in ids if index in byte_ids)
@@ -115,17 +114,3 @@ def fertility(tokenizer: PreTrainedTokenizerFast, texts: Iterable[str]) -> dict[
         "tokens_per_word": tokens / words,
         "byte_fallback_share": byte_tokens / max(tokens, 1),
     }
-
-
-def train_corpus_tokenizer(
-    corpus_dir: str | Path, out_dir: str | Path, *, vocab_size: int = 12000, overwrite: bool = False
-) -> dict:
-    """Train on an offline corpus' train split, measure fertility on its held-out split."""
-    tokenizer = train_tokenizer(
-        (record["text"] for record in read_corpus(corpus_dir, "train")),
-        out_dir,
-        vocab_size=vocab_size,
-        overwrite=overwrite,
-    )
-    report = {"vocab_size": len(tokenizer), "heldout": fertility(tokenizer, (r["text"] for r in read_corpus(corpus_dir, "heldout")))}
-    return report

@@ -1,4 +1,4 @@
-"""The paper's seven CETVEL tasks (SPEC section 8): run them through lm-eval and report them
+"""The paper's seven CETVEL tasks (docs/reference-behaviour.md, section 8): run them through lm-eval and report them
 beside chance and majority-class baselines, because most scores of a 0.3B model sit near chance."""
 
 from __future__ import annotations

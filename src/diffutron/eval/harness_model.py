@@ -28,6 +28,7 @@ from diffutron.errors import DiffutronError
 from diffutron.eval.likelihood import ContinuationScorer, Pair
 from diffutron.lm import Diffutron
 from diffutron.model.chat import ANSWER_END, Message, render_chat
+from diffutron.model.tokens import cut_to_fit, encode_text
 from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.sampler import sample
 
@@ -103,7 +104,7 @@ class DiffutronHarnessLM(LM):
 
         def encode(text: str) -> list[int]:
             if text not in encoded:
-                encoded[text] = self.lm.encode(text) if text else []
+                encoded[text] = encode_text(self.lm.tokenizer, text)
             return encoded[text]
 
         pairs = [self.scorer.fit(encode(request.args[0]), encode(request.args[1])) for request in requests]
@@ -190,10 +191,10 @@ class DiffutronHarnessLM(LM):
                 f"max_gen_toks={config.max_new_tokens} leaves no room for a prompt in the window of "
                 f"{self.max_length} tokens"
             )
-        if len(ids) > room:
+        ids, cut = cut_to_fit(ids, room)
+        if cut:
             self.truncated[request.task_name or "unknown"] += 1
             self._warn_truncated(1, "prompts")
-            ids = ids[-room:]
         if not ids:
             raise DiffutronError(f"request {request.doc_id} of {request.task_name} has an empty prompt")
         return ids

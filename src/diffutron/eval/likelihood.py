@@ -1,4 +1,4 @@
-"""log p(continuation | context) under a masked diffusion LM: the MDLM bound (SPEC section 7).
+"""log p(continuation | context) under a masked diffusion LM: the MDLM bound (docs/reference-behaviour.md, section 7).
 
 A masked LM gives no exact left-to-right likelihood. The MDLM bound masks m of the L
 continuation tokens (m uniform in 1..L, the positions uniform), and scores (L/m) times the
@@ -29,11 +29,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from diffutron.data.tokenizer import encode
 from diffutron.errors import DiffutronError
 from diffutron.eval.scoring import cross_entropy_at, pad_right
 from diffutron.model.parts import MaskedLMParts
-from diffutron.model.tokens import SpecialIds
+from diffutron.model.tokens import SpecialIds, cut_to_fit, encode_text
 from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.sampler import denoise
 
@@ -123,7 +122,7 @@ class ContinuationScorer:
         return next(self.model.parameters()).device
 
     def encode(self, context: str, continuation: str) -> Pair:
-        """Encode both parts WITHOUT special tokens and join the id lists (SPEC section 7)."""
+        """Encode both parts WITHOUT special tokens and join the id lists (docs/reference-behaviour.md, section 7)."""
         return self.fit(self._encode(context), self._encode(continuation))
 
     def fit(self, context: Sequence[int], continuation: Sequence[int]) -> Pair:
@@ -133,10 +132,8 @@ class ContinuationScorer:
                 f"a continuation of {len(continuation)} tokens does not fit the model's window of "
                 f"{self.max_length} tokens; shorten it or raise max_length"
             )
-        room = self.max_length - len(continuation)
-        truncated = len(context) > room
-        kept = tuple(context[len(context) - room :]) if truncated else tuple(context)
-        return Pair(kept, tuple(continuation), truncated)
+        kept, truncated = cut_to_fit(context, self.max_length - len(continuation))
+        return Pair(tuple(kept), tuple(continuation), truncated)
 
     @torch.no_grad()
     def score(self, pairs: Sequence[Pair], *, progress: bool = False) -> list[Score]:
@@ -209,7 +206,7 @@ class ContinuationScorer:
         return decoded.tolist() == list(pair.continuation)
 
     def _encode(self, text: str) -> list[int]:
-        return encode(self.tokenizer, [text])[0] if text else []  # long contexts are cut by `fit`
+        return encode_text(self.tokenizer, text)
 
     def _pair_seed(self, pair: Pair) -> int:
         digest = hashlib.blake2b(repr((self.seed, pair.context, pair.continuation)).encode(), digest_size=8)

@@ -1,4 +1,4 @@
-"""The paper's intrinsic metric (SPEC section 6): MLM perplexity of 15%-masked text.
+"""The paper's intrinsic metric (docs/reference-behaviour.md, section 6): MLM perplexity of 15%-masked text.
 
 exp of the mean cross-entropy over the masked positions. Documents are tokenized without
 special tokens, cut into pieces that fit `max_length` with the tokenizer's own special
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from diffutron.data.tokenizer import encode
+from diffutron.model.tokens import encode, encode_text
 from diffutron.errors import DiffutronError
 from diffutron.eval.scoring import cross_entropy_at, pad_right
 from diffutron.model.parts import MaskedLMParts
@@ -54,7 +54,7 @@ class _Sequence:
 
 def special_affixes(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
     """The special tokens the tokenizer puts before and after a single text (e.g. CLS, SEP)."""
-    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    plain = encode_text(tokenizer, "a")
     full = tokenizer("a", add_special_tokens=True)["input_ids"]
     for start in range(len(full) - len(plain) + 1):
         if full[start : start + len(plain)] == plain:

@@ -15,6 +15,7 @@ from typing import Any
 from diffutron.data.hub import load_hub_dataset
 from diffutron.data.readers import iter_jsonl, iter_local_texts, require_columns, text_value
 from diffutron.errors import DiffutronError
+from diffutron.files import is_local_path
 
 # a directory holding `<task>.jsonl` files that replace the hub datasets of the CETVEL tasks
 DATA_DIR_ENV = "DIFFUTRON_EVAL_DATA"
@@ -63,7 +64,7 @@ def load_documents(source: str, *, text_field: str = "text", split: str = "test"
     """Non-empty texts of a local file (.txt: blank-line-separated paragraphs; .jsonl, .json,
     .parquet: `text_field` of each record) or of a hub dataset's `split`."""
     path = Path(source).expanduser()
-    if path.exists() or source.startswith((".", "/", "~")) or source.count("/") > 1:
+    if is_local_path(source):
         if not path.is_file():
             raise DiffutronError(f"data file {source!r} does not exist or is not a file")
         texts = [text for _, text in iter_local_texts(path, text_field)]

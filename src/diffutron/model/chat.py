@@ -1,4 +1,4 @@
-"""The Diffutron chat format (SPEC section 2): plain-text tags, not special tokens."""
+"""The Diffutron chat format: plain-text tags, not special tokens (docs/reference-behaviour.md, section 2)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,22 @@ from collections.abc import Mapping, Sequence
 
 from diffutron.errors import DiffutronError
 
-ANSWER_END = "[/Answer]"
-ANSWER_START = "[Answer]\n"
+SYSTEM_TAGS = ("[SYS]", "[/SYS]")
+QUESTION_TAGS = ("[Question]", "[/Question]")
+ANSWER_TAGS = ("[Answer]", "[/Answer]")
+CHAT_TAGS = (*SYSTEM_TAGS, *QUESTION_TAGS, *ANSWER_TAGS)  # each one token in tokenizers trained here
+ANSWER_END = ANSWER_TAGS[1]
+ANSWER_START = f"{ANSWER_TAGS[0]}\n"
 
 Message = Mapping[str, str]
 
 
 def render_system(content: str) -> str:
-    return f"[SYS]\n{content.strip()}\n[/SYS]\n\n"
+    return f"{SYSTEM_TAGS[0]}\n{content.strip()}\n{SYSTEM_TAGS[1]}\n\n"
 
 
 def render_question(content: str) -> str:
-    return f"[Question]\n{content.strip()}\n[/Question]\n\n"
+    return f"{QUESTION_TAGS[0]}\n{content.strip()}\n{QUESTION_TAGS[1]}\n\n"
 
 
 def render_answer(content: str) -> str:

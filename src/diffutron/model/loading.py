@@ -6,8 +6,7 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-from huggingface_hub.errors import HFValidationError, StrictDataclassError
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError, safe_open
 from transformers import (
     AutoConfig,
@@ -19,6 +18,7 @@ from transformers import (
 )
 
 from diffutron.errors import DiffutronError
+from diffutron.files import is_local_path
 from diffutron.model.precision import quantize_int8
 from diffutron.model.tokens import SpecialIds
 
@@ -91,16 +91,25 @@ def load_checkpoint(
         raise DiffutronError(f"int8 works on the CPU only, not on {target}: use bfloat16 or auto on an accelerator")
     weights_dtype = resolve_dtype(torch.float32 if quantize else dtype, target)
     source = _resolve_source(name_or_path)
+    tokenizer = load_tokenizer(source)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
         model = AutoModelForMaskedLM.from_pretrained(
             source, dtype=weights_dtype, use_safetensors=True, trust_remote_code=False
         )
     except (OSError, ValueError, SafetensorError, StrictDataclassError) as error:
-        raise DiffutronError(_load_failure(source, error)) from error
-    SpecialIds.from_tokenizer(tokenizer)
+        raise DiffutronError(describe_load_failure(source, error)) from error
     model = model.to(target).eval()
     return (quantize_int8(model) if quantize else model), tokenizer
+
+
+def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
+    """A tokenizer (local directory or hub id) that has the special tokens a masked diffusion LM needs."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=False)
+    except (OSError, ValueError) as error:
+        raise DiffutronError(describe_load_failure(str(name_or_path), error)) from error
+    SpecialIds.from_tokenizer(tokenizer)
+    return tokenizer
 
 
 def _resolve_source(name_or_path: str | Path | None) -> str:
@@ -122,21 +131,9 @@ def _resolve_source(name_or_path: str | Path | None) -> str:
             f"{text!r} is a file, not a checkpoint directory: give the directory that holds config.json, "
             f"the tokenizer and the safetensors weights (perhaps {str(path.parent)!r})"
         )
-    if _is_path(text):
+    if is_local_path(text):
         raise DiffutronError(f"model directory {text!r} does not exist (looked for {path.absolute()})")
     return text
-
-
-def _is_path(text: str) -> bool:
-    """Whether a missing `text` was meant as a local path: it cannot be a hub id, or it starts
-    inside a local directory (runs/final when runs/ exists)."""
-    if text.startswith((".", "/", "~")) or "\\" in text:
-        return True
-    try:
-        validate_repo_id(text)
-    except HFValidationError:
-        return True
-    return "/" in text and Path(text.split("/", 1)[0]).is_dir()
 
 
 def _check_directory(path: Path) -> None:
@@ -188,7 +185,8 @@ def _parameter_shapes(config: PreTrainedConfig) -> dict[str, tuple[int, ...]]:
     return {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
 
 
-def _load_failure(source: str, error: Exception) -> str:
+def describe_load_failure(source: str, error: Exception) -> str:
+    """Why a checkpoint or tokenizer did not load: a local directory, or a hub id and how to get it offline."""
     if Path(source).is_dir():
         return f"could not load the checkpoint in {source}: {_one_line(error)}"
     return (

@@ -1,8 +1,12 @@
-"""Special token ids, always read from the tokenizer (never hard-coded)."""
+"""Token ids: special ids read from the tokenizer (never hard-coded), and plain encoding."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
@@ -37,3 +41,50 @@ class SpecialIds:
     def stops(self) -> tuple[int, ...]:
         """Token ids that end an answer."""
         return (self.eos, self.pad)
+
+
+IGNORE_INDEX = -100  # label of a position the loss skips (the prompt of an SFT example)
+
+
+def encode(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text without special tokens (no CLS/BOS/SEP), in one fast batched call.
+
+    The chat format and the likelihood are defined on plain ids, and a tokenizer that wraps text in
+    CLS/SEP (mmBERT's does) would otherwise add tokens the model never saw there. Not verbose: texts
+    longer than the model's context are expected here (the callers cut, drop or refuse them with a
+    message of their own), so the tokenizer's "indexing errors" warning would only mislead.
+    """
+    if not texts:
+        return []
+    return tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+
+
+def encode_text(tokenizer: Any, text: str) -> list[int]:
+    """One text's ids without special tokens (see `encode`); the empty text has none."""
+    return encode(tokenizer, [text])[0] if text else []
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A hash of the token -> id mapping: equal for the same tokenizer wherever it is loaded from.
+
+    Recorded in a prepared dataset's manifest so that training with a tokenizer whose ids mean other
+    tokens is refused (names cannot tell: one tokenizer has many paths, two can share a name).
+    """
+    vocabulary = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    return "sha256:" + hashlib.sha256(json.dumps(vocabulary, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def tokenizer_name(tokenizer: Any) -> str:
+    """Where the tokenizer came from, as recorded in data manifests."""
+    return str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
+
+
+def cut_to_fit(ids: Sequence[int], room: int) -> tuple[list[int], bool]:
+    """`ids` cut from the left to at most `room` tokens, and whether anything was cut.
+
+    The left: in a prompt or a context the end (the question, the text right before the
+    continuation) matters most.
+    """
+    if len(ids) <= room:
+        return list(ids), False
+    return list(ids[len(ids) - room :]) if room > 0 else [], True

@@ -28,7 +28,7 @@ class CommitRule(Protocol):
 
 
 class CountSchedule:
-    """SPEC section 3: the `count` most confident positions per row (ties: topk order)."""
+    """docs/reference-behaviour.md, section 3: the `count` most confident positions per row (ties: topk order)."""
 
     until_filled = False
 

@@ -19,7 +19,7 @@ MAX_SEED = 2**64 - 1  # torch generators take seeds of at most 64 bits
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """Options of the masked-diffusion sampler (SPEC section 3).
+    """Options of the masked-diffusion sampler (docs/reference-behaviour.md, section 3).
 
     Defaults reproduce the DiffutronLM model card: 64 new tokens in 64 steps, blocks of 32,
     temperature 0.1, repetition penalty 1.2, low-confidence remasking.

@@ -1,4 +1,4 @@
-"""The masked-diffusion sampler of the Diffutron model card (SPEC section 3), made cheap.
+"""The masked-diffusion sampler of the Diffutron model card (docs/reference-behaviour.md, section 3), made cheap.
 
 Every step still runs the encoder over the whole canvas, but logits, repetition penalty,
 noise and confidence are computed only for the positions the reference may commit: the masks
@@ -37,6 +37,7 @@ class StepEvent:
     committed: torch.Tensor  # (rows, width) bool, positions filled at this step (given a token)
     block: int
     calls: int  # model calls so far
+    confidence: torch.Tensor | None = None  # (rows, width) float32: P(token) where committed, NaN elsewhere
 
 
 StepCallback = Callable[[StepEvent], None]
@@ -141,7 +142,7 @@ def denoise(
             refresh = step == 0 or (config.refresh_every is not None and step % config.refresh_every == 0)
             hidden = forward(_model_input(canvas, given, ids, config), _doubled(attention_mask, config),
                              _recomputed_positions(open_positions, still_masked, block_start), refresh)
-            candidates, confidence = _predict(
+            candidates, confidence, probability = _predict(
                 parts, hidden, canvas, given, open_positions, still_masked, ids, config, generator
             )
             committed = rule.choose(confidence, budget)
@@ -151,7 +152,8 @@ def denoise(
                 done = stopper.update(canvas)
             if callback is not None:
                 filled = committed & (canvas != ids.mask)  # a mask written back fills nothing
-                callback(StepEvent(canvas=canvas, committed=filled, block=block, calls=calls))
+                callback(StepEvent(canvas=canvas, committed=filled, block=block, calls=calls,
+                                   confidence=torch.where(filled, probability, math.nan)))
             if bool(done.all()):
                 return canvas
     return canvas
@@ -218,8 +220,11 @@ def _predict(
     ids: SpecialIds,
     config: GenerationConfig,
     generator: torch.Generator | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Candidate tokens and confidences on a (rows, width) grid; -inf where nothing is due."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Candidate tokens, ranking scores (-inf where nothing is due) and the candidates' probabilities (NaN).
+
+    The score is the probability with low-confidence remasking, a random number otherwise.
+    """
     rows, width = canvas.shape
     row_index, column = still_masked.nonzero(as_tuple=True)
     position = open_positions[row_index, column]
@@ -243,8 +248,9 @@ def _predict(
         tokens = (logits.to(torch.float64).exp() / (-noise.log()) ** config.temperature).argmax(dim=-1)
     else:
         tokens = logits.argmax(dim=-1)
+    probabilities = logits.softmax(dim=-1).gather(1, tokens[:, None]).squeeze(1)
     if config.remasking == "low_confidence":
-        scores = logits.softmax(dim=-1).gather(1, tokens[:, None]).squeeze(1)
+        scores = probabilities
     else:
         scores = torch.rand(tokens.shape, device=logits.device, generator=generator)
 
@@ -252,7 +258,9 @@ def _predict(
     candidates[row_index, position] = tokens
     confidence = torch.full(canvas.shape, -math.inf, device=canvas.device)
     confidence[row_index, position] = scores
-    return candidates, confidence
+    probability = torch.full(canvas.shape, math.nan, device=canvas.device)
+    probability[row_index, position] = probabilities.float()
+    return candidates, confidence, probability
 
 
 def _penalized_tokens(

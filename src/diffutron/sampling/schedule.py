@@ -1,4 +1,4 @@
-"""How many masked tokens to reveal at each step of a block (SPEC section 3, step 3)."""
+"""How many masked tokens to reveal at each step of a block (docs/reference-behaviour.md, section 3, step 3)."""
 
 from __future__ import annotations
 

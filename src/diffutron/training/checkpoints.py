@@ -3,17 +3,23 @@
 A checkpoint is first written under RUN_DIR/.staging/ and renamed into RUN_DIR only once every
 file is in place, so any `checkpoint-N` directory in RUN_DIR is complete; a run killed while
 saving leaves only staging debris, which the next save clears. The staging path is fixed (not a
-random temporary name) because under DDP every process writes its own files into it.
+random temporary name) because under DDP every process writes its own files into it. A published
+checkpoint damaged afterwards (a disk error, a truncated copy) is skipped by `--resume`, which then
+continues from the previous one and says so.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
 from pathlib import Path
 
 from diffutron.errors import DiffutronError
+from diffutron.files import file_damage
+
+logger = logging.getLogger(__name__)
 
 STAGING = ".staging"
 PREFIX = "checkpoint-"
@@ -46,15 +52,37 @@ def complete_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def damage(path: Path) -> str | None:
+    """Why a complete checkpoint cannot be resumed from (a truncated or corrupt file), or None."""
+    for file in sorted(item for item in path.rglob("*") if item.is_file()):
+        problem = file_damage(file)
+        if problem is not None:
+            return problem
+    return None
+
+
 def newest_checkpoint(run_dir: str | Path) -> Path:
-    """The checkpoint `--resume` continues from; a clear error when there is none."""
+    """The newest intact checkpoint, which `--resume` continues from; a clear error when there is none."""
     found = complete_checkpoints(run_dir)
     if not found:
         raise DiffutronError(
             f"--resume: {run_dir} holds no complete checkpoint (a {PREFIX}N directory with {STATE_FILE}); "
             "start without --resume, or point output_dir at the run to continue"
         )
-    return found[-1][1]
+    problems = []
+    for _, path in reversed(found):
+        problem = damage(path)
+        if problem is None:
+            if problems:
+                logger.warning(
+                    "--resume: %s; resuming from the previous complete checkpoint, %s", "; ".join(problems), path.name
+                )
+            return path
+        problems.append(problem)
+    raise DiffutronError(
+        f"--resume: every checkpoint in {run_dir} is damaged ({'; '.join(problems)}); "
+        "start the run again without --resume in a new output_dir"
+    )
 
 
 def remove(path: Path, run_dir: str | Path) -> None:

@@ -1,4 +1,4 @@
-"""Batch unpadded token rows for the two kinds of training data (SPEC section 4).
+"""Batch unpadded token rows for the two kinds of training data (docs/reference-behaviour.md, section 4).
 
 Pretraining: pad positions are neither attended to nor labelled, so they are never masked and
 never scored. SFT: pad positions are labelled and attended to (no attention mask), because the
@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from diffutron.errors import DiffutronError
-from diffutron.training.objective import IGNORE_INDEX
+from diffutron.model.tokens import IGNORE_INDEX
 
 
 def _right_pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:

@@ -1,16 +1,20 @@
 """Training recipes: the typed dataclasses behind configs/*.yaml (`diffutron train CONFIG`).
 
-Loading, `--set key=value` overrides, type checks and unknown-key errors are diffutron.recipe's.
+Loading, `--set key=value` overrides, type checks and unknown-key errors are diffutron.typed_config's.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from diffutron import recipe
+from transformers import ModernBertConfig
+
+from diffutron import typed_config
 from diffutron.errors import DiffutronError
 from diffutron.training.objective import MDLMObjective
 
@@ -54,7 +58,7 @@ class OptimizerSettings:
     weight_decay: float = 0.0
     schedule: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
     warmup: float = 0.1  # a ratio of the total steps when < 1, else a number of steps
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = 1.0  # 0: no clipping
 
 
 @dataclass
@@ -111,11 +115,75 @@ class Recipe:
         ):
             if value < 1:
                 raise DiffutronError(f"{name} must be >= 1, got {value}")
+        self._check_numbers()
+
+    def _check_numbers(self) -> None:
+        """Values the Trainer or peft would take silently and turn into a wrong or NaN run."""
+        optimizer, training = self.optimizer, self.training
+        if self.model.from_scratch is not None:
+            _check_model_sizes(self.model.from_scratch)
+        for name, value in (
+            ("optimizer.lr", optimizer.lr),
+            ("optimizer.weight_decay", optimizer.weight_decay),
+            ("optimizer.warmup", optimizer.warmup),
+            ("optimizer.max_grad_norm", optimizer.max_grad_norm),
+            ("training.dataloader_workers", training.dataloader_workers),
+        ):
+            _require(name, value, value >= 0, ">= 0")
+        if optimizer.warmup >= 1 and not float(optimizer.warmup).is_integer():
+            raise DiffutronError(
+                f"optimizer.warmup must be a ratio below 1 or a whole number of steps, got {optimizer.warmup}"
+            )
+        _require("training.epochs", training.epochs, training.epochs > 0, "> 0")
+        if training.max_steps is not None:
+            _require("training.max_steps", training.max_steps, training.max_steps >= 1, ">= 1 (or null: epochs)")
+        if self.lora is not None:
+            _require("lora.r", self.lora.r, self.lora.r >= 1, ">= 1")
+            _require("lora.alpha", self.lora.alpha, self.lora.alpha > 0, "> 0")
+            _require("lora.dropout", self.lora.dropout, 0 <= self.lora.dropout < 1, "in [0, 1)")
+            if not self.lora.target_modules:
+                raise DiffutronError("lora.target_modules is empty: name the linear modules to adapt (e.g. Wqkv)")
 
     def to_dict(self) -> dict[str, Any]:
-        return recipe.to_mapping(self)
+        return typed_config.to_mapping(self)
 
 
-def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+def _require(name: str, value: float, condition: bool, wanted: str) -> None:
+    if not math.isfinite(value) or not condition:
+        raise DiffutronError(f"{name} must be a finite number {wanted}, got {value}")
+
+
+# ModernBertConfig's size fields and its defaults for them (a recipe sets only what it changes)
+_MODEL_SIZES = {
+    name: inspect.signature(ModernBertConfig.__init__).parameters[name].default
+    for name in (
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "max_position_embeddings",
+    )
+}
+
+
+def _check_model_sizes(settings: dict[str, Any]) -> None:
+    """Sizes ModernBERT cannot be built or run with, found here instead of deep inside the first step."""
+    sizes = {name: settings.get(name, default) for name, default in _MODEL_SIZES.items()}
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise DiffutronError(f"model.from_scratch.{name} must be a whole number >= 1, got {value!r}")
+    hidden, heads = sizes["hidden_size"], sizes["num_attention_heads"]
+    if hidden % heads:
+        raise DiffutronError(
+            f"model.from_scratch.hidden_size {hidden} is not divisible by num_attention_heads {heads}"
+        )
+    if (hidden // heads) % 2:
+        raise DiffutronError(
+            f"model.from_scratch: hidden_size / num_attention_heads = {hidden // heads} must be even "
+            "(rotary position embeddings rotate pairs of dimensions)"
+        )
+
+
+def load_training_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     """Read a YAML recipe, apply `key.sub=value` overrides, and check every key and type."""
-    return recipe.load_recipe(Recipe, path, overrides)
+    return typed_config.load_dataclass(Recipe, path, overrides)

@@ -1,8 +1,10 @@
-"""Merge LoRA adapters into the masked-LM model, keeping the MLM head (SPEC section 9).
+"""Merge LoRA adapters into the masked-LM model, keeping the MLM head (docs/reference-behaviour.md, section 9).
 
 The public tool merged into `AutoModel` and lost the head; here the merge goes into the
 `AutoModelForMaskedLM` the adapters were trained on, and the merged model's logits are checked
-against the adapter model's on a probe batch before anything is written.
+against the adapter model's on a probe batch before anything is written. Before any loading, the
+destination is checked (never the adapter itself or a folder holding or inside it) and the adapter's
+weights are checked whole; a base whose layers do not match the adapter's tensors is refused.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from diffutron.errors import DiffutronError
-from diffutron.files import atomic_directory
+from diffutron.files import atomic_directory, check_destination, file_damage
 from diffutron.model.loading import load_checkpoint
-from diffutron.training.models import load_tokenizer
+from diffutron.model.loading import load_tokenizer
 
 PROBE_SHAPE = (2, 48)
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 def probe_batch(tokenizer: PreTrainedTokenizerBase, seed: int = 0) -> torch.Tensor:
@@ -66,21 +70,64 @@ def merge_lora(
 
     Returns the largest absolute logit difference seen on the probe batch.
     """
-    from peft import PeftModel
-
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
-    config_path = adapter_dir / "adapter_config.json"
-    if not config_path.is_file():
-        raise DiffutronError(f"{adapter_dir} is not a LoRA adapter directory (no adapter_config.json)")
-    if out_dir.exists() and not overwrite:
-        raise DiffutronError(f"{out_dir} already exists; choose another output directory or pass --overwrite")
-    base = base or json.loads(config_path.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    config = read_adapter(adapter_dir)
+    base = base or config.get("base_model_name_or_path")
+    check_destination(out_dir, overwrite=overwrite, inputs=[adapter_dir, base])
     if not base:
-        raise DiffutronError(f"{config_path} names no base model; pass it with --base")
+        raise DiffutronError(f"{adapter_dir / ADAPTER_CONFIG} names no base model; pass it with --base")
     model, tokenizer = load_checkpoint(base, device="cpu", dtype="float32")
     if (adapter_dir / "tokenizer_config.json").is_file():
         tokenizer = load_tokenizer(str(adapter_dir))
-    adapted = PeftModel.from_pretrained(model, adapter_dir)
+    adapted = load_adapter(model, adapter_dir, base)
     merged, difference = merge_checked(adapted, probe_batch(tokenizer), tolerance)
     save_model(merged, tokenizer, out_dir, overwrite)
     return difference
+
+
+def read_adapter(adapter_dir: Path) -> dict:
+    """The adapter's config, after checking that its config and whole safetensors weights are there."""
+    config_path, weights = adapter_dir / ADAPTER_CONFIG, adapter_dir / ADAPTER_WEIGHTS
+    if not config_path.is_file():
+        raise DiffutronError(f"{adapter_dir} is not a LoRA adapter directory (no {ADAPTER_CONFIG})")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise DiffutronError(f"{config_path} cannot be read ({error})") from None
+    if not isinstance(config, dict):
+        raise DiffutronError(f"{config_path} is not a JSON object")
+    if not weights.is_file():
+        raise DiffutronError(
+            f"{adapter_dir} holds {ADAPTER_CONFIG} but no {ADAPTER_WEIGHTS}: the adapter's weights are missing"
+        )
+    problem = file_damage(weights)
+    if problem is not None:
+        raise DiffutronError(problem)
+    return config
+
+
+def load_adapter(model: PreTrainedModel, adapter_dir: Path, base: str) -> nn.Module:
+    """`model` with the adapter loaded; an adapter whose tensors do not fit the base's layers is refused."""
+    from peft import PeftModel, get_peft_model_state_dict
+    from safetensors import safe_open
+
+    wrong_base = f"the adapter {adapter_dir} does not fit the base model {base}"
+    try:
+        adapted = PeftModel.from_pretrained(model, adapter_dir)
+    except (RuntimeError, ValueError, KeyError) as error:  # size mismatch, no target module found
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+        reason = next((line for line in lines if line.startswith("size mismatch")), lines[0])
+        raise DiffutronError(f"{wrong_base} ({reason}); pass the model it was trained on with --base") from None
+    with safe_open(str(adapter_dir / ADAPTER_WEIGHTS), framework="pt") as handle:
+        saved = set(handle.keys())
+    expected = set(get_peft_model_state_dict(adapted))
+    unused, missing = sorted(saved - expected), sorted(expected - saved)
+    if unused or missing:
+        details = [
+            f"{len(unused)} adapter tensor(s) have no layer in the base (e.g. {unused[0]})" if unused else "",
+            f"{len(missing)} adapted layer(s) of the base lack adapter tensors (e.g. {missing[0]})" if missing else "",
+        ]
+        raise DiffutronError(
+            f"{wrong_base}: {'; '.join(filter(None, details))}; pass the model it was trained on with --base"
+        )
+    return adapted

@@ -10,7 +10,6 @@ from torch import nn
 from transformers import (
     AutoConfig,
     AutoModelForMaskedLM,
-    AutoTokenizer,
     ModernBertConfig,
     ModernBertForMaskedLM,
     PreTrainedModel,
@@ -18,22 +17,13 @@ from transformers import (
 )
 
 from diffutron.errors import DiffutronError
-from diffutron.model.loading import _load_failure, load_checkpoint
+from diffutron.model.loading import describe_load_failure, load_checkpoint, load_tokenizer
 from diffutron.model.tokens import SpecialIds
 from diffutron.training.config import LoraSettings, Recipe
 
 logger = logging.getLogger(__name__)
 
 HEAD_PREFIXES = ("head.", "decoder")  # ModernBertForMaskedLM's output layer: never adapted
-
-
-def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
-    except (OSError, ValueError) as error:
-        raise DiffutronError(_load_failure(name_or_path, error)) from error
-    SpecialIds.from_tokenizer(tokenizer)
-    return tokenizer
 
 
 def scratch_config(settings: dict, tokenizer: PreTrainedTokenizerBase) -> ModernBertConfig:
@@ -89,7 +79,7 @@ def build_meta_model(recipe: Recipe) -> PreTrainedModel:
         try:
             config = AutoConfig.from_pretrained(source, trust_remote_code=False)
         except (OSError, ValueError) as error:
-            raise DiffutronError(_load_failure(str(source), error)) from error
+            raise DiffutronError(describe_load_failure(str(source), error)) from error
     with torch.device("meta"):
         return AutoModelForMaskedLM.from_config(config, trust_remote_code=False)
 

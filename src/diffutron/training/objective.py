@@ -1,4 +1,4 @@
-"""The masked diffusion (MDLM) training objective of SPEC section 4, as pure tensor functions.
+"""The masked diffusion (MDLM) training objective of docs/reference-behaviour.md, section 4, as pure tensor functions.
 
 Per sequence a time t ~ U[eps, 1) is drawn; every labelled position is masked independently with
 probability 1 - alpha(t); the loss is the weighted cross-entropy of the unshifted logits at the
@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from diffutron.errors import DiffutronError
+from diffutron.model.tokens import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 WEIGHT_EPSILON = 1e-6
 
 Schedule = Literal["linear", "cosine"]

@@ -1,4 +1,8 @@
-"""Loss curves of training runs as a PNG, in the style of the paper's figures 2-4."""
+"""Loss curves of training runs as a PNG, in the style of the paper's figures 2-4.
+
+The output is checked before any log is read (a file path that can be written, never one of the logs,
+never an existing file that is not a PNG) and written atomically.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from diffutron.errors import DiffutronError
-from diffutron.files import atomic_file
+from diffutron.files import atomic_file, check_destination
 from diffutron.training.callbacks import LOG_NAME, read_log
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def moving_average(values: Sequence[float], window: int) -> list[float]:
@@ -29,9 +35,10 @@ def plot_loss(run_dirs: Sequence[str | Path], output: str | Path, *, smoothing: 
 
     if smoothing < 1:
         raise DiffutronError(f"--smoothing must be >= 1, got {smoothing}")
+    check_plot_output(Path(output), [Path(run_dir) for run_dir in run_dirs])
     curves = []
     for run_dir in map(Path, run_dirs):
-        records = [record for record in read_log(run_dir / LOG_NAME) if "loss" in record]
+        records = [record for record in read_log(run_dir / LOG_NAME) if record.get("loss") is not None]
         if not records:
             raise DiffutronError(f"{run_dir / LOG_NAME} holds no training loss records (is it a run directory?)")
         curves.append((run_dir.name, [r["step"] for r in records], [r["loss"] for r in records]))
@@ -48,3 +55,14 @@ def plot_loss(run_dirs: Sequence[str | Path], output: str | Path, *, smoothing: 
     with atomic_file(output, "wb") as handle:
         figure.savefig(handle, format="png")
     plt.close(figure)
+
+
+def check_plot_output(output: Path, run_dirs: Sequence[Path]) -> None:
+    """A plot replaces an earlier plot, never another file (a log, a document given by mistake)."""
+    check_destination(output, overwrite=True, kind="file", inputs=[run_dir / LOG_NAME for run_dir in run_dirs])
+    if output.is_file() and output.stat().st_size > 0:
+        with output.open("rb") as handle:
+            if handle.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+                raise DiffutronError(
+                    f"{output} exists and is not a PNG image; it is not replaced: choose another output"
+                )

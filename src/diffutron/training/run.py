@@ -6,6 +6,10 @@ Run directory (recipe.output_dir):
     checkpoint-N/         complete checkpoints (atomic; the last `keep_last` are kept)
     adapter/              LoRA runs: the trained adapter (input of `diffutron merge-lora`)
     final/                a plain masked-LM checkpoint: `Diffutron.from_pretrained(RUN_DIR / "final")`
+
+A run is only ever written into a new or empty directory or into a run of its own (recipe.yaml plus a
+log, checkpoint or final model). `--resume` keeps the recorded recipe: a changed recipe is refused
+(only logging.* and checkpoints.keep_last may change, with a warning), a finished run is left as it is.
 """
 
 from __future__ import annotations
@@ -16,20 +20,22 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
-from transformers import TrainingArguments
+from transformers import PreTrainedTokenizerBase, TrainingArguments
 
 from diffutron.errors import DiffutronError
-from diffutron.files import atomic_file
+from diffutron.files import atomic_file, check_destination
 from diffutron.model.tokens import SpecialIds
 from diffutron.training import checkpoints
-from diffutron.training.callbacks import LOG_NAME, JsonlLogger
+from diffutron.training.callbacks import LOG_NAME, JsonlLogger, StopOnNonFiniteLoss
 from diffutron.training.collators import PretrainCollator, SFTCollator
-from diffutron.training.config import Recipe
+from diffutron.training.config import Recipe, load_training_recipe
 from diffutron.training.merge import merge_checked, probe_batch, save_model
-from diffutron.training.models import apply_lora, build_meta_model, build_model, describe_parameters, load_tokenizer
+from diffutron.model.loading import load_tokenizer
+from diffutron.training.models import apply_lora, build_meta_model, build_model, describe_parameters
 from diffutron.training.trainer import MDLMTrainer
 
 logger = logging.getLogger(__name__)
@@ -37,6 +43,9 @@ logger = logging.getLogger(__name__)
 REQUIRED_COLUMNS = {"pretrain": ("input_ids",), "sft": ("input_ids", "labels")}
 BUILDERS = {"pretrain": "diffutron data pretrain", "sft": "diffutron data sft"}
 MERGE_TOLERANCE = 1e-4
+RECIPE_NAME = "recipe.yaml"
+# recipe keys that may change on --resume: they change neither the weights nor the random streams
+RESUMABLE_CHANGES = ("logging.", "checkpoints.keep_last")
 
 
 def dry_run(recipe: Recipe) -> str:
@@ -76,7 +85,7 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def resolve_device(bf16: bool) -> dict[str, bool | str]:
+def trainer_device_settings(bf16: bool) -> dict[str, bool | str]:
     """The Trainer settings that keep a run on the CPU where it would otherwise go wrong there.
 
     bf16 without CUDA: transformers refuses it unless told to use the CPU (then CPU autocast).
@@ -92,18 +101,26 @@ def resolve_device(bf16: bool) -> dict[str, bool | str]:
     return {}
 
 
-def load_prepared(path: str, task: str):
-    """A directory written by the data builders (datasets.save_to_disk + manifest.json)."""
+def load_training_data(
+    path: str, task: str, tokenizer: PreTrainedTokenizerBase | None = None, key: str = "data.train"
+) -> Any:
+    """A directory written by the data builders (datasets.save_to_disk + manifest.json).
+
+    With `tokenizer`, data whose manifest records another tokenizer is refused (its ids mean other tokens).
+    """
     import datasets
 
+    from diffutron.data.prepared import check_tokenizer
     from diffutron.data.prepared import load_prepared as load_directory
 
     directory = Path(path)
     if not path or not directory.is_dir():
         raise DiffutronError(
-            f"training data directory {path!r} does not exist; build it with `{BUILDERS[task]}` "
-            "and set data.train to the directory"
+            f"{key}: the data directory {path!r} does not exist; build it with `{BUILDERS[task]}` "
+            f"and set {key} to the directory"
         )
+    if tokenizer is not None:
+        check_tokenizer(directory, tokenizer, key)
     dataset = load_directory(directory)
     if isinstance(dataset, datasets.DatasetDict):
         if "train" not in dataset:
@@ -138,11 +155,12 @@ def training_arguments(recipe: Recipe, has_eval: bool) -> TrainingArguments:
         max_grad_norm=optimizer.max_grad_norm,
         optim=resolve_optimizer(optimizer.name),
         **precision,
-        **resolve_device(precision["bf16"]),
+        **trainer_device_settings(precision["bf16"]),
         **_checkpointing(settings.gradient_checkpointing),
         ddp_find_unused_parameters=False,  # every trainable parameter takes part in each MDLM forward pass
         logging_strategy="steps",
         logging_steps=recipe.logging.steps,
+        logging_nan_inf_filter=False,  # a NaN loss must reach the log (and StopOnNonFiniteLoss), not be averaged away
         save_strategy="steps",
         save_steps=recipe.checkpoints.save_steps,
         save_total_limit=None,  # MDLMTrainer keeps the last N itself, after each atomic publish
@@ -170,32 +188,104 @@ def _checkpointing(enabled: bool) -> dict:
 def train(recipe: Recipe, *, resume: bool = False) -> Path:
     """Train as the recipe says; returns the directory of the final model."""
     run_dir = Path(recipe.output_dir)
-    resume_from = checkpoints.newest_checkpoint(run_dir) if resume else None
-    if not resume and (checkpoints.complete_checkpoints(run_dir) or (run_dir / "final").exists()):
+    if is_main_process():  # the other processes would race with its first writes; a failure here stops them all
+        check_run_directory(recipe)
+    resume_from = None
+    if resume:
+        check_recipe_unchanged(recipe, run_dir)
+        if (run_dir / "final").is_dir():
+            logger.warning("--resume: %s is a finished run (final/ exists); nothing to do", run_dir)
+            return run_dir / "final"
+        resume_from = checkpoints.newest_checkpoint(run_dir)
+    elif checkpoints.complete_checkpoints(run_dir) or (run_dir / "final").exists():
         raise DiffutronError(
             f"{run_dir} already holds a run; pass --resume to continue it, or choose another output_dir "
             "(--set output_dir=...)"
         )
     trainer = build_trainer(recipe)
     if trainer.args.should_save:
-        with atomic_file(run_dir / "recipe.yaml") as handle:
+        with atomic_file(run_dir / RECIPE_NAME) as handle:
             yaml.safe_dump(recipe.to_dict(), handle, sort_keys=False, allow_unicode=True)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     return save_final(trainer, recipe)
+
+
+def is_run_directory(path: Path) -> bool:
+    """Written by `train`: its recipe.yaml plus a log, a checkpoint or a final model."""
+    return (path / RECIPE_NAME).is_file() and (
+        (path / LOG_NAME).is_file() or (path / "final").is_dir() or any(path.glob(f"{checkpoints.PREFIX}*"))
+    )
+
+
+def check_run_directory(recipe: Recipe) -> Path:
+    """Before any work: output_dir is a writable directory that is new, empty or a run (never a data folder)."""
+    run_dir = check_destination(
+        recipe.output_dir,
+        overwrite=True,
+        inputs=[recipe.data.train, recipe.data.eval, recipe.model.name_or_path, recipe.tokenizer],
+    )
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not is_run_directory(run_dir):
+        raise DiffutronError(
+            f"output_dir {run_dir} holds files but is not a training run (no {RECIPE_NAME} with a log, checkpoint "
+            "or final model); choose a new or empty directory (--set output_dir=...)"
+        )
+    return run_dir
+
+
+def check_recipe_unchanged(recipe: Recipe, run_dir: Path) -> None:
+    """--resume continues the recorded recipe: other values would silently mix two schedules."""
+    recorded_path = run_dir / RECIPE_NAME
+    if not recorded_path.is_file():
+        return  # no run here: newest_checkpoint says so
+    try:
+        recorded = load_training_recipe(recorded_path)
+    except DiffutronError as error:
+        raise DiffutronError(f"--resume: the run's recipe cannot be read: {error}") from None
+    changes = recipe_changes(recorded.to_dict(), recipe.to_dict())
+    blocking = {key: change for key, change in changes.items() if not key.startswith(RESUMABLE_CHANGES)}
+    if blocking:
+        listed = ", ".join(f"{key} ({old!r} -> {new!r})" for key, (old, new) in blocking.items())
+        raise DiffutronError(
+            f"--resume: the recipe differs from the run's {recorded_path} in {listed}; a resumed run keeps its "
+            f"recipe. Resume with `diffutron train {recorded_path} --resume`, or start a new run in another output_dir"
+        )
+    if changes:
+        logger.warning(
+            "--resume: %s changed; the new values apply from here on and are recorded in %s",
+            ", ".join(changes),
+            recorded_path,
+        )
+
+
+def recipe_changes(old: dict, new: dict, prefix: str = "") -> dict[str, tuple]:
+    """{dotted key: (old, new)} for every value that differs between two recipe mappings (output_dir aside)."""
+    changes: dict[str, tuple] = {}
+    for key in sorted(set(old) | set(new), key=str):
+        name = f"{prefix}{key}"
+        before, after = old.get(key), new.get(key)
+        if name == "output_dir":  # the run was found there, whichever spelling of the path led to it
+            continue
+        if isinstance(before, dict) and isinstance(after, dict):
+            changes.update(recipe_changes(before, after, f"{name}."))
+        elif before != after:
+            changes[name] = (before, after)
+    return changes
 
 
 def build_trainer(recipe: Recipe) -> MDLMTrainer:
     """Tokenizer, data, model (with LoRA if asked) and the Trainer of a recipe, ready to train."""
     tokenizer = load_tokenizer(str(recipe.tokenizer))
     special = SpecialIds.from_tokenizer(tokenizer)
-    train_data = load_prepared(recipe.data.train, recipe.task)
-    eval_data = load_prepared(recipe.data.eval, recipe.task) if recipe.data.eval else None
+    train_data = load_training_data(recipe.data.train, recipe.task, tokenizer)
+    eval_data = load_training_data(recipe.data.eval, recipe.task, tokenizer, "data.eval") if recipe.data.eval else None
     args = training_arguments(recipe, eval_data is not None)
 
     model = build_model(recipe, tokenizer)
     positions = model.config.max_position_embeddings
     if recipe.training.max_length > positions:
-        raise DiffutronError(f"training.max_length {recipe.training.max_length} exceeds the model's {positions} positions")
+        raise DiffutronError(
+            f"training.max_length {recipe.training.max_length} exceeds the model's {positions} positions"
+        )
     if recipe.lora is not None:
         model = apply_lora(model, recipe.lora)
     logger.info(describe_parameters(model))
@@ -207,7 +297,7 @@ def build_trainer(recipe: Recipe) -> MDLMTrainer:
         eval_dataset=eval_data,
         data_collator=collator_type(pad_token_id=special.pad, max_length=recipe.training.max_length),
         processing_class=tokenizer,
-        callbacks=[JsonlLogger(Path(recipe.output_dir) / LOG_NAME)],
+        callbacks=[JsonlLogger(Path(recipe.output_dir) / LOG_NAME), StopOnNonFiniteLoss()],
         objective=recipe.objective,
         mask_token_id=special.mask,
         keep_last=recipe.checkpoints.keep_last,
@@ -217,6 +307,7 @@ def build_trainer(recipe: Recipe) -> MDLMTrainer:
 def save_final(trainer: MDLMTrainer, recipe: Recipe) -> Path:
     """RUN_DIR/final as a plain masked LM; LoRA runs also keep RUN_DIR/adapter and merge into final."""
     run_dir = Path(recipe.output_dir)
+    _check_finite_weights(trainer.accelerator.unwrap_model(trainer.model))
     if recipe.lora is None:
         _save_through_trainer(trainer, run_dir, "final")
         return run_dir / "final"
@@ -227,6 +318,16 @@ def save_final(trainer: MDLMTrainer, recipe: Recipe) -> Path:
         merged, _ = merge_checked(adapted, probe_batch(tokenizer), MERGE_TOLERANCE)
         save_model(merged, tokenizer, run_dir / "final", overwrite=True)
     return run_dir / "final"
+
+
+def _check_finite_weights(model: torch.nn.Module) -> None:
+    """A last step can leave NaN weights behind a finite logged loss: never publish such a model."""
+    damaged = [name for name, parameter in model.named_parameters() if not torch.isfinite(parameter).all()]
+    if damaged:
+        raise DiffutronError(
+            f"training ended with NaN or infinite weights in {len(damaged)} tensor(s) (e.g. {damaged[0]}); "
+            "final/ was not written. Lower optimizer.lr, or resume from an earlier checkpoint"
+        )
 
 
 def _save_through_trainer(trainer: MDLMTrainer, run_dir: Path, name: str) -> None:

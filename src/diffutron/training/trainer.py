@@ -78,6 +78,14 @@ class MDLMTrainer(Trainer):
             return
         self.noise.set_state(torch.load(path, weights_only=True))
 
+    def _run_epoch(self, *args: Any, **kwargs: Any) -> None:
+        # Resumed from a checkpoint taken at the last step (the final save then failed): the stock loop
+        # would take one step past max_steps before checking it; there is nothing left to train.
+        if self.state.global_step >= self.state.max_steps > 0:
+            self.control.should_training_stop = True
+            return
+        super()._run_epoch(*args, **kwargs)
+
     def _get_output_dir(self, trial: Any) -> str:
         # while a checkpoint is being saved, the Trainer writes it under the staging directory
         return str(self._staging) if self._staging is not None else super()._get_output_dir(trial)

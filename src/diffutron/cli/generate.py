@@ -1,0 +1,135 @@
+"""`diffutron generate | chat | infill | info`: use a model."""
+
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from diffutron.cli.console import console, say
+from diffutron.cli.options import (
+    IO_PANEL,
+    DeviceOption,
+    DtypeOption,
+    ModelOption,
+    OverwriteOption,
+    load,
+    with_generation_options,
+)
+from diffutron.errors import DiffutronError
+from diffutron.sampling.config import GenerationConfig
+
+_DEFAULTS = GenerationConfig()
+
+
+@with_generation_options
+def generate(
+    prompts: Annotated[Optional[list[str]], typer.Argument(help="Prompts to answer.", show_default=False)] = None,
+    input: Annotated[
+        Optional[Path],
+        typer.Option("--input", "-i", help='JSONL file, {"prompt": ...} per line.', rich_help_panel=IO_PANEL),
+    ] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="JSONL file for the answers.", rich_help_panel=IO_PANEL)
+    ] = None,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Continue plain text, no chat format.", rich_help_panel=IO_PANEL)
+    ] = False,
+    batch_size: Annotated[int, typer.Option(help="Prompts per batch.", rich_help_panel=IO_PANEL)] = 8,
+    animation: Annotated[
+        Optional[Path],
+        typer.Option(help="Also draw the denoising of the answer: a .gif or .svg (one prompt).", rich_help_panel=IO_PANEL),
+    ] = None,
+    overwrite: OverwriteOption = False,
+    model: ModelOption = None,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
+    config: GenerationConfig = _DEFAULTS,
+) -> None:
+    """Answer prompts given on the command line or in a JSONL file."""
+    from diffutron.cli.jsonl_batch import generate_jsonl, read_prompts
+    from diffutron.files import check_destination
+
+    if bool(prompts) == (input is not None):
+        raise DiffutronError("give prompts as arguments or --input FILE (one of the two)")
+    if batch_size < 1:
+        raise DiffutronError(f"--batch-size must be >= 1, got {batch_size}")
+    if output is not None:  # before the work: a bad destination must not cost the answers
+        check_destination(output, kind="file", overwrite=overwrite, inputs=[input])
+    if animation is not None:
+        if input is not None or len(prompts or []) != 1:
+            raise DiffutronError("--animation draws one answer: give exactly one prompt, without --input")
+        check_destination(animation, kind="file", overwrite=overwrite)
+    records = read_prompts(input) if input is not None else [{"prompt": p} for p in prompts or []]
+    lm = load(model, device, dtype)
+    if animation is not None:
+        from diffutron.viz.animation import animate_answer
+
+        say(animate_answer(lm, records[0]["prompt"], animation, config, chat=not raw, overwrite=overwrite))
+        say(f"wrote the animation to {animation}")
+        return
+    results = generate_jsonl(lm, records, config, chat=not raw, batch_size=batch_size, output=output)
+    if output is None:
+        for record in results:
+            if len(results) > 1:
+                say(record["prompt"], style="bold")
+            say(record["answer"])
+    else:
+        say(f"wrote {len(results)} answers to {output}")
+
+
+@with_generation_options
+def chat(
+    system: Annotated[Optional[str], typer.Option(help="System message for the conversation.")] = None,
+    viz: Annotated[bool, typer.Option("--viz/--no-viz", help="Show the canvas while it denoises.")] = True,
+    model: ModelOption = None,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
+    config: GenerationConfig = _DEFAULTS,
+) -> None:
+    """Talk with the model, several turns; /reset starts over, /exit (or Ctrl-D) quits."""
+    from diffutron.cli.chat_session import run_chat
+
+    lm = load(model, device, dtype)
+    run_chat(lm, config, system=system, viz=viz, console=console)
+
+
+@with_generation_options
+def infill(
+    text: Annotated[str, typer.Argument(help="Text with \\[MASK] (one token) or \\[MASK:5] (five tokens) gaps.")],
+    model: ModelOption = None,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
+    config: GenerationConfig = _DEFAULTS,
+) -> None:
+    """Fill the gaps of a text and print it whole."""
+    from diffutron.sampling.infill import parse_placeholders
+
+    parse_placeholders(text)  # fail on a text without gaps before loading the model
+    lm = load(model, device, dtype)
+    say(lm.infill(text, config))
+
+
+def info(
+    model: ModelOption = None,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Parameters, context length, vocabulary, special tokens, dtype and device of a model."""
+    details = load(model, device, dtype).info()
+    if as_json:
+        console.print_json(json.dumps(details))
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(show_header=False)
+    for key, value in details.items():
+        if key == "special_tokens":
+            value = ", ".join(f"{name}={token!r} ({index})" for name, (token, index) in value.items())
+        elif key == "parameters":
+            value = f"{value:,}"
+        table.add_row(key.replace("_", " "), Text(str(value)))
+    console.print(table)

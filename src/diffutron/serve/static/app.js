@@ -1,0 +1,336 @@
+// The chat page of `diffutron serve`: sends the conversation to /v1/chat/completions as a stream and
+// draws the answer from the server's denoising frames (stream_options.include_denoising). No build
+// step, nothing loaded from elsewhere.
+"use strict";
+
+const ANSWER_END = "[/Answer]";
+const KEY_STORAGE = "diffutron-api-key";
+// The model card's sampler settings (the form's initial values).
+const MODEL_CARD = { max_tokens: 64, steps: 64, block_length: 32, temperature: 0.1, repetition_penalty: 1.2,
+  remasking: "low_confidence", seed: "", speed: "exact" };
+const NUMBER_FIELDS = ["max_tokens", "steps", "block_length", "temperature", "repetition_penalty", "seed"];
+const INTEGER_FIELDS = new Set(["max_tokens", "steps", "block_length", "seed"]);
+
+const $ = (id) => document.getElementById(id);
+const state = { model: null, history: [], controller: null };
+
+class HttpError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// ---- API key: asked for once on a 401, kept for this browser tab ---------------------------------
+
+function apiKey() {
+  return sessionStorage.getItem(KEY_STORAGE);
+}
+
+function askForKey(reason) {
+  const dialog = $("key-dialog");
+  $("key-reason").textContent = reason;
+  $("api-key").value = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => {
+      const key = $("api-key").value.trim();
+      if (key) sessionStorage.setItem(KEY_STORAGE, key);
+      resolve(Boolean(key));
+    }, { once: true });
+    dialog.showModal();
+  });
+}
+
+// fetch() with the bearer token; on 401 asks for a key and tries again.
+async function apiFetch(path, options = {}) {
+  for (;;) {
+    const headers = { ...(options.headers || {}) };
+    if (apiKey()) headers.Authorization = `Bearer ${apiKey()}`;
+    const response = await fetch(path, { ...options, headers });
+    if (response.status !== 401) return response;
+    const reason = apiKey() ? "The server did not accept this key. Please enter it again."
+      : "This server asks for an API key. It is kept in this browser tab only.";
+    sessionStorage.removeItem(KEY_STORAGE);
+    if (!(await askForKey(reason))) throw new HttpError(401, "an API key is needed to use this server");
+  }
+}
+
+async function errorMessage(response) {
+  try {
+    const body = await response.json();
+    if (body && body.error && body.error.message) return body.error.message;
+  } catch (ignored) { /* not JSON: fall through */ }
+  return `the server answered ${response.status} ${response.statusText}`;
+}
+
+// ---- server-sent events -------------------------------------------------------------------------
+
+// The data of each event; aborting the fetch's signal makes the pending read throw.
+async function* serverSentData(response) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let match;
+    while ((match = /\r?\n\r?\n/.exec(buffer))) {
+      const block = buffer.slice(0, match.index);
+      buffer = buffer.slice(match.index + match[0].length);
+      const data = block.split(/\r?\n/).filter((line) => line.startsWith("data:"))
+        .map((line) => line.slice(5).replace(/^ /, "")).join("\n");
+      if (data) yield data;
+    }
+  }
+}
+
+// ---- drawing a frame ----------------------------------------------------------------------------
+
+// The positions that show the answer: all until [/Answer] lies in the decided prefix, then those before
+// it (the one holding its start cut), trailing whitespace trimmed. Same rule as diffutron.sampling.frames.
+function visibleTokens(tokens) {
+  let text = "";
+  for (let position = 0; position < tokens.length; position++) {
+    if (tokens[position] === null) break;
+    text += tokens[position];
+    const tag = text.indexOf(ANSWER_END);
+    if (tag < 0) continue;
+    const kept = [];
+    let start = 0;
+    for (const piece of tokens.slice(0, position + 1)) {
+      if (start >= tag) break;
+      kept.push(piece.slice(0, tag - start));
+      start += piece.length;
+    }
+    while (kept.length && !kept[kept.length - 1].trim()) kept.pop();
+    if (kept.length) kept[kept.length - 1] = kept[kept.length - 1].trimEnd();
+    return kept;
+  }
+  return tokens.slice();
+}
+
+function drawFrame(canvas, frame) {
+  const fresh = new Map(frame.committed.map((position, i) => [position, frame.confidence[i]]));
+  const nodes = visibleTokens(frame.tokens).map((token, position) => {
+    const span = document.createElement("span");
+    if (token === null) {
+      span.className = "mask";
+    } else if (token === "") {
+      span.className = "end"; // a decided token with no text: end of text or padding
+    } else {
+      span.textContent = token;
+      if (fresh.has(position)) {
+        span.className = "fresh";
+        span.style.setProperty("--confidence", String(fresh.get(position)));
+        span.title = `confidence ${fresh.get(position).toFixed(2)}`;
+      }
+    }
+    return span;
+  });
+  canvas.replaceChildren(...nodes);
+}
+
+// ---- the conversation ---------------------------------------------------------------------------
+
+function addTurn(role, text) {
+  $("empty").hidden = true;
+  const item = document.createElement("li");
+  item.className = `turn ${role}`;
+  const bubble = document.createElement("div");
+  bubble.className = "bubble";
+  bubble.textContent = text || "";
+  item.append(bubble);
+  $("messages").append(item);
+  item.scrollIntoView({ block: "end" });
+  return item;
+}
+
+function settings() {
+  const body = { remasking: $("remasking").value,
+    speed: document.querySelector('input[name="speed"]:checked').value };
+  for (const name of NUMBER_FIELDS) {
+    const field = $(name);
+    if (field.value === "") continue;
+    if (!field.checkValidity()) throw new Error(`${field.labels[0].textContent}: ${field.validationMessage}`);
+    body[name] = INTEGER_FIELDS.has(name) ? parseInt(field.value, 10) : parseFloat(field.value);
+  }
+  return body;
+}
+
+function resetSettings() {
+  for (const [name, value] of Object.entries(MODEL_CARD)) {
+    if (name === "speed") document.querySelector(`input[name="speed"][value="${value}"]`).checked = true;
+    else $(name).value = value;
+  }
+}
+
+function setBusy(busy) {
+  $("send").hidden = busy;
+  $("stop").hidden = !busy;
+  $("clear").disabled = busy;
+}
+
+function addMeta(item, parts, answer) {
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const stats = document.createElement("span");
+  stats.className = "stats";
+  stats.textContent = parts.join(" · ");
+  meta.append(stats);
+  if (answer) {
+    const copy = document.createElement("button");
+    copy.type = "button";
+    copy.className = "secondary copy";
+    copy.textContent = "Copy";
+    copy.setAttribute("aria-label", "Copy the answer");
+    copy.addEventListener("click", async () => {
+      copy.textContent = (await copyText(answer)) ? "Copied" : "Copy failed";
+      setTimeout(() => { copy.textContent = "Copy"; }, 1500);
+    });
+    meta.append(copy);
+  }
+  item.append(meta);
+}
+
+async function copyText(text) {
+  if (navigator.clipboard && window.isSecureContext) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return true;
+    } catch (ignored) { /* fall back below */ }
+  }
+  const scratch = document.createElement("textarea");
+  scratch.value = text;
+  scratch.setAttribute("readonly", "");
+  scratch.style.position = "fixed";
+  scratch.style.opacity = "0";
+  document.body.append(scratch);
+  scratch.select();
+  const copied = document.execCommand("copy");
+  scratch.remove();
+  return copied;
+}
+
+async function send(question) {
+  const system = $("system").value.trim();
+  const turn = { role: "user", content: question };
+  const messages = [...(system ? [{ role: "system", content: system }] : []), ...state.history, turn];
+  let request;
+  try {
+    request = { model: state.model, messages, stream: true,
+      stream_options: { include_denoising: true, include_usage: true }, ...settings() };
+  } catch (error) {
+    $("settings").open = true;
+    addTurn("assistant error", `Check the settings: ${error.message}`);
+    return;
+  }
+  addTurn("user", question);
+  const item = addTurn("assistant", "");
+  item.setAttribute("aria-busy", "true");
+  const bubble = item.querySelector(".bubble");
+  const canvas = document.createElement("div");
+  canvas.className = "canvas";
+  canvas.setAttribute("aria-hidden", "true");
+  bubble.append(canvas);
+
+  const controller = new AbortController();
+  state.controller = controller;
+  setBusy(true);
+  const started = performance.now();
+  let answer = "";
+  let calls = 0; // frames seen; the text deltas are drawn only by a server that sends none
+  let usage = null;
+  try {
+    const response = await apiFetch("v1/chat/completions", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request),
+      signal: controller.signal,
+    });
+    if (!response.ok) throw new HttpError(response.status, await errorMessage(response));
+    for await (const data of serverSentData(response)) {
+      if (data === "[DONE]") break;
+      const chunk = JSON.parse(data);
+      if (chunk.error) throw new Error(chunk.error.message || "the server stopped with an error");
+      if (chunk.denoising) {
+        calls = Math.max(calls, chunk.denoising.call);
+        drawFrame(canvas, chunk.denoising);
+      }
+      for (const choice of chunk.choices || []) {
+        if (choice.delta && choice.delta.content) {
+          answer += choice.delta.content;
+          if (!calls) canvas.textContent = answer;
+        }
+      }
+      if (chunk.usage) usage = chunk;
+    }
+    controller.signal.throwIfAborted();
+    const seconds = (performance.now() - started) / 1000;
+    canvas.replaceChildren(document.createTextNode(answer));
+    canvas.removeAttribute("aria-hidden");
+    const modelCalls = usage && usage.diffutron && usage.diffutron.calls ? usage.diffutron.calls : calls;
+    const tokens = usage ? usage.usage.completion_tokens : null;
+    addMeta(item, [`${modelCalls} model calls`, ...(tokens === null ? [] : [`${tokens} tokens`]),
+      `${seconds.toFixed(1)} s`], answer);
+    state.history.push(turn, { role: "assistant", content: answer });
+    $("announcer").textContent = `Diffutron: ${answer}`;
+  } catch (error) {
+    if (controller.signal.aborted) {
+      item.classList.add("stopped");
+      addMeta(item, ["stopped", "not part of the conversation"], "");
+      $("announcer").textContent = "Stopped.";
+    } else {
+      item.classList.add("error");
+      item.setAttribute("role", "alert");
+      canvas.removeAttribute("aria-hidden");
+      canvas.textContent = `Error: ${error.message}`;
+    }
+  } finally {
+    item.removeAttribute("aria-busy");
+    state.controller = null;
+    setBusy(false);
+    item.scrollIntoView({ block: "end" });
+    $("prompt").focus();
+  }
+}
+
+async function loadModel() {
+  try {
+    const response = await apiFetch("v1/models");
+    if (!response.ok) throw new HttpError(response.status, await errorMessage(response));
+    const models = (await response.json()).data || [];
+    if (!models.length) throw new Error("the server lists no model");
+    state.model = models[0].id;
+    $("model-name").textContent = state.model;
+  } catch (error) {
+    $("model-name").textContent = `no model: ${error.message}`;
+  }
+}
+
+function submitPrompt() {
+  const field = $("prompt");
+  const question = field.value.trim();
+  if (!question || state.controller) return;
+  field.value = "";
+  send(question);
+}
+
+$("composer").addEventListener("submit", (event) => {
+  event.preventDefault();
+  submitPrompt();
+});
+$("prompt").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    submitPrompt();
+  }
+});
+$("stop").addEventListener("click", () => state.controller && state.controller.abort());
+$("clear").addEventListener("click", () => {
+  state.history = [];
+  $("messages").replaceChildren();
+  $("empty").hidden = false;
+});
+$("defaults").addEventListener("click", resetSettings);
+$("settings").open = window.matchMedia("(min-width: 761px)").matches;
+resetSettings();
+loadModel();

@@ -1,0 +1,1 @@
+"""Pictures of what the model does: animations of an answer being denoised."""

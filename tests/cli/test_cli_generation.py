@@ -1,0 +1,131 @@
+"""The generation commands of the CLI: output, JSONL files, and exit status 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from diffutron.cli import app
+
+FAST = ["--max-new-tokens", "6", "--steps", "6", "--block-length", "3", "--temperature", "0"]
+
+
+@pytest.fixture(scope="module")
+def run(tiny_checkpoint):
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(app, [*args, "--model", str(tiny_checkpoint)], input=input)
+
+    return invoke
+
+
+def test_info(run):
+    result = run("info")
+    assert result.exit_code == 0, result.output
+    assert "context length" in result.output and "512" in result.output
+
+
+def test_generate_from_arguments(run):
+    result = run("generate", "Kitap ne demek?", *FAST)
+    assert result.exit_code == 0, result.output
+
+
+def test_generate_jsonl(run, tmp_path):
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text('{"prompt": "Kitap ne demek?", "id": 1}\n\n{"prompt": "Çay?"}\n', encoding="utf-8")
+    result = run("generate", "--input", str(source), "--output", str(target), *FAST)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+    assert [r["prompt"] for r in records] == ["Kitap ne demek?", "Çay?"]
+    assert records[0]["id"] == 1 and isinstance(records[0]["answer"], str)
+    assert records[0]["settings"]["steps"] == 6 and records[0]["settings"]["temperature"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("content", "complaint"),
+    [
+        (b'{"prompt": "a"}\n{"prompt": \n', "in.jsonl:2: not valid JSON"),
+        (b'{"prompt": "a"}\n\xff\xfe\n', "in.jsonl:2: not valid UTF-8"),
+        (b'{"text": "a"}\n', "in.jsonl:1: expected an object"),
+        (b'{"prompt": "  "}\n', "in.jsonl:1: the prompt is empty"),
+        (b"\n\n", "has no prompts"),
+    ],
+)
+def test_bad_jsonl_leaves_no_output(run, tmp_path, content, complaint):
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_bytes(content)
+    result = run("generate", "--input", str(source), "--output", str(target), *FAST)
+    assert result.exit_code == 2
+    assert complaint in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert not target.exists() and list(tmp_path.iterdir()) == [source]
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["generate", "a", "--steps", "0"], "steps must be an integer >= 1"),
+        (["generate", "a", "--remasking", "best"], "'low_confidence', 'random'"),
+        (["generate", "a", "--temperature", "-1"], "temperature must be >= 0"),
+        (["generate"], "give prompts as arguments or --input"),
+        (["infill", "no gaps here"], "no placeholder"),
+        (["generate", "a", "--max-new-tokens", "600"], "context of 512"),
+    ],
+)
+def test_usage_errors_exit_2_without_traceback(run, args, complaint):
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert complaint in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_missing_model_directory_exits_2(tmp_path):
+    result = CliRunner().invoke(app, ["info", "--model", str(tmp_path / "absent")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_infill(run):
+    result = run("infill", "Kitap [MASK:2] güzel.", *FAST)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Kitap ") and result.output.rstrip().endswith("güzel.")
+
+
+def test_chat_session(run):
+    result = run("chat", "--no-viz", *FAST, input="Kitap ne demek?\n\n/reset\nÇay?\n/exit\n")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("diffutron>") == 2
+    assert "Please write a question" in result.output
+    assert "Conversation cleared" in result.output
+
+
+def test_generate_never_replaces_a_file_without_overwrite_and_checks_before_the_work(run, tmp_path):
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text('{"prompt": "Kitap ne demek?"}\n', encoding="utf-8")
+    target.write_text("keep me\n", encoding="utf-8")
+    refused = run("generate", "--input", str(source), "--output", str(target), *FAST)
+    assert refused.exit_code == 2 and "already exists" in refused.output and "--overwrite" in refused.output
+    assert target.read_text(encoding="utf-8") == "keep me\n"
+    same = run("generate", "--input", str(source), "--output", str(source), "--overwrite", *FAST)
+    assert same.exit_code == 2 and "would delete it" in same.output
+    assert source.read_text(encoding="utf-8") == '{"prompt": "Kitap ne demek?"}\n'
+    directory = run("generate", "Kitap?", "--output", str(tmp_path), *FAST)
+    assert directory.exit_code == 2 and "is a directory" in directory.output
+    replaced = run("generate", "--input", str(source), "--output", str(target), "--overwrite", *FAST)
+    assert replaced.exit_code == 0, replaced.output
+    assert json.loads(target.read_text(encoding="utf-8").splitlines()[0])["prompt"] == "Kitap ne demek?"
+
+
+def test_generate_animation_has_one_frame_per_model_call(run, tmp_path):
+    from PIL import Image
+
+    target = tmp_path / "answer.gif"
+    result = run("generate", "Kitap ne demek?", "--animation", str(target), "--no-early-stop", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "wrote the animation" in result.output
+    with Image.open(target) as image:
+        assert image.n_frames == 6  # 6 steps, run to the end
+    two = run("generate", "a", "b", "--animation", str(tmp_path / "two.gif"), *FAST)
+    assert two.exit_code == 2 and "exactly one prompt" in two.output

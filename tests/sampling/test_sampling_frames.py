@@ -1,0 +1,99 @@
+"""Denoising frames against the sampler's own step callback, on the embedded model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from diffutron import Diffutron
+from diffutron.model.chat import render_chat
+from diffutron.sampling.frames import FrameBuilder, frame_text, visible_tokens
+
+QUESTIONS = ["«kitap» ne demek?", "«güzel» kelimesinin eş anlamlısı nedir?"]
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return Diffutron.from_pretrained(None)
+
+
+class Both:
+    """The step callback: keeps a copy of every event and the frames built from it at that moment."""
+
+    def __init__(self, builder):
+        self.builder = builder
+        self.events = []
+        self.frames = []
+
+    def __call__(self, event):
+        self.events.append((event.canvas.clone(), event.committed.clone(), event.confidence.clone(),
+                            event.block, event.calls))
+        self.frames.append(self.builder.frames(event))
+
+
+@pytest.mark.parametrize("speed", ["exact", "fast"])
+def test_frames_follow_the_step_callback_and_end_on_the_answer(lm, speed):
+    config = lm.config.replace(**({"threshold": 0.9, "cache": "dual"} if speed == "fast" else {}), seed=0,
+                               max_new_tokens=32, steps=32, block_length=16)
+    prompts = [lm.encode(render_chat(question)) for question in QUESTIONS]
+    seen = Both(FrameBuilder.for_prompts(lm.tokenizer, [len(p) for p in prompts], config.max_new_tokens))
+    answers = lm.generate(QUESTIONS, config, callback=seen)
+    assert all(answers)
+    assert len(seen.frames) == seen.events[-1][4] > 1
+    for (canvas, committed, confidence, block, calls), frames in zip(seen.events, seen.frames):
+        for row, (prompt, frame) in enumerate(zip(prompts, frames)):
+            region = slice(len(prompt), len(prompt) + config.max_new_tokens)
+            ids = canvas[row, region]
+            assert (frame["index"], frame["call"], frame["block"]) == (row, calls, block)
+            assert [token is None for token in frame["tokens"]] == (ids == lm.special.mask).tolist()
+            assert frame["committed"] == committed[row, region].nonzero().flatten().tolist()
+            expected = confidence[row, region][committed[row, region]]
+            assert frame["confidence"] == pytest.approx(expected.tolist(), abs=1e-4)
+            assert all(0 < value <= 1 for value in frame["confidence"])
+            decided = ids[: int((ids == lm.special.mask).long().cumsum(0).eq(0).sum())].tolist()
+            prefix = frame["tokens"][: len(decided)]
+            assert "".join(prefix) == lm.tokenizer.decode(decided, skip_special_tokens=True)
+            json.dumps(frame, allow_nan=False)
+    last = seen.frames[-1]
+    assert [frame_text(frame["tokens"]) for frame in last] == answers
+    assert ["".join(visible_tokens(frame["tokens"])).strip() for frame in last] == answers
+
+
+def test_regions_default_to_the_masked_positions(lm):
+    """Without regions the builder takes what was masked before the first call: chat and infill."""
+    config = lm.config.replace(seed=0, max_new_tokens=32, steps=16)
+    builder = FrameBuilder(lm.tokenizer)
+    frames = []
+    answer = lm.chat(QUESTIONS[0], config, callback=lambda event: frames.append(builder.frame(event, 0)))
+    assert len(frames[0]["tokens"]) == config.max_new_tokens
+    assert frame_text(frames[-1]["tokens"]) == answer
+
+    builder = FrameBuilder(lm.tokenizer)
+    frames = []
+    filled = lm.infill("Çocuklar bahçede [MASK:2] oynuyor.", config,
+                       callback=lambda event: frames.append(builder.frame(event, 0)))
+    assert len(frames[-1]["tokens"]) == 2 and None not in frames[-1]["tokens"]
+    assert filled == "Çocuklar bahçede " + "".join(frames[-1]["tokens"]) + " oynuyor."
+
+
+def test_partial_characters_wait_for_their_last_byte(lm):
+    """Byte-fallback tokens: a character split over tokens shows on the token that completes it."""
+    ids = lm.encode("a漢b")
+    builder = FrameBuilder(lm.tokenizer)
+    texts = builder.token_texts(ids)
+    assert "".join(texts) == "a漢b"
+    assert "\ufffd" not in "".join(texts)
+    assert len(ids) > 3, "the character was not split over byte tokens: the check saw nothing"
+    split = [*ids[:2], lm.special.mask, *ids[3:]]  # the character's second byte still masked
+    partial = builder.token_texts(split)
+    assert partial[2] is None and partial[1] == "\ufffd"
+
+
+def test_visible_tokens_end_at_the_answer_tag():
+    tokens = ["Bir", " şey", ".", "\n[/", "Answer", "]", "\n", None]
+    assert visible_tokens(tokens) == ["Bir", " şey", "."]
+    assert visible_tokens(["Bir", ".[/", "Answer]", None]) == ["Bir", "."]
+    undecided = ["Bir", None, "\n[/", "Answer", "]"]  # a mask before the tag: the end is not decided
+    assert visible_tokens(undecided) == undecided
+    assert frame_text(["Bir", " şey", None, "x"]) == "Bir şey"
