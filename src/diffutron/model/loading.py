@@ -32,14 +32,19 @@ def default_model_path() -> Path | None:
     return path if (path / "config.json").is_file() else None
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """The device to run on; one this machine does not have is refused here, before any loading."""
+def parse_device(device: str | torch.device | None) -> torch.device:
+    """The device a name means ("auto" and None: CUDA if available, else the CPU); not checked to exist."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        resolved = torch.device(device)
+        return torch.device(device)
     except (RuntimeError, TypeError) as error:
         raise DiffutronError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto") from error
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device to run on; one this machine does not have is refused here, before any loading."""
+    resolved = parse_device(device)
     _check_available(resolved)
     return resolved
 

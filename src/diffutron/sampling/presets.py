@@ -54,11 +54,11 @@ def speed_dtype(speed: str, device: str | None) -> str:
     The lower precisions are CPU modes: bfloat16 only where the CPU computes it natively
     (otherwise float32), int8 through dynamic quantization. Accelerators keep "auto".
     """
-    from diffutron.model.loading import resolve_device
+    from diffutron.model.loading import parse_device
     from diffutron.model.precision import cpu_bfloat16_supported
 
     dtype = speed_preset(speed).cpu_dtype
-    if dtype is None or resolve_device(device).type != "cpu":
+    if dtype is None or parse_device(device).type != "cpu":
         return "auto"
     if dtype == "bfloat16" and not cpu_bfloat16_supported():
         return "float32"
