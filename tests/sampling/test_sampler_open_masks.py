@@ -8,17 +8,18 @@ section 3. Canvases are compared with the reference loop at temperature 0.
 from __future__ import annotations
 
 import torch
-from diffutron.sampling.reference import reference_sample
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers.modeling_outputs import MaskedLMOutput
 
 from diffutron import GenerationConfig, sample
+from diffutron.sampling.reference import reference_sample
 
 WORDS = ["Kitap", " okumak", " güzel", " Ankara", " çay", "?", " bugün", " hava", "\n", " ne demek"]
 prompt_texts = st.lists(
     st.lists(st.sampled_from(WORDS), min_size=1, max_size=8).map("".join).filter(str.strip),
-    min_size=1, max_size=3,
+    min_size=1,
+    max_size=3,
 )
 
 
@@ -61,12 +62,23 @@ def test_masks_chosen_by_the_model_stay_open_like_the_reference(
     model = MaskPreferring(tiny_model, tiny_tokenizer.mask_token_id, period)
     prompts = _prompts(tiny_tokenizer, texts)
     expected = reference_sample(
-        model, tiny_tokenizer, prompts, max_new_tokens=max_new_tokens, steps=steps,
-        block_length=block_length, cfg_scale=cfg_scale, repetition_penalty=repetition_penalty,
+        model,
+        tiny_tokenizer,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        steps=steps,
+        block_length=block_length,
+        cfg_scale=cfg_scale,
+        repetition_penalty=repetition_penalty,
     )
     config = GenerationConfig(
-        max_new_tokens=max_new_tokens, steps=steps, block_length=block_length, temperature=0.0,
-        cfg_scale=cfg_scale, repetition_penalty=repetition_penalty, early_stop=False,
+        max_new_tokens=max_new_tokens,
+        steps=steps,
+        block_length=block_length,
+        temperature=0.0,
+        cfg_scale=cfg_scale,
+        repetition_penalty=repetition_penalty,
+        early_stop=False,
     )
     assert torch.equal(sample(model, tiny_tokenizer, prompts, config), expected)
 
@@ -76,12 +88,15 @@ def test_a_mask_left_open_is_filled_in_a_later_block(tiny_model, tiny_tokenizer)
     keeps the mask until the next block fills its neighbour, then gets a token."""
     model = MaskPreferring(tiny_model, tiny_tokenizer.mask_token_id, period=3)
     prompts = _prompts(tiny_tokenizer, ["Kitap okumak güzel", "Ankara çay bugün hava güzel mi?", "Çay?"])
-    config = GenerationConfig(max_new_tokens=13, steps=13, block_length=5, temperature=0.0,
-                              repetition_penalty=1.0, early_stop=False)
+    config = GenerationConfig(
+        max_new_tokens=13, steps=13, block_length=5, temperature=0.0, repetition_penalty=1.0, early_stop=False
+    )
     events = []
     canvas = sample(model, tiny_tokenizer, prompts, config, callback=events.append)
     late = [
-        (row, position) for event in events for row, prompt in enumerate(prompts)
+        (row, position)
+        for event in events
+        for row, prompt in enumerate(prompts)
         for position in event.committed[row].nonzero().flatten().tolist()
         if position < len(prompt) + event.block * config.block_length
     ]

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from helpers.tiny import build_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import BertConfig, BertForMaskedLM
@@ -16,6 +15,7 @@ from diffutron.model.parts import MaskedLMParts
 from diffutron.sampling.cache import BlockCache
 from diffutron.sampling.commit import Factor, Threshold
 from diffutron.sampling.sampler import _recomputed_positions
+from helpers.tiny import build_model
 
 INF = math.inf
 TEXTS = ["Kitap okumak", "Ankara çay bugün hava güzel mi? Kitap okumak insanın ufkunu", "Çay?"]

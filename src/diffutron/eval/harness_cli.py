@@ -13,10 +13,10 @@ _TASKS_NOT_FOUND = "Tasks not found: "
 
 def run_lm_eval_cli(arguments: list[str]) -> None:
     """Register the model, then run lm-eval's CLI with the packaged tasks on its include path."""
-    import diffutron.eval.harness_model  # noqa: F401  (registers "diffutron")
     from lm_eval._cli import HarnessCLI
     from lm_eval.utils import setup_logging
 
+    import diffutron.eval.harness_model  # noqa: F401  (registers "diffutron")
     from diffutron.eval.cetvel import TAG, TASKS, tasks_dir
 
     setup_logging()

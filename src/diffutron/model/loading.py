@@ -54,7 +54,9 @@ def _check_available(device: torch.device) -> None:
     if device.type == "cpu":
         return
     if device.type == "meta":
-        raise DiffutronError("the meta device holds no weights, so no model can run on it: use cpu, cuda, cuda:N or auto")
+        raise DiffutronError(
+            "the meta device holds no weights, so no model can run on it: use cpu, cuda, cuda:N or auto"
+        )
     accelerator = torch.accelerator.current_accelerator(check_available=True)
     if accelerator is None or accelerator.type != device.type:
         found = f"its accelerator is {accelerator.type}" if accelerator else "torch sees no accelerator on it"
