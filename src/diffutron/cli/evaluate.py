@@ -1,7 +1,6 @@
 """`diffutron eval ppl | cetvel | lm-eval`: the paper's evaluations, and lm-eval's own command line."""
 
 
-import sys
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
@@ -46,9 +45,6 @@ def ppl(
         check_destination(output, kind="file", overwrite=overwrite, inputs=[data])
     documents = load_documents(data, text_field=text_field, split=split)
     lm = load(model, device, dtype)
-    max_length = max_length or lm.context_length  # the paper: 512, mmBERT's pretraining context
-    if max_length > lm.context_length:
-        raise DiffutronError(f"--max-length {max_length} exceeds the model's context of {lm.context_length}")
     with Progress(console=console, transient=True) as progress:
         bar = progress.add_task("scoring", total=None)
         result = mlm_perplexity(
@@ -101,6 +97,9 @@ def cetvel(
     report = run_cetvel(harness_lm, chosen, limit=limit, data_dir=data_dir, bootstrap_iters=bootstrap_iters)
     report["settings"]["model"] = model or "embedded"
     console.print(cetvel_table(report, Path(model).name if model else "embedded"))
+    for row in report["tasks"]:
+        if row.get("dropped_documents"):
+            warn(f"{row['title']}: {row['dropped_documents']} documents without a gold label were left out")
     truncated = sum(row["truncated_contexts"] for row in report["tasks"])
     if truncated:
         warn(f"{truncated} contexts were longer than the model window and cut from the left")
@@ -115,26 +114,6 @@ def lm_eval(ctx: typer.Context) -> None:
     Example: diffutron eval lm-eval --model diffutron --model_args pretrained=DIR,mc_num=64
     --tasks diffutron_cetvel --limit 20
     """
+    from diffutron.eval.harness_cli import run_lm_eval_cli
+
     run_lm_eval_cli(list(ctx.args))
-
-
-def run_lm_eval_cli(arguments: list[str]) -> None:
-    """Register the model, then run lm-eval's CLI with the packaged tasks on its include path."""
-    import diffutron.eval.harness_model  # noqa: F401  (registers "diffutron")
-    from lm_eval._cli import HarnessCLI
-    from lm_eval.utils import setup_logging
-
-    from diffutron.eval.cetvel import tasks_dir
-
-    setup_logging()
-    cli = HarnessCLI()
-    saved = sys.argv
-    sys.argv = ["lm-eval", *arguments]
-    try:
-        parsed = cli.parse_args()
-    finally:
-        sys.argv = saved
-    if hasattr(parsed, "include_path"):
-        extra = [parsed.include_path] if parsed.include_path else []
-        parsed.include_path = [str(tasks_dir()), *extra]
-    cli.execute(parsed)
