@@ -22,6 +22,7 @@ from diffutron.model.chat import render_chat
 from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.infill import parse_placeholders
 from diffutron.sampling.presets import SPEEDS, speed_config
+from diffutron.sampling.streams import row_seeds_for
 from diffutron.serve.errors import MAX_BODY_BYTES, APIError, install_error_handlers
 from diffutron.serve.metrics import Metrics, RequestMetrics
 from diffutron.serve.responses import Format, Json, server_sent_event, usage
@@ -127,15 +128,16 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
         return ids
 
     def generation_job(body: GenerationRequest, prompts: list[list[int]], config: GenerationConfig, seed: int) -> Job:
-        """n rows per prompt, seeded seed, seed + 1, ... in choice order."""
-        rows = [Row(ids, (seed + choice) % 2**64, choice)
-                for choice, ids in enumerate(ids for ids in prompts for _ in range(body.n))]
-        if body.n < 1 or len(rows) > options.max_batch_size:
+        """n rows per prompt, seeded seed, seed + 1, ... in choice order (as a seeded call's rows are)."""
+        copies = [ids for ids in prompts for _ in range(body.n)]
+        if body.n < 1 or len(copies) > options.max_batch_size:
             raise APIError(400, f"n must be between 1 and {options.max_batch_size // len(prompts)} here "
                                 f"(--max-batch-size {options.max_batch_size}), got {body.n}", param="n")
-        stream_options = body.stream_options
+        seeds = row_seeds_for(seed, len(copies))
+        rows = [Row(ids, row_seed, choice) for choice, (ids, row_seed) in enumerate(zip(copies, seeds))]
+        denoising = bool(body.stream and body.stream_options and body.stream_options.include_denoising)
         return Job("generate", rows, config, deadline(), asyncio.get_running_loop(), stops=body.stop_texts(),
-                   stream=body.stream, denoising=bool(body.stream and stream_options and stream_options.include_denoising))
+                   stream=body.stream, denoising=denoising)
 
     def deadline() -> float:
         return time.monotonic() + options.request_timeout
