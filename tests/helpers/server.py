@@ -56,6 +56,13 @@ class ServerProcess:
         headers = {"Authorization": f"Bearer {API_KEY}"}
         return httpx.Client(base_url=self.url, headers=headers, timeout=options.pop("timeout", 120), **options)
 
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of one sample on /metrics (0 if absent)."""
+        selector = ",".join(f'{key}="{value}"' for key, value in labels.items())
+        sample = re.escape(name + (f"{{{selector}}}" if labels else ""))
+        match = re.search(rf"^{sample} (\S+)$", httpx.get(self.url + "/metrics").text, re.MULTILINE)
+        return float(match.group(1)) if match else 0.0
+
     def rss_bytes(self) -> int:
         """Resident memory of the server process (Linux)."""
         status = Path(f"/proc/{self.pid}/status").read_text()

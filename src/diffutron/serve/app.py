@@ -23,7 +23,7 @@ from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.infill import parse_placeholders
 from diffutron.sampling.presets import SPEEDS, speed_config
 from diffutron.sampling.streams import row_seeds_for
-from diffutron.serve.errors import MAX_BODY_BYTES, APIError, install_error_handlers
+from diffutron.serve.errors import APIError, BodyLimit, install_error_handlers
 from diffutron.serve.metrics import Metrics, RequestMetrics
 from diffutron.serve.responses import Format, Json, server_sent_event, usage
 from diffutron.serve.scheduler import Delta, Done, Event, Failed, Finished, Frame, Job, Row, Scheduler
@@ -84,8 +84,9 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
         finally:
             await asyncio.to_thread(scheduler.stop)
 
-    app = FastAPI(title="Diffutron", version=__version__, lifespan=lifespan, max_body_size=MAX_BODY_BYTES)
+    app = FastAPI(title="Diffutron", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(BodyLimit)
     app.add_middleware(BearerAuth, api_key=options.api_key)
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts refusals too
 
@@ -147,14 +148,14 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
         while True:
             remaining = job.deadline - time.monotonic()
             if remaining <= 0:
-                scheduler.withdraw(job)
+                scheduler.withdraw(job, "timeout")
                 raise APIError(504, f"no answer within the request timeout ({options.request_timeout:g} s): "
                                     "ask for fewer tokens or retry later", code="timeout")
             try:
                 return await asyncio.wait_for(job.events.get(), min(remaining, DISCONNECT_POLL_S))
             except asyncio.TimeoutError:
                 if request is not None and await request.is_disconnected():
-                    scheduler.withdraw(job)
+                    scheduler.withdraw(job, "client_left")
                     raise ClientGone from None
 
     async def answer(job: Job, output: Format, request: Request, prompt_tokens: int, extension: Json,
@@ -209,7 +210,7 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
             yield server_sent_event("[DONE]")
         finally:
             if not job.settled:
-                scheduler.withdraw(job)
+                scheduler.withdraw(job, "client_left")
 
     @app.get("/v1/models")
     async def list_models() -> Json:

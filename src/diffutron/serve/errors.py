@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from diffutron.errors import DiffutronError
 
@@ -26,6 +28,7 @@ ERROR_TYPES = {
     503: "server_error",
     504: "timeout_error",
 }
+_UNION_MEMBER = re.compile(r"^(str|int|float|bool|list\[.*\]|dict\[.*\])$")
 # request fields whose name may open a sampler error message ("steps must be ...")
 _SETTING_NAMES = ("max_new_tokens", "steps", "block_length", "temperature", "repetition_penalty", "cfg_scale",
                   "threshold", "factor", "refresh_every", "remasking", "penalty_scope", "cache")
@@ -54,7 +57,7 @@ class APIError(Exception):
     def bad_setting(cls, error: DiffutronError) -> APIError:
         """A 400 for a sampler setting that `GenerationConfig` refused."""
         message = str(error)
-        name = next((name for name in _SETTING_NAMES if message.startswith(name)), None)
+        name = next((name for name in _SETTING_NAMES if message.startswith(f"{name} must")), None)
         param = "max_tokens" if name == "max_new_tokens" else name
         return cls(400, message.replace("max_new_tokens", "max_tokens"), param=param, code="invalid_value")
 
@@ -80,14 +83,60 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, error: HTTPException) -> JSONResponse:
         message = error.detail if isinstance(error.detail, str) else str(error.detail)
-        if error.status_code == 413:
-            message = f"the request body is larger than {MAX_BODY_BYTES} bytes (1 MiB): send a shorter prompt"
         return APIError(error.status_code, message, headers=error.headers).response()
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> JSONResponse:
         logger.exception("unexpected error")
         return APIError(500, f"internal error: {type(error).__name__}: {error}").response()
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over MAX_BODY_BYTES gets a 413 before anything reads it.
+
+    A body without a Content-Length (chunked) is read here, up to the limit, and handed on.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+                await self._refuse(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client left before sending its body
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > MAX_BODY_BYTES:
+                await self._refuse(scope, receive, send)
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        error = APIError(413, f"the request body is larger than {MAX_BODY_BYTES} bytes (1 MiB): send less text")
+        await error.response()(scope, receive, send)
 
 
 def validation_error(errors: list[dict[str, Any]]) -> APIError:
@@ -99,9 +148,8 @@ def validation_error(errors: list[dict[str, Any]]) -> APIError:
     if first.get("type") == "unsupported_parameter":
         name = first["ctx"]["name"]
         return APIError(400, first["msg"], param=name, code="unsupported_parameter")
-    location = [str(part) for part in first.get("loc", ()) if part != "body"]
-    # drop the union-member names pydantic adds ("str", "list[...]") from the path
-    param = ".".join(part for part in location if not part.startswith(("str", "list[", "int", "float", "bool")))
+    # the field's path, without "body" and the union members pydantic names in it ("str", "list[TextPart]")
+    param = ".".join(str(part) for part in first.get("loc", ()) if part != "body" and not _UNION_MEMBER.match(str(part)))
     if first.get("type") == "missing":
         return APIError(400, f"{param} is required", param=param or None, code="missing_required_parameter")
     if first.get("type") == "extra_forbidden":

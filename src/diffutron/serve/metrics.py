@@ -25,6 +25,8 @@ class Metrics:
                                     buckets=BATCH_BUCKETS, registry=self.registry)
         self.model_calls = Counter("diffutron_model_calls", "Forward passes of the model",
                                    registry=self.registry)
+        self.dropped_rows = Counter("diffutron_dropped_rows", "Answers dropped before the end, by reason "
+                                    "(client_left, timeout, shutdown)", ["reason"], registry=self.registry)
         self.generated_tokens = Counter("diffutron_generated_tokens", "Tokens of the answers sent",
                                         registry=self.registry)
 

@@ -104,17 +104,13 @@ class Job:
     text: str = ""  # infill: the text with placeholders
     number: int = field(default_factory=lambda: next(_job_numbers))
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
-    cancelled: bool = False  # set by the handler: timed out or client gone
+    cancelled: str | None = None  # why the handler gave up: "client_left" or "timeout"
     settled: bool = False  # the worker sent Done or Failed
 
     @property
     def batch_key(self) -> tuple[object, ...]:
         """Jobs with equal keys can share a canvas."""
         return (self.kind, self.config) if self.kind == "generate" else (self.kind, self.number)
-
-    @property
-    def abandoned(self) -> bool:
-        return self.cancelled or time.monotonic() > self.deadline
 
     def emit(self, event: Event) -> None:
         if isinstance(event, (Done, Failed)):
@@ -157,13 +153,14 @@ class Scheduler:
             self.metrics.queue_depth.set(len(self.pending))
             self.condition.notify_all()
 
-    def withdraw(self, job: Job) -> None:
+    def withdraw(self, job: Job, reason: str) -> None:
         """The handler gave up on `job`: drop it from the queue, or its rows at the worker's next step."""
-        job.cancelled = True
+        job.cancelled = job.cancelled or reason
         with self.condition:
             if job in self.pending:
                 self.pending.remove(job)
                 self.metrics.queue_depth.set(len(self.pending))
+                self.metrics.dropped_rows.labels(job.cancelled).inc(len(job.rows))
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the worker: the running batch is dropped at its next step, waiting jobs get a 503."""
@@ -213,7 +210,7 @@ class Scheduler:
                     break
                 self.condition.wait(remaining)
             self.metrics.queue_depth.set(len(self.pending))
-        live = [job for job in batch if not job.abandoned]
+        live = [job for job in batch if self._drop_reason(job) is None]
         if live:
             self.metrics.batch_rows.observe(sum(len(job.rows) for job in live))
         return live
@@ -228,6 +225,7 @@ class Scheduler:
         config = batch[0].config
         trackers = [AnswerTracker(self.lm, len(row.prompt), config.max_new_tokens, job.stops) for job, row in entries]
         open_rows = {job.number: len(job.rows) for job in batch}
+        gone: set[int] = set()  # rows dropped because nobody waits for them any more
         calls = 0
 
         def finish(index: int, delta: str) -> None:
@@ -252,9 +250,11 @@ class Scheduler:
             canvas: list[list[int]] | None = None
             dropped = []
             for index, ((job, row), tracker) in enumerate(zip(entries, trackers)):
-                if tracker.finished:
+                if tracker.finished or index in gone:
                     continue
-                if job.abandoned or self.stopping:
+                if reason := self._drop_reason(job):
+                    self.metrics.dropped_rows.labels(reason).inc()
+                    gone.add(index)
                     dropped.append(index)
                     continue
                 # a row is read when it streams, could have met a stop string, or has just ended
@@ -274,12 +274,11 @@ class Scheduler:
         final = sample(self.lm.model, self.lm.tokenizer, [row.prompt for _, row in entries], config,
                        callback=on_step, row_seeds=[row.seed for _, row in entries]).tolist()
         for index, ((job, _), tracker) in enumerate(zip(entries, trackers)):
-            if not tracker.finished and not job.abandoned and not self.stopping:
+            if not tracker.finished and self._drop_reason(job) is None:
                 finish(index, tracker.close(final[index]))
         for job in batch:
-            if not job.settled and (job.abandoned or self.stopping):
-                job.emit(Failed(APIError(503, "the server is shutting down: retry elsewhere") if self.stopping
-                                else APIError(504, "the request was dropped: it timed out or its client left")))
+            if not job.settled and (reason := self._drop_reason(job)):
+                job.emit(Failed(self._dropped_error(reason)))
 
     def _infill(self, job: Job) -> None:
         """Infill requests run alone: their canvases hold text after the gaps, so they rarely share a shape."""
@@ -289,12 +288,13 @@ class Scheduler:
             nonlocal calls
             calls = event.calls
             self.metrics.model_calls.inc()
-            return [0] if job.abandoned or self.stopping else []
+            return [0] if self._drop_reason(job) else []
 
         row = job.rows[0]
         text = self.lm.infill(job.text, job.config.replace(seed=row.seed), callback=on_step)
-        if job.abandoned or self.stopping:
-            job.emit(Failed(APIError(504, "the request was dropped: it timed out or its client left")))
+        if reason := self._drop_reason(job):
+            self.metrics.dropped_rows.labels(reason).inc()
+            job.emit(Failed(self._dropped_error(reason)))
             return
         job.emit(Finished(0, text, "stop", 0))
         job.emit(Done(calls, 1))
@@ -308,6 +308,18 @@ class Scheduler:
             confidence = [values[position] for position in committed]
         return Frame(choice, event.calls, event.block, tracker.position_tokens(row), committed,
                      [value if math.isfinite(value) else 0.0 for value in confidence])
+
+    def _drop_reason(self, job: Job) -> str | None:
+        """Why a job's rows should be dropped now (None: keep decoding them)."""
+        if self.stopping:
+            return "shutdown"
+        return job.cancelled or ("timeout" if time.monotonic() > job.deadline else None)
+
+    @staticmethod
+    def _dropped_error(reason: str) -> APIError:
+        if reason == "shutdown":
+            return APIError(503, "the server is shutting down: retry elsewhere")
+        return APIError(504, f"the request was dropped ({reason.replace('_', ' ')})", code=reason)
 
     @staticmethod
     def _fail(batch: list[Job], error: APIError) -> None:
