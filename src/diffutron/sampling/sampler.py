@@ -156,7 +156,7 @@ def denoise(
             committed = rule.choose(confidence, budget)
             canvas[committed] = candidates[committed]
             calls += 1
-            done = dropped if stopper is None else stopper.update(canvas) | dropped
+            done = dropped.clone() if stopper is None else stopper.update(canvas) | dropped
             if callback is not None:
                 event = StepEvent(canvas=canvas, committed=committed, block=block, calls=calls,
                                   confidence=torch.where(committed, confidence, math.nan), finished=done)

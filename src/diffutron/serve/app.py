@@ -224,7 +224,8 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
         check_model(body.model)
-        config, seed, extension = settings(body, body.max_completion_tokens or body.max_tokens)
+        max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+        config, seed, extension = settings(body, max_tokens)
         try:
             prompt = render_chat([message.as_turn() for message in body.messages])
         except DiffutronError as error:

@@ -141,7 +141,9 @@ class BodyLimit:
 
 def validation_error(errors: list[dict[str, Any]]) -> APIError:
     """A 400 that names the first field pydantic refused and says why."""
-    first = errors[0] if errors else {"msg": "invalid request", "loc": ()}
+    # of a union's errors, the one from the member of the right type says what is wrong
+    informative = [error for error in errors if not str(error.get("type", "")).endswith("_type")]
+    first = (informative or errors or [{"msg": "invalid request", "loc": ()}])[0]
     if first.get("type") == "json_invalid":
         detail = first.get("ctx", {}).get("error", "")
         return APIError(400, f"the body is not valid JSON ({detail}): send a JSON object", code="invalid_json")
@@ -149,7 +151,8 @@ def validation_error(errors: list[dict[str, Any]]) -> APIError:
         name = first["ctx"]["name"]
         return APIError(400, first["msg"], param=name, code="unsupported_parameter")
     # the field's path, without "body" and the union members pydantic names in it ("str", "list[TextPart]")
-    param = ".".join(str(part) for part in first.get("loc", ()) if part != "body" and not _UNION_MEMBER.match(str(part)))
+    parts = [str(part) for part in first.get("loc", ()) if part != "body"]
+    param = ".".join(part for part in parts if not _UNION_MEMBER.match(part))
     if first.get("type") == "missing":
         return APIError(400, f"{param} is required", param=param or None, code="missing_required_parameter")
     if first.get("type") == "extra_forbidden":

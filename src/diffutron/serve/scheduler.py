@@ -115,7 +115,8 @@ class Job:
     def emit(self, event: Event) -> None:
         if isinstance(event, (Done, Failed)):
             self.settled = True
-        self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        if not self.loop.is_closed():  # after shutdown nobody is left to tell
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
 
 
 class Scheduler:

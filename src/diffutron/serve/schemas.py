@@ -7,12 +7,13 @@ their ranges are checked once, by `GenerationConfig`, when a request's settings 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 MAX_SEED = 2**63 - 1
+MAX_STOPS = 16  # stop strings per request (OpenAI allows 4)
 
 # OpenAI fields with no meaning here: accepted only when null or equal to one of these values.
 NEUTRAL_VALUES: dict[str, tuple[Any, ...]] = {
@@ -116,7 +117,7 @@ class GenerationRequest(DiffusionSettings):
     model: str
     max_tokens: int | None = None
     n: int = 1
-    stop: str | list[str] | None = None
+    stop: str | Annotated[list[str], Field(max_length=MAX_STOPS)] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
 
