@@ -55,6 +55,19 @@ def test_client_leaving_a_stream_frees_its_row(server):
     assert server.metric("diffutron_model_calls_total") - calls_before < 200  # far from its 200 calls
 
 
+def test_client_leaving_a_plain_request_frees_its_row(server):
+    left_before = server.metric("diffutron_dropped_rows_total", reason="client_left")
+    long_request = {"model": MODEL, "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 200,
+                    "steps": 200, "block_length": 200, "remasking": "random", "temperature": 0}
+    with server.client(timeout=1.5) as http, pytest.raises(httpx.ReadTimeout):
+        http.post("/v1/chat/completions", json=long_request)  # the client gives up and closes the connection
+    deadline = time.monotonic() + 30
+    while server.metric("diffutron_dropped_rows_total", reason="client_left") == left_before:
+        assert time.monotonic() < deadline, "the row of a client that left was not dropped"
+        time.sleep(0.1)
+    assert ask(server, "Güneş nereden doğar?", max_tokens=4)["choices"][0]["message"]["content"] is not None
+
+
 def test_bounded_load(server):
     """32 clients x 2 requests: each answered once or refused with 429; healthy and no memory growth after."""
     def client_session(number: int) -> list[int]:
