@@ -183,7 +183,7 @@ class Scheduler:
                 self._decode(batch)
             except DiffutronError as error:  # inputs are checked before queueing; this is a late one
                 self._fail(batch, APIError(400, str(error)))
-            except Exception as error:  # noqa: BLE001 -- a failed batch must not stop the worker
+            except Exception as error:  # a failed batch must not stop the worker
                 logger.exception("batch of %d requests failed", len(batch))
                 self._fail(batch, APIError(500, f"generation failed: {type(error).__name__}: {error}"))
 
