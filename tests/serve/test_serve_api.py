@@ -54,6 +54,17 @@ def test_streamed_deltas_join_to_the_answer(openai_client):
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
 
 
+def test_streamed_copies_join_to_their_answers(openai_client):
+    request = dict(model=MODEL, messages=[{"role": "user", "content": QUESTION}], max_tokens=16, temperature=0.8,
+                   seed=9, n=2)
+    answers = [choice.message.content for choice in openai_client.chat.completions.create(**request).choices]
+    joined = ["", ""]
+    for chunk in openai_client.chat.completions.create(**request, stream=True):
+        for choice in chunk.choices:
+            joined[choice.index] += choice.delta.content or ""
+    assert joined == answers
+
+
 def test_completions_of_several_prompts(openai_client, lm):
     prompts = ["Kitap okumak", "Bugün hava çok"]
     response = openai_client.completions.create(model=MODEL, prompt=prompts, max_tokens=10, temperature=0)
