@@ -18,6 +18,7 @@ from diffutron.sampling.config import GenerationConfig, checked_config
 from diffutron.sampling.infill import parse_placeholders
 from diffutron.sampling.presets import speed_config, speed_dtype
 from diffutron.sampling.sampler import StepCallback, denoise, sample
+from diffutron.sampling.streams import row_seeds_for
 
 
 class Diffutron:
@@ -88,8 +89,14 @@ class Diffutron:
         chat: bool = True,
         *,
         callback: StepCallback | None = None,
+        first_index: int = 0,
     ) -> list[str]:
-        """Answers for several prompts in one batch; `chat=False` continues raw text."""
+        """Answers for several prompts in one batch; `chat=False` continues raw text.
+
+        With a seed, prompt i draws from the stream of position `first_index + i`: a caller that
+        splits a long input into batches passes each batch's start, so that every answer is the
+        one its prompt gets alone with seed `config.seed + first_index + i` (or in any batch).
+        """
         if isinstance(prompts, str):
             raise DiffutronError("generate takes a list of prompts; use chat() for a single one")
         if not isinstance(prompts, Sequence):
@@ -101,7 +108,7 @@ class Diffutron:
             if not prompt.strip():
                 raise DiffutronError(f"prompt {index} is empty: give some text")
             texts.append(render_chat(prompt) if chat else prompt)
-        return self._generate_ids([self.encode(text) for text in texts], config, callback)
+        return self._generate_ids([self.encode(text) for text in texts], config, callback, first_index)
 
     def infill(
         self,
@@ -178,11 +185,16 @@ class Diffutron:
         }
 
     def _generate_ids(
-        self, prompts: list[list[int]], config: GenerationConfig | None, callback: StepCallback | None
+        self,
+        prompts: list[list[int]],
+        config: GenerationConfig | None,
+        callback: StepCallback | None,
+        first_index: int = 0,
     ) -> list[str]:
         config = checked_config(config, self.config)
         prompts = [self._fit(prompt, config, index) for index, prompt in enumerate(prompts)]
-        canvas = sample(self.model, self.tokenizer, prompts, config, callback=callback)
+        row_seeds = row_seeds_for(config.seed, len(prompts), first_index)
+        canvas = sample(self.model, self.tokenizer, prompts, config, callback=callback, row_seeds=row_seeds)
         return [self.answer(row, len(prompt)) for row, prompt in zip(canvas.tolist(), prompts)]
 
     def _fit(self, prompt: list[int], config: GenerationConfig, index: int) -> list[int]:

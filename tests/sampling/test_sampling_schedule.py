@@ -48,8 +48,10 @@ def test_counts_match_reference_arithmetic(masked, steps):
     assert len(counts) <= min(masked, steps)
 
 
-def test_stochastic_counts_fill_every_row():
-    generator = torch.Generator().manual_seed(0)
-    counts = stochastic_transfer_counts(torch.tensor([7, 7, 7]), 4, generator)
-    assert counts.sum(dim=1).tolist() == [7, 7, 7]
-    assert bool((counts.sum(dim=0) > 0).all())  # no all-zero step is kept
+@given(masked=st.integers(0, 40), steps=st.integers(1, 40), seed=st.integers(0, 5))
+def test_stochastic_counts_fill_the_block(masked, steps, seed):
+    counts = stochastic_transfer_counts(masked, steps, torch.Generator().manual_seed(seed))
+    assert sum(counts) == masked
+    assert all(count > 0 for count in counts)  # no zero step is kept: it would cost a call for nothing
+    assert len(counts) <= min(masked, steps)
+    assert counts == stochastic_transfer_counts(masked, steps, torch.Generator().manual_seed(seed))

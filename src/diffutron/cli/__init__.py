@@ -14,7 +14,7 @@ from rich.text import Text
 from typer._click.exceptions import UsageError  # typer's own click; it does not export this base class
 from typer.core import TyperGroup
 
-from diffutron.cli import data, embedded, evaluate, generate, train
+from diffutron.cli import data, embedded, evaluate, generate, serve, train
 from diffutron.cli.console import errors
 from diffutron.errors import DiffutronError
 
@@ -26,6 +26,7 @@ COMMANDS: dict[str, Command | tuple[str, dict[str, Command]]] = {
     "generate": generate.generate,
     "infill": generate.infill,
     "info": generate.info,
+    "serve": serve.serve,
     "train": train.train,
     "merge-lora": train.merge_lora,
     "plot-loss": train.plot_loss,

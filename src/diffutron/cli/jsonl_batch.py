@@ -49,7 +49,7 @@ def generate_jsonl(
         task = progress.add_task("generate", total=len(records))
         for start in range(0, len(records), batch_size):
             batch = records[start : start + batch_size]
-            answers = lm.generate([record["prompt"] for record in batch], config, chat=chat)
+            answers = lm.generate([record["prompt"] for record in batch], config, chat=chat, first_index=start)
             results.extend({**record, "answer": answer, "settings": settings}
                            for record, answer in zip(batch, answers))
             progress.advance(task, len(batch))

@@ -15,13 +15,14 @@ import torch
 
 from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.schedule import stochastic_transfer_counts, transfer_counts
+from diffutron.sampling.streams import RowStreams
 
 
 class CommitRule(Protocol):
     until_filled: bool  # the block loop ends once no mask up to the block's end is left
 
-    def budgets(self, masked: int, rows: int, generator: torch.Generator | None) -> Sequence[torch.Tensor | None]:
-        """One entry per model call planned for a block of `masked` masks (drawn up front)."""
+    def budgets(self, masked: int, streams: RowStreams) -> Sequence[torch.Tensor | None]:
+        """One entry per model call planned for a block of `masked` masks per row (drawn up front)."""
 
     def choose(self, confidence: torch.Tensor, budget: torch.Tensor | None) -> torch.Tensor:
         """(rows, width) bool: the positions to commit at this call."""
@@ -36,13 +37,16 @@ class CountSchedule:
         self.steps_per_block = steps_per_block
         self.stochastic = stochastic
 
-    def budgets(self, masked: int, rows: int, generator: torch.Generator | None) -> list[torch.Tensor]:
-        if self.stochastic:
-            counts = stochastic_transfer_counts(torch.full((rows,), masked), self.steps_per_block, generator)
-        else:
+    def budgets(self, masked: int, streams: RowStreams) -> list[torch.Tensor]:
+        """Per-call (rows,) counts; with stochastic transfer each row's own schedule, zero-padded at its end."""
+        if not self.stochastic:
             counts = torch.tensor(transfer_counts(masked, self.steps_per_block), dtype=torch.long)
-            counts = counts.expand(rows, -1)
-        return list(counts.unbind(dim=1))
+            return list(counts.expand(len(streams), -1).unbind(dim=1))
+        schedules = [stochastic_transfer_counts(masked, self.steps_per_block, generator, streams.device)
+                     for generator in streams.generators]
+        calls = max(len(schedule) for schedule in schedules)
+        padded = torch.tensor([schedule + [0] * (calls - len(schedule)) for schedule in schedules], dtype=torch.long)
+        return list(padded.unbind(dim=1))
 
     def choose(self, confidence: torch.Tensor, budget: torch.Tensor | None) -> torch.Tensor:
         assert budget is not None
@@ -60,7 +64,7 @@ class _ParallelRule:
 
     until_filled = True
 
-    def budgets(self, masked: int, rows: int, generator: torch.Generator | None) -> list[None]:
+    def budgets(self, masked: int, streams: RowStreams) -> list[None]:
         return [None] * masked  # every call commits at least one token per unfinished row
 
     def choose(self, confidence: torch.Tensor, budget: torch.Tensor | None) -> torch.Tensor:

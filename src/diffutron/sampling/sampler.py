@@ -13,7 +13,7 @@ Beyond exact output (docs/fast-generation.md), the commit rule can be a parallel
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +27,7 @@ from diffutron.sampling.cache import BlockCache
 from diffutron.sampling.commit import commit_rule
 from diffutron.sampling.config import GenerationConfig, checked_config
 from diffutron.sampling.stopping import AnswerEnd
+from diffutron.sampling.streams import RowStreams
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,12 @@ class StepEvent:
     block: int
     calls: int  # model calls so far
     confidence: torch.Tensor | None = None  # (rows, width) float32: P(token) where committed, NaN elsewhere
+    finished: torch.Tensor | None = None  # (rows,) bool, rows the sampler no longer works on
 
 
-StepCallback = Callable[[StepEvent], None]
+# A callback may return the indices of rows whose answer is no longer wanted (a client went
+# away): those rows stop drawing and committing, and the call ends once every row is finished.
+StepCallback = Callable[[StepEvent], Iterable[int] | None]
 
 
 def build_canvas(
@@ -64,12 +68,15 @@ def sample(
     *,
     stop_texts: Sequence[str] = (ANSWER_END,),
     callback: StepCallback | None = None,
+    row_seeds: Sequence[int | None] | None = None,
 ) -> torch.LongTensor:
     """Generate `config.max_new_tokens` tokens after each prompt; returns the full canvas.
 
     `prompts` are token id lists (encoded without special tokens for chat prompts). With
     `early_stop`, decoding ends once every row's answer is complete (a stop token or one
     of `stop_texts` committed with everything before it decided); masks may remain after it.
+    Row i draws its random numbers from its own stream: seeded `row_seeds[i]` if given, else
+    `config.seed + i` (`sampling/streams.py`), so a seeded row's answer does not depend on its batch.
     """
     config = checked_config(config)
     ids = SpecialIds.from_tokenizer(tokenizer)
@@ -86,7 +93,7 @@ def sample(
     canvas = build_canvas(prompts, config.max_new_tokens, ids, device)
     return denoise(
         model, tokenizer, canvas, config, stop_texts=stop_texts if config.early_stop else None,
-        callback=callback,
+        callback=callback, row_seeds=row_seeds,
     )
 
 
@@ -99,6 +106,7 @@ def denoise(
     *,
     stop_texts: Sequence[str] | None = None,
     callback: StepCallback | None = None,
+    row_seeds: Sequence[int | None] | None = None,
 ) -> torch.LongTensor:
     """Fill every mask of `canvas` (rows with equally many masks), block by block in order.
 
@@ -107,6 +115,7 @@ def denoise(
     up to the end of the current block: a position where the model chose the mask token stays
     open in later steps and blocks (docs/reference-behaviour.md, section 3). `stop_texts=None`
     disables early stopping; otherwise stop tokens and those texts end a row's answer.
+    Random streams per row as in `sample`.
     """
     ids = SpecialIds.from_tokenizer(tokenizer)
     canvas = canvas.clone()
@@ -124,36 +133,41 @@ def denoise(
     forward = _forward(model, parts, config)
     attention_mask = (canvas != ids.eos).long() if rows > 1 else None
     given = ~region_mask & (canvas != ids.eos)
-    generator = _generator(config.seed, canvas.device)
+    streams = RowStreams.for_rows(rows, config.seed, row_seeds, canvas.device)
     stopper = (
         AnswerEnd(tokenizer, region, ids.mask, ids.stops, stop_texts) if stop_texts is not None else None
     )
     done = torch.zeros(rows, dtype=torch.bool, device=canvas.device)
+    dropped = torch.zeros_like(done)
     num_blocks = math.ceil(total / config.block_length)
     rule = commit_rule(config, steps_per_block=math.ceil(config.steps / num_blocks))
     calls = 0
     for block in range(num_blocks):
         block_start = block * config.block_length
         open_positions = region[:, : block_start + config.block_length]  # every mask up to the block's end
-        for step, budget in enumerate(rule.budgets(open_positions.shape[1] - block_start, rows, generator)):
+        for step, budget in enumerate(rule.budgets(open_positions.shape[1] - block_start, streams)):
             still_masked = (canvas.gather(1, open_positions) == ids.mask) & ~done[:, None]
             if rule.until_filled and not bool(still_masked.any()):
                 break
+            if budget is not None:  # a row with nothing to commit at this call draws nothing either
+                still_masked &= (budget > 0).to(still_masked.device)[:, None]
             refresh = step == 0 or (config.refresh_every is not None and step % config.refresh_every == 0)
             hidden = forward(_model_input(canvas, given, ids, config), _doubled(attention_mask, config),
                              _recomputed_positions(open_positions, still_masked, block_start), refresh)
             candidates, confidence, probability = _predict(
-                parts, hidden, canvas, given, open_positions, still_masked, ids, config, generator
+                parts, hidden, canvas, given, open_positions, still_masked, ids, config, streams
             )
             committed = rule.choose(confidence, budget)
             canvas[committed] = candidates[committed]
             calls += 1
-            if stopper is not None:
-                done = stopper.update(canvas)
+            done = dropped.clone() if stopper is None else stopper.update(canvas) | dropped
             if callback is not None:
                 filled = committed & (canvas != ids.mask)  # a mask written back fills nothing
-                callback(StepEvent(canvas=canvas, committed=filled, block=block, calls=calls,
-                                   confidence=torch.where(filled, probability, math.nan)))
+                event = StepEvent(canvas=canvas, committed=filled, block=block, calls=calls,
+                                  confidence=torch.where(filled, probability, math.nan), finished=done)
+                for row in callback(event) or ():
+                    dropped[row] = True
+                done = done | dropped
             if bool(done.all()):
                 return canvas
     return canvas
@@ -191,12 +205,6 @@ def _recomputed_positions(open_positions: torch.Tensor, still_masked: torch.Tens
     return torch.cat([leftover, block], dim=1)
 
 
-def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
-    if seed is None:
-        return None
-    return torch.Generator(device=device).manual_seed(seed)
-
-
 def _model_input(canvas: torch.Tensor, given: torch.Tensor, ids: SpecialIds, config: GenerationConfig) -> torch.Tensor:
     """The canvas; with CFG followed by its unconditional copy (given tokens masked)."""
     if config.cfg_scale == 0:
@@ -219,7 +227,7 @@ def _predict(
     still_masked: torch.Tensor,
     ids: SpecialIds,
     config: GenerationConfig,
-    generator: torch.Generator | None,
+    streams: RowStreams,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Candidate tokens, ranking scores (-inf where nothing is due) and the candidates' probabilities (NaN).
 
@@ -244,7 +252,7 @@ def _predict(
     if config.repetition_penalty != 1.0:
         _penalize(logits, row_index, _penalized_tokens(canvas, given, ids, config), config.repetition_penalty)
     if config.temperature > 0:
-        noise = torch.rand(logits.shape, dtype=torch.float64, device=logits.device, generator=generator)
+        noise = streams.rand(row_index, logits.shape[1], dtype=torch.float64)
         tokens = (logits.to(torch.float64).exp() / (-noise.log()) ** config.temperature).argmax(dim=-1)
     else:
         tokens = logits.argmax(dim=-1)
@@ -252,7 +260,7 @@ def _predict(
     if config.remasking == "low_confidence":
         scores = probabilities
     else:
-        scores = torch.rand(tokens.shape, device=logits.device, generator=generator)
+        scores = streams.rand(row_index)
 
     candidates = torch.full_like(canvas, ids.mask)
     candidates[row_index, position] = tokens

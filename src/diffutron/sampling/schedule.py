@@ -39,19 +39,21 @@ def transfer_counts(masked: int, steps: int) -> list[int]:
 
 
 def stochastic_transfer_counts(
-    masked: torch.Tensor, steps: int, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Per-row binomial reveal counts, shape (rows, kept steps); all-zero steps are dropped."""
-    left = masked.to(torch.float64).clone()
-    columns = []
+    masked: int, steps: int, generator: torch.Generator | None = None, device: torch.device | None = None
+) -> list[int]:
+    """One row's binomial reveal counts (docs/reference-behaviour.md, section 3); zero counts dropped too.
+
+    Each row draws from its own generator (`sampling/streams.py`), so its schedule does not
+    depend on the other rows of the batch.
+    """
+    left = torch.full((1,), float(masked), dtype=torch.float64, device=device)
+    counts: list[int] = []
     for step in range(steps):
-        if not bool((left > 0).any()):
+        if not bool(left > 0):
             break
         probability = torch.full_like(left, reveal_fraction(step, steps))
         count = torch.minimum(torch.binomial(left, probability, generator=generator), left)
         left -= count
-        if bool((count > 0).any()):
-            columns.append(count.to(torch.long))
-    if not columns:
-        return torch.zeros((masked.shape[0], 0), dtype=torch.long)
-    return torch.stack(columns, dim=1)
+        if bool(count > 0):
+            counts.append(int(count))
+    return counts

@@ -1,0 +1,69 @@
+"""Per-row random streams: a seeded row draws the same numbers alone or in any batch.
+
+Row i of a call seeded with `seed` draws from a generator seeded with `seed + i` (i counted in
+the caller's whole input, not in its batch), so prompt i of a seeded call and a call of that
+prompt alone seeded with `seed + i` decode identically; `n` copies of one request, seeded
+seed, seed + 1, ..., are the same rows a seeded call over n copies of the prompt would make.
+A row draws only when it has positions to decide, so idle steps (finished rows, zero budgets)
+never shift its stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from diffutron.errors import DiffutronError
+
+SEED_MODULUS = 2**64  # torch generators take seeds in [0, 2**64)
+
+
+def row_seeds_for(seed: int | None, rows: int, first_index: int = 0) -> list[int | None]:
+    """The seeds of rows first_index .. first_index + rows - 1 of a call seeded with `seed`."""
+    if seed is None:
+        return [None] * rows
+    return [(seed + first_index + row) % SEED_MODULUS for row in range(rows)]
+
+
+class RowStreams:
+    """One generator per row; a row without a seed draws from torch's global generator."""
+
+    def __init__(self, seeds: Sequence[int | None], device: torch.device) -> None:
+        self.device = device
+        self.generators = [
+            None if seed is None else torch.Generator(device=device).manual_seed(int(seed) % SEED_MODULUS)
+            for seed in seeds
+        ]
+
+    @classmethod
+    def for_rows(
+        cls, rows: int, seed: int | None, row_seeds: Sequence[int | None] | None, device: torch.device
+    ) -> RowStreams:
+        """`row_seeds` if given (one per row), else the rows of a call seeded with `seed`."""
+        if row_seeds is None:
+            return cls(row_seeds_for(seed, rows), device)
+        if len(row_seeds) != rows:
+            raise DiffutronError(f"row_seeds has {len(row_seeds)} entries for {rows} rows: give one per row")
+        return cls(row_seeds, device)
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    @property
+    def seeded(self) -> bool:
+        return any(generator is not None for generator in self.generators)
+
+    def rand(self, row_index: torch.Tensor, *tail: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Uniform numbers of shape (len(row_index), *tail); `row_index` lists rows in ascending order."""
+        if not self.seeded:
+            return torch.rand((row_index.shape[0], *tail), dtype=dtype, device=self.device)
+        counts = torch.bincount(row_index, minlength=len(self)).tolist()
+        parts = [
+            torch.rand((count, *tail), dtype=dtype, device=self.device, generator=generator)
+            for generator, count in zip(self.generators, counts)
+            if count > 0
+        ]
+        if not parts:
+            return torch.empty((0, *tail), dtype=dtype, device=self.device)
+        return torch.cat(parts)
