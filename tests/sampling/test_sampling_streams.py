@@ -52,3 +52,21 @@ def test_same_seed_in_different_rows_gives_the_same_answer(lm):
     config = GenerationConfig(max_new_tokens=12, steps=12, block_length=12, temperature=1.0, seed=5)
     copies = lm.generate([PROMPTS[0]] * 3, config)
     assert copies == [lm.generate([PROMPTS[0]], config.replace(seed=5 + index))[0] for index in range(3)]
+
+
+def test_a_callback_can_drop_a_row_and_its_return_value_is_ignored(lm, tiny_model, tiny_tokenizer):
+    config = GenerationConfig(max_new_tokens=8, steps=8, block_length=8, temperature=0.0, early_stop=False)
+    prompts = [lm.encode(text) for text in PROMPTS[:2]]
+    plain = sample(tiny_model, tiny_tokenizer, prompts, config)
+    ignored = sample(tiny_model, tiny_tokenizer, prompts, config, callback=lambda event: (None, None))
+    assert torch.equal(ignored, plain)  # a callback returning something drops nothing
+    seen = []
+
+    def drop_second(event):
+        seen.append(event.finished.tolist())
+        event.drop(1)
+
+    dropped = sample(tiny_model, tiny_tokenizer, prompts, config, callback=drop_second)
+    assert torch.equal(dropped[0], plain[0])  # the other row is decoded as before
+    assert (dropped[1] == tiny_tokenizer.mask_token_id).sum() == 7  # one call, then left alone
+    assert seen[1] == [False, True]

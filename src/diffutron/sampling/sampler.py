@@ -13,7 +13,7 @@ Beyond exact output (docs/fast-generation.md), the commit rule can be a parallel
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -40,11 +40,17 @@ class StepEvent:
     calls: int  # model calls so far
     confidence: torch.Tensor | None = None  # (rows, width) float32: P(token) where committed, NaN elsewhere
     finished: torch.Tensor | None = None  # (rows,) bool, rows the sampler no longer works on
+    dropped: torch.Tensor | None = None  # (rows,) bool, rows a callback asked to stop (see `drop`)
+
+    def drop(self, row: int) -> None:
+        """Stop working on `row` (its answer is no longer wanted: a client went away); the call ends
+        once every row is finished or dropped."""
+        if self.dropped is None:
+            raise DiffutronError("this step event comes from a sampler that cannot drop rows")
+        self.dropped[row] = True
 
 
-# A callback may return the indices of rows whose answer is no longer wanted (a client went
-# away): those rows stop drawing and committing, and the call ends once every row is finished.
-StepCallback = Callable[[StepEvent], Iterable[int] | None]
+StepCallback = Callable[[StepEvent], object]  # its return value is ignored
 
 
 def build_canvas(
@@ -163,10 +169,9 @@ def denoise(
             done = dropped.clone() if stopper is None else stopper.update(canvas) | dropped
             if callback is not None:
                 filled = committed & (canvas != ids.mask)  # a mask written back fills nothing
-                event = StepEvent(canvas=canvas, committed=filled, block=block, calls=calls,
-                                  confidence=torch.where(filled, probability, math.nan), finished=done)
-                for row in callback(event) or ():
-                    dropped[row] = True
+                callback(StepEvent(canvas=canvas, committed=filled, block=block, calls=calls,
+                                   confidence=torch.where(filled, probability, math.nan), finished=done,
+                                   dropped=dropped))
                 done = done | dropped
             if bool(done.all()):
                 return canvas

@@ -20,7 +20,6 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -242,21 +241,20 @@ class Scheduler:
             if open_rows[job.number] == 0:
                 job.emit(Done(calls, len(entries)))
 
-        def on_step(event: StepEvent) -> Iterable[int]:
+        def on_step(event: StepEvent) -> None:
             nonlocal calls
             calls = event.calls
             self.metrics.model_calls.inc()
             changed = event.committed.any(dim=1).tolist()
             finished = event.finished.tolist() if event.finished is not None else [False] * len(entries)
             canvas: list[list[int]] | None = None
-            dropped = []
             for index, ((job, row), tracker) in enumerate(zip(entries, trackers)):
                 if tracker.finished or index in gone:
                     continue
                 if reason := self._drop_reason(job):
                     self.metrics.dropped_rows.labels(reason).inc()
                     gone.add(index)
-                    dropped.append(index)
+                    event.drop(index)
                     continue
                 # a row is read when it streams, could have met a stop string, or has just ended
                 if not job.denoising and not (changed[index] and (job.stream or job.stops or finished[index])):
@@ -267,10 +265,9 @@ class Scheduler:
                 delta = tracker.update(canvas[index])
                 if tracker.finished:
                     finish(index, delta)
-                    dropped.append(index)
+                    event.drop(index)
                 elif job.stream and delta:
                     job.emit(Delta(row.choice, delta))
-            return dropped
 
         final = sample(self.lm.model, self.lm.tokenizer, [row.prompt for _, row in entries], config,
                        callback=on_step, row_seeds=[row.seed for _, row in entries]).tolist()
@@ -285,11 +282,12 @@ class Scheduler:
         """Infill requests run alone: their canvases hold text after the gaps, so they rarely share a shape."""
         calls = 0
 
-        def on_step(event: StepEvent) -> Iterable[int]:
+        def on_step(event: StepEvent) -> None:
             nonlocal calls
             calls = event.calls
             self.metrics.model_calls.inc()
-            return [0] if self._drop_reason(job) else []
+            if self._drop_reason(job):
+                event.drop(0)
 
         row = job.rows[0]
         text = self.lm.infill(job.text, job.config.replace(seed=row.seed), callback=on_step)
