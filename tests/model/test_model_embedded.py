@@ -73,3 +73,18 @@ def test_logits_are_finite_in_float32(embedded):
     ids = torch.tensor([embedded.encode("Kitap okumak güzeldir.")])
     with torch.no_grad():
         assert torch.isfinite(embedded.model(input_ids=ids).logits).all()
+
+
+def test_the_readme_sample_table_reproduces_in_any_batch_size():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = [line.split(" | ") for line in readme.splitlines() if line.startswith("| «")]
+    assert len(rows) == 6
+    prompts = [prompt.removeprefix("| ") for prompt, _ in rows]
+    expected = [answer.removesuffix(" |") for _, answer in rows]
+    for batch_size in ("6", "4"):
+        result = CliRunner().invoke(app, ["generate", *prompts, "--seed", "0", "--device", "cpu", "--batch-size", batch_size])
+        assert result.exit_code == 0, result.output
+        answers = [line for line in result.output.splitlines() if line.strip() and line not in prompts]
+        assert answers == expected
