@@ -154,6 +154,18 @@ def file_damage(path: str | Path) -> str | None:
     return None
 
 
+def read_json_object(path: Path, remedy: str = "") -> dict:
+    """A JSON file holding one object; unreadable or other JSON is an error naming the file (and `remedy`)."""
+    suffix = f"; {remedy}" if remedy else ""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise DiffutronError(f"{path} cannot be read ({error}){suffix}") from None
+    if not isinstance(data, dict):
+        raise DiffutronError(f"{path} is not a JSON object{suffix}")
+    return data
+
+
 def _kept_message(path: Path, temporary: str | Path, error: OSError) -> str:
     reason = error.strerror or error
     return f"could not move the finished output into place at {path} ({reason}); it is kept at {temporary}"

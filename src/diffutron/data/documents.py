@@ -12,8 +12,15 @@ from diffutron.model.tokens import encode
 T = TypeVar("T")
 
 
+class Counts:
+    """What happened to the items of one source, for the manifest and the summary table."""
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
 @dataclass
-class DocumentCounts:
+class DocumentCounts(Counts):
     """Per source: documents read, dropped as empty, dropped as too long, kept; tokens kept."""
 
     read: int = 0
@@ -21,9 +28,6 @@ class DocumentCounts:
     too_long: int = 0
     kept: int = 0
     tokens: int = 0
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 def strip_text(text: str) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 
 from diffutron.model.tokens import tokenizer_fingerprint, tokenizer_name
 from diffutron.errors import DiffutronError
-from diffutron.files import atomic_directory, check_destination
+from diffutron.files import read_json_object, atomic_directory, check_destination
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -102,13 +102,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             f"{path} is not a prepared dataset (no {MANIFEST}); build one with "
             "`diffutron data pretrain` or `diffutron data sft`"
         )
-    try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise DiffutronError(f"{file} cannot be read ({error}); build the data again") from None
-    if not isinstance(manifest, dict):
-        raise DiffutronError(f"{file} is not a JSON object; build the data again")
-    return manifest
+    return read_json_object(file, "build the data again")
 
 
 def check_tokenizer(path: str | Path, tokenizer: Any, key: str = "data") -> None:

@@ -105,9 +105,7 @@ def iter_jsonl(path: Path) -> Iterator[tuple[str, Record]]:
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise DiffutronError(f"{location}: not valid JSON ({error.msg} at column {error.colno})") from None
-        if not isinstance(record, dict):
-            raise DiffutronError(f"{location}: expected a JSON object per line, got {type(record).__name__}")
-        yield location, record
+        yield location, _object(record, location, "a JSON object per line")
 
 
 def iter_json_array(path: Path) -> Iterator[tuple[str, Record]]:
@@ -124,9 +122,14 @@ def iter_json_array(path: Path) -> Iterator[tuple[str, Record]]:
     if not isinstance(data, list):
         raise DiffutronError(f"{path}: expected a JSON list of objects (or use .jsonl, one object per line)")
     for index, record in enumerate(data):
-        if not isinstance(record, dict):
-            raise DiffutronError(f"{path} item {index}: expected an object, got {type(record).__name__}")
-        yield f"{path} item {index}", record
+        location = f"{path} item {index}"
+        yield location, _object(record, location, "an object")
+
+
+def _object(record: Any, location: str, expected: str) -> Record:
+    if not isinstance(record, dict):
+        raise DiffutronError(f"{location}: expected {expected}, got {type(record).__name__}")
+    return record
 
 
 def iter_parquet(path: Path, columns: Sequence[str] | None = None) -> Iterator[tuple[str, Record]]:

@@ -14,14 +14,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from diffutron.data.documents import batched
+from diffutron.data.documents import Counts, batched
 from diffutron.model.tokens import IGNORE_INDEX, encode
 from diffutron.model.chat import Message, render_chat
 
 
 
 @dataclass
-class SFTCounts:
+class SFTCounts(Counts):
     """Per source: rows read, dropped (empty / prompt too long), cut at max_length, kept; tokens."""
 
     read: int = 0
@@ -31,9 +31,6 @@ class SFTCounts:
     kept: int = 0
     tokens: int = 0
     answer_tokens: int = 0
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 def split_conversation(messages: Sequence[Message]) -> tuple[str, str]:

@@ -9,7 +9,6 @@ weights are checked whole; a base whose layers do not match the adapter's tensor
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -17,7 +16,7 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from diffutron.errors import DiffutronError
-from diffutron.files import atomic_directory, check_destination, file_damage
+from diffutron.files import read_json_object, atomic_directory, check_destination, file_damage
 from diffutron.model.loading import load_checkpoint
 from diffutron.model.loading import load_tokenizer
 
@@ -90,12 +89,7 @@ def read_adapter(adapter_dir: Path) -> dict:
     config_path, weights = adapter_dir / ADAPTER_CONFIG, adapter_dir / ADAPTER_WEIGHTS
     if not config_path.is_file():
         raise DiffutronError(f"{adapter_dir} is not a LoRA adapter directory (no {ADAPTER_CONFIG})")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise DiffutronError(f"{config_path} cannot be read ({error})") from None
-    if not isinstance(config, dict):
-        raise DiffutronError(f"{config_path} is not a JSON object")
+    config = read_json_object(config_path)
     if not weights.is_file():
         raise DiffutronError(
             f"{adapter_dir} holds {ADAPTER_CONFIG} but no {ADAPTER_WEIGHTS}: the adapter's weights are missing"
