@@ -107,21 +107,28 @@ class MDLMObjective:
         masked = (draws < self.mask_probability(t)[:, None]) & (labels != IGNORE_INDEX)
         return torch.where(masked, torch.full_like(input_ids, mask_token_id), input_ids), masked
 
+    def coefficients(self, labels: torch.Tensor, masked: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Each masked position's factor in the loss, in `masked.nonzero()` order (float32).
+
+        The loss is sum(coefficient * cross-entropy): w(t) of the row, divided by the row's labelled
+        positions and the row count ("sequence") or by the batch's labelled positions ("token").
+        """
+        rows = masked.nonzero(as_tuple=True)[0]
+        weights = self.weight(t).to(torch.float32)[rows]
+        labelled = (labels != IGNORE_INDEX).sum(dim=1).to(torch.float32)
+        if self.normalization == "token":
+            return weights / labelled.sum().clamp_min(1.0)
+        return weights / (labelled.clamp_min(1.0)[rows] * labels.shape[0])
+
     def loss(
         self, logits: torch.Tensor, labels: torch.Tensor, masked: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor:
-        """Weighted masked cross-entropy, normalized by labelled positions.
+        """Weighted masked cross-entropy, normalized by labelled positions, from full logits.
 
         Only masked positions enter the cross-entropy. With nothing masked the result is an exact
         zero that is still connected to `logits` (through the empty selection), so backward works.
+        Training computes the same quantity without full logits (`diffutron.training.output_loss`).
         """
         rows, columns = masked.nonzero(as_tuple=True)
-        selected = logits[rows, columns].float()
-        cross_entropy = F.cross_entropy(selected, labels[rows, columns], reduction="none")
-        weighted = cross_entropy * self.weight(t)[rows].to(cross_entropy.dtype)
-        labelled = (labels != IGNORE_INDEX).sum(dim=1).to(weighted.dtype)
-        if self.normalization == "token":
-            return weighted.sum() / labelled.sum().clamp_min(1.0)
-        per_row = torch.zeros(labels.shape[0], dtype=weighted.dtype, device=weighted.device)
-        per_row = per_row.index_add(0, rows, weighted)
-        return (per_row / labelled.clamp_min(1.0)).mean()
+        cross_entropy = F.cross_entropy(logits[rows, columns].float(), labels[rows, columns], reduction="none")
+        return (cross_entropy * self.coefficients(labels, masked, t)).sum()
