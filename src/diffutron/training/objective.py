@@ -25,15 +25,19 @@ Weighting = Literal["scheduler", "ones"]
 Normalization = Literal["sequence", "token"]
 
 
-def noise_generator(seed: int, process_index: int, device: torch.device | str = "cpu") -> torch.Generator:
+def noise_generator(
+    seed: int, process_index: int, device: torch.device | str = "cpu", step: int | None = None
+) -> torch.Generator:
     """The objective's own random stream (times t and mask patterns), one per process.
 
     The Trainer seeds torch's global RNG identically in every DDP process, so noise drawn from it
     would repeat the same t and mask pattern on every rank. Mixing the process index into the seed
     (numpy's SeedSequence, so nearby seeds and ranks give unrelated streams) makes the ranks'
-    noise independent while a given (seed, rank) always draws the same noise.
+    noise independent while a given (seed, rank) always draws the same noise. `step` starts a
+    fresh stream for a resumed run whose saved state cannot be restored (another device type).
     """
-    entropy = np.random.SeedSequence([seed, process_index]).generate_state(1, dtype=np.uint64)[0]
+    words = [seed, process_index] if step is None else [seed, process_index, step]
+    entropy = np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator(device=device).manual_seed(int(entropy))
 
 

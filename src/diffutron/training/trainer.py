@@ -84,7 +84,21 @@ class MDLMTrainer(Trainer):
                 path.name,
             )
             return
-        self.noise.set_state(torch.load(path, weights_only=True))
+        state = torch.load(path, weights_only=True, map_location="cpu")
+        try:
+            self.noise.set_state(state)
+        except RuntimeError:  # a CPU generator's state has 5056 bytes, a CUDA one's 16
+            self.noise = noise_generator(
+                self.args.seed, self.args.process_index, self.args.device, step=self.state.global_step
+            )
+            logger.warning(
+                "%s was saved by a masking-noise generator on another kind of device than this run's %s "
+                "(a CPU checkpoint resumed on a GPU, or back); the noise is re-seeded from the seed, the "
+                "process index and step %d, so the resumed run is not bit-reproducible",
+                path,
+                self.noise.device,
+                self.state.global_step,
+            )
 
     def _get_output_dir(self, trial: Any) -> str:
         # while a checkpoint is being saved, the Trainer writes it under the staging directory

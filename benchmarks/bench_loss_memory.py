@@ -1,0 +1,167 @@
+"""Training-step memory and time of the MDLM loss: full logits (before) against the masked-only output layer.
+
+mmBERT-base's shape with random weights (256k vocabulary, 22 layers), LoRA r=256 on Wqkv, Wo and
+Wi (the paper's continual pre-training), AdamW, float32 on the CPU. One training step is forward,
+loss, backward and optimizer step on a batch of random token ids, masked by the MDLM objective
+with a fixed noise seed (both paths see the same masks).
+
+- before: the model computes logits at every position; `MDLMObjective.loss` selects the masked rows,
+  copies them to float32 and takes the cross-entropy (the code before the masked-only loss).
+- after: `MaskedOutputLoss` (what `diffutron train` uses): the output layer runs at the masked
+  positions only, in chunks, the float32 cross-entropy and its gradients formed chunk by chunk.
+
+Memory is measured in a fresh process per path, after one unmeasured step (so the optimizer's state
+exists): the peak resident set size over the measured steps (the kernel's high-water mark, reset
+through /proc/self/clear_refs), and the step's own share: that peak minus the resident size just
+before the measured steps (model, LoRA and optimizer state in place, the same for both paths). Time is measured in one more
+process that alternates the two paths step by step (so machine load hits both alike); the median
+seconds per step are reported.
+
+    python benchmarks/bench_loss_memory.py [--threads 2] [--batch 4] [--length 512] [--steps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+from common import mmbert_shaped_model
+from diffutron.training.config import LoraSettings
+from diffutron.training.models import apply_lora
+from diffutron.training.objective import MDLMObjective, noise_generator
+from diffutron.training.output_loss import MaskedOutputLoss
+
+MASK_ID = 4
+PATHS = ("before", "after")
+
+
+def _status_bytes(field: str) -> int:
+    """A memory figure of this process from /proc/self/status (Linux), in bytes."""
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise SystemExit(f"/proc/self/status has no {field}: this benchmark needs Linux")
+
+
+def reset_peak_resident() -> None:
+    """Start a new peak: writing 5 to clear_refs resets the kernel's high-water mark (VmHWM)."""
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+        handle.write("5")
+
+
+def training_setup(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.optim.Optimizer, dict[str, Callable]]:
+    """The LoRA model, its optimizer and one step function per path."""
+    model = apply_lora(mmbert_shaped_model(quick_init=True), LoraSettings(r=args.lora_r, alpha=args.lora_r, dropout=0.1)).train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    objective = MDLMObjective()
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 256000, (args.batch, args.length), generator=generator)
+    noise = noise_generator(0, 0)
+    t = objective.sample_times(args.batch, ids.device, noise)
+    noisy, masked = objective.corrupt(ids, ids, t, MASK_ID, noise)
+    attention_mask = torch.ones_like(ids)
+    output_loss = MaskedOutputLoss(model)
+
+    def finish(loss: torch.Tensor) -> float:
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+    def before() -> float:
+        logits = model(input_ids=noisy, attention_mask=attention_mask).logits
+        return finish(objective.loss(logits, ids, masked, t))
+
+    def after() -> float:
+        with output_loss.scoring(masked, ids, objective.coefficients(ids, masked, t)):
+            loss = model(input_ids=noisy, attention_mask=attention_mask).logits
+        return finish(loss)
+
+    return model, optimizer, {"before": before, "after": after, "masked": lambda: int(masked.sum())}
+
+
+def worker_memory(args: argparse.Namespace) -> dict:
+    """Peak resident size over the measured steps, after one unmeasured step has created the
+    optimizer's state (which both paths share)."""
+    _, _, steps = training_setup(args)
+    steps[args.path]()
+    resident = _status_bytes("VmRSS")
+    reset_peak_resident()
+    losses = [steps[args.path]() for _ in range(args.steps)]
+    return {"resident_before_step": resident, "peak": _status_bytes("VmHWM"), "losses": losses,
+            "masked": steps["masked"]()}
+
+
+def worker_time(args: argparse.Namespace) -> dict:
+    _, _, steps = training_setup(args)
+    seconds: dict[str, list[float]] = {path: [] for path in PATHS}
+    for path in PATHS:  # warm-up
+        steps[path]()
+    for step in range(args.steps):
+        for path in PATHS if step % 2 == 0 else reversed(PATHS):
+            start = time.perf_counter()
+            steps[path]()
+            seconds[path].append(time.perf_counter() - start)
+    return {path: statistics.median(values) for path, values in seconds.items()}
+
+
+def run_worker(kind: str, args: argparse.Namespace, path: str = "") -> dict:
+    command = [sys.executable, __file__, "--worker", kind, "--path", path,
+               "--threads", str(args.threads), "--batch", str(args.batch), "--length", str(args.length),
+               "--steps", str(args.steps), "--lora-r", str(args.lora_r)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"worker {kind} {path} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def gib(count: float) -> str:
+    return f"{count / 2**30:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--length", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--lora-r", type=int, default=256)
+    parser.add_argument("--worker", choices=("memory", "time"), help=argparse.SUPPRESS)
+    parser.add_argument("--path", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.worker:
+        with contextlib.redirect_stdout(sys.stderr):
+            result = worker_memory(args) if args.worker == "memory" else worker_time(args)
+        print(json.dumps(result))
+        return
+
+    memory = {path: run_worker("memory", args, path) for path in PATHS}
+    seconds = run_worker("time", args)
+    first = {path: memory[path]["losses"][0] for path in PATHS}  # the same weights and batch in both
+    print(f"mmBERT-base shape, LoRA r={args.lora_r} on Wqkv/Wo/Wi, AdamW, float32 CPU, torch threads "
+          f"{args.threads}; batch {args.batch} x {args.length}, {memory['after']['masked']} masked positions; "
+          f"{args.steps} steps per path")
+    print(f"{'path':<8}{'peak RSS GiB':>14}{'step peak GiB':>15}{'s / step':>10}{'loss':>12}")
+    step_peak = {}
+    for path in PATHS:
+        step_peak[path] = memory[path]["peak"] - memory[path]["resident_before_step"]
+        print(f"{path:<8}{gib(memory[path]['peak']):>14}{gib(step_peak[path]):>15}{seconds[path]:>10.2f}"
+              f"{first[path]:>12.6f}")
+    print(f"after / before: step peak {step_peak['after'] / step_peak['before']:.2f}x, peak RSS "
+          f"{memory['after']['peak'] / memory['before']['peak']:.2f}x, seconds per step "
+          f"{seconds['after'] / seconds['before']:.2f}x; loss relative difference "
+          f"{abs(first['after'] - first['before']) / abs(first['before']):.1e}")
+
+
+if __name__ == "__main__":
+    main()
