@@ -31,6 +31,19 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise DiffutronError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto") from error
 
 
+def int8_device(device: str | torch.device | None) -> torch.device:
+    """int8 is a CPU mode: "auto" means the CPU for it, an accelerator is refused before any loading."""
+    if device is None or str(device) == "auto":
+        return torch.device("cpu")
+    target = resolve_device(device)
+    if target.type != "cpu":
+        raise DiffutronError(
+            f"int8 works on the CPU only, not on {target}; use --device cpu (or auto) with int8, "
+            "or bfloat16 on an accelerator"
+        )
+    return target
+
+
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """`None`/"auto": bfloat16 on CUDA devices that support it, float32 elsewhere."""
     if isinstance(dtype, torch.dtype):
@@ -54,8 +67,8 @@ def load_checkpoint(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model (in eval mode, on `device`) and tokenizer; never runs code from the checkpoint."""
     source = _resolve_source(name_or_path)
-    target = resolve_device(device)
     quantize = dtype == INT8  # dynamic int8 Linear layers on float32 weights
+    target = int8_device(device) if quantize else resolve_device(device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
         model = AutoModelForMaskedLM.from_pretrained(

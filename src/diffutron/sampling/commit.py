@@ -38,7 +38,11 @@ class CountSchedule:
 
     def budgets(self, masked: int, rows: int, generator: torch.Generator | None) -> list[torch.Tensor]:
         if self.stochastic:
-            counts = stochastic_transfer_counts(torch.full((rows,), masked), self.steps_per_block, generator)
+            # on the generator's device: torch.binomial draws from a generator of the tensor's device
+            device = generator.device if generator is not None else torch.device("cpu")
+            counts = stochastic_transfer_counts(
+                torch.full((rows,), masked, device=device), self.steps_per_block, generator
+            )
         else:
             counts = torch.tensor(transfer_counts(masked, self.steps_per_block), dtype=torch.long)
             counts = counts.expand(rows, -1)

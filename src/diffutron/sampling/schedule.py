@@ -53,5 +53,5 @@ def stochastic_transfer_counts(
         if bool((count > 0).any()):
             columns.append(count.to(torch.long))
     if not columns:
-        return torch.zeros((masked.shape[0], 0), dtype=torch.long)
+        return torch.zeros((masked.shape[0], 0), dtype=torch.long, device=masked.device)
     return torch.stack(columns, dim=1)
