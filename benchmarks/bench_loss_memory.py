@@ -11,11 +11,11 @@ with a fixed noise seed (both paths see the same masks).
   positions only, in chunks, the float32 cross-entropy and its gradients formed chunk by chunk.
 
 Memory is measured in a fresh process per path, after one unmeasured step (so the optimizer's state
-exists): the peak resident set size over the measured steps (the kernel's high-water mark, reset
-through /proc/self/clear_refs), and the step's own share: that peak minus the resident size just
-before the measured steps (model, LoRA and optimizer state in place, the same for both paths). Time is measured in one more
-process that alternates the two paths step by step (so machine load hits both alike); the median
-seconds per step are reported.
+exists), with the kernel's high-water mark of the resident set (reset through /proc/self/clear_refs):
+the peak above the resident size before the measured steps (model, LoRA and optimizer state, the
+same for both paths), up to the end of backward (what the loss path changes) and over the whole
+step (the optimizer update included). Time is measured in one more process that alternates the two
+paths step by step (so machine load hits both alike); the median seconds per step are reported.
 
     python benchmarks/bench_loss_memory.py [--threads 2] [--batch 4] [--length 512] [--steps 3]
 """
@@ -34,6 +34,7 @@ from collections.abc import Callable
 import torch
 
 from common import mmbert_shaped_model
+
 from diffutron.training.config import LoraSettings
 from diffutron.training.models import apply_lora
 from diffutron.training.objective import MDLMObjective, noise_generator
@@ -60,7 +61,8 @@ def reset_peak_resident() -> None:
 
 def training_setup(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.optim.Optimizer, dict[str, Callable]]:
     """The LoRA model, its optimizer and one step function per path."""
-    model = apply_lora(mmbert_shaped_model(quick_init=True), LoraSettings(r=args.lora_r, alpha=args.lora_r, dropout=0.1)).train()
+    lora = LoraSettings(r=args.lora_r, alpha=args.lora_r, dropout=0.1)
+    model = apply_lora(mmbert_shaped_model(quick_init=True), lora).train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     objective = MDLMObjective()
     generator = torch.Generator().manual_seed(0)
@@ -70,9 +72,12 @@ def training_setup(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.opt
     noisy, masked = objective.corrupt(ids, ids, t, MASK_ID, noise)
     attention_mask = torch.ones_like(ids)
     output_loss = MaskedOutputLoss(model)
+    after_backward: list[Callable[[], None]] = []  # the memory worker reads the peak there
 
     def finish(loss: torch.Tensor) -> float:
         loss.backward()
+        for mark in after_backward:
+            mark()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return loss.item()
@@ -86,19 +91,23 @@ def training_setup(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.opt
             loss = model(input_ids=noisy, attention_mask=attention_mask).logits
         return finish(loss)
 
-    return model, optimizer, {"before": before, "after": after, "masked": lambda: int(masked.sum())}
+    return model, optimizer, {"before": before, "after": after, "masked": lambda: int(masked.sum()),
+                              "after_backward": after_backward}
 
 
 def worker_memory(args: argparse.Namespace) -> dict:
-    """Peak resident size over the measured steps, after one unmeasured step has created the
-    optimizer's state (which both paths share)."""
+    """Peak resident sizes over the measured steps, after one unmeasured step has created the
+    optimizer's state (which both paths share): up to the end of backward (the part the loss
+    path changes), and over the whole step including the optimizer update."""
     _, _, steps = training_setup(args)
     steps[args.path]()
     resident = _status_bytes("VmRSS")
+    backward_peaks: list[int] = []
+    steps["after_backward"].append(lambda: backward_peaks.append(_status_bytes("VmHWM")))
     reset_peak_resident()
     losses = [steps[args.path]() for _ in range(args.steps)]
-    return {"resident_before_step": resident, "peak": _status_bytes("VmHWM"), "losses": losses,
-            "masked": steps["masked"]()}
+    return {"resident_before_step": resident, "peak": _status_bytes("VmHWM"), "backward_peak": max(backward_peaks),
+            "losses": losses, "masked": steps["masked"]()}
 
 
 def worker_time(args: argparse.Namespace) -> dict:
@@ -151,15 +160,19 @@ def main() -> None:
     print(f"mmBERT-base shape, LoRA r={args.lora_r} on Wqkv/Wo/Wi, AdamW, float32 CPU, torch threads "
           f"{args.threads}; batch {args.batch} x {args.length}, {memory['after']['masked']} masked positions; "
           f"{args.steps} steps per path")
-    print(f"{'path':<8}{'peak RSS GiB':>14}{'step peak GiB':>15}{'s / step':>10}{'loss':>12}")
-    step_peak = {}
+    print(f"{'path':<8}{'peak RSS GiB':>14}{'fwd+bwd GiB':>13}{'whole step GiB':>16}{'s / step':>10}{'loss':>12}")
+    forward_backward, whole = {}, {}
     for path in PATHS:
-        step_peak[path] = memory[path]["peak"] - memory[path]["resident_before_step"]
-        print(f"{path:<8}{gib(memory[path]['peak']):>14}{gib(step_peak[path]):>15}{seconds[path]:>10.2f}"
-              f"{first[path]:>12.6f}")
-    print(f"after / before: step peak {step_peak['after'] / step_peak['before']:.2f}x, peak RSS "
-          f"{memory['after']['peak'] / memory['before']['peak']:.2f}x, seconds per step "
-          f"{seconds['after'] / seconds['before']:.2f}x; loss relative difference "
+        forward_backward[path] = memory[path]["backward_peak"] - memory[path]["resident_before_step"]
+        whole[path] = memory[path]["peak"] - memory[path]["resident_before_step"]
+        print(f"{path:<8}{gib(memory[path]['peak']):>14}{gib(forward_backward[path]):>13}{gib(whole[path]):>16}"
+              f"{seconds[path]:>10.2f}{first[path]:>12.6f}")
+    print("fwd+bwd / whole step: peak above the resident model, LoRA and optimizer state, up to the end of "
+          "backward / including the optimizer update")
+    print(f"after / before: fwd+bwd {forward_backward['after'] / forward_backward['before']:.2f}x, whole step "
+          f"{whole['after'] / whole['before']:.2f}x, peak RSS "
+          f"{memory['after']['peak'] / memory['before']['peak']:.2f}x, "
+          f"seconds per step {seconds['after'] / seconds['before']:.2f}x; loss relative difference "
           f"{abs(first['after'] - first['before']) / abs(first['before']):.1e}")
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.training_data import write_recipe
 from safetensors.torch import load_file
 
 from diffutron.errors import DiffutronError
@@ -25,7 +26,6 @@ from diffutron.training.run import (
     training_arguments,
 )
 from diffutron.training.trainer import NOISE_STATE
-from helpers.training_data import write_recipe
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -39,7 +39,9 @@ def test_fused_adamw_is_accepted(tmp_path):
     assert arguments.optim == "adamw_torch_fused"
 
 
-@pytest.mark.parametrize(("variable", "name"), [("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")])
+@pytest.mark.parametrize(
+    ("variable", "name"), [("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")]
+)
 def test_eight_bit_optimizer_is_refused_under_sharding(monkeypatch, variable, name):
     monkeypatch.setenv(variable, "true")
     with pytest.raises(DiffutronError, match=f"paged_adamw_8bit cannot be used under {name}.*adamw_torch_fused"):

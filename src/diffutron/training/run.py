@@ -90,7 +90,7 @@ def bitsandbytes_problem(device: str = "cuda") -> str | None:
     """Why bitsandbytes' paged 8-bit AdamW cannot run on `device`, or None when one step works."""
     try:
         import bitsandbytes
-    except Exception as error:  # ImportError, or a broken native library raising at import
+    except Exception as error:  # noqa: BLE001 (ImportError, or a native library failing to load)
         return f"import failed: {error}. Install it with pip install 'diffutron[gpu]'"
     try:
         parameter = torch.nn.Parameter(torch.ones(4096, device=device))  # 4096: the 8-bit state's minimum size
@@ -99,7 +99,7 @@ def bitsandbytes_problem(device: str = "cuda") -> str | None:
         optimizer.step()
         if not bool(torch.isfinite(parameter).all()) or bool((parameter == 1).all()):
             return "a test step left the parameter unchanged or not finite"
-    except Exception as error:  # a CPU-only build, a CUDA version mismatch, a missing runtime library
+    except Exception as error:  # noqa: BLE001 (a CPU-only build, a CUDA mismatch, a missing library)
         return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
     return None
 
