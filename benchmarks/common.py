@@ -84,12 +84,14 @@ def mdlm_training_steps(
     mask_id: int,
     optimizer: torch.optim.Optimizer | None = None,
     autocast_dtype: torch.dtype | None = None,
+    mask_rate: float | None = None,
 ) -> dict[str, Callable[[], float]]:
     """One MDLM training step on `ids` (masked with a fixed noise seed) along each loss path.
 
     "before": logits at every position, then `MDLMObjective.loss` on the masked rows (the code
     before the masked-only loss); "after": `MaskedOutputLoss`, as `diffutron train` computes it.
     A step is forward, loss and backward, plus the optimizer update when `optimizer` is given.
+    `mask_rate` fixes every row's time t (the linear schedule's mask rate) instead of drawing it.
     """
     from diffutron.training.objective import MDLMObjective, noise_generator
     from diffutron.training.output_loss import MaskedOutputLoss
@@ -97,6 +99,8 @@ def mdlm_training_steps(
     objective = MDLMObjective()
     noise = noise_generator(0, 0, ids.device)
     t = objective.sample_times(ids.shape[0], ids.device, noise)
+    if mask_rate is not None:
+        t = torch.full_like(t, mask_rate)
     noisy, masked = objective.corrupt(ids, ids, t, mask_id, noise)
     attention_mask = torch.ones_like(ids)
     output_loss = MaskedOutputLoss(model)

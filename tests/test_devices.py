@@ -70,3 +70,17 @@ def test_largest_that_runs_halves_after_running_out_of_memory():
     assert largest_that_runs(run, 400) == 50 and tried == [400, 200, 100, 50]
     with pytest.raises(torch.OutOfMemoryError):
         largest_that_runs(lambda rows: run(rows + 100), 4)
+
+
+def test_each_launched_process_takes_its_own_gpu(monkeypatch):
+    from diffutron.distributed import Launch, current_launch, launch_device
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    second = Launch(rank=3, world_size=4, local_rank=1)
+    assert [launch_device(second, d) for d in (None, "auto", "cuda", "cuda:0")] == ["cuda:1"] * 4
+    assert launch_device(second, "cpu") == "cpu"
+    assert launch_device(Launch(), "cuda:0") == "cuda:0" and launch_device(Launch(), None) is None
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "5")
+    with pytest.raises(DiffutronError, match="inconsistent launch"):
+        current_launch()

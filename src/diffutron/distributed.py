@@ -8,6 +8,7 @@ first use: NCCL when CUDA is available (each process on `cuda:LOCAL_RANK`), gloo
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,6 +18,8 @@ import torch
 import torch.distributed as dist
 
 from diffutron.errors import DiffutronError
+
+logger = logging.getLogger(__name__)
 
 # evaluation and generation can keep one rank busy far longer than torch's 10-minute default
 COLLECTIVE_TIMEOUT = timedelta(hours=12)
@@ -53,10 +56,23 @@ def current_launch() -> Launch:
 
 
 def launch_device(launch: Launch, requested: str | None = None) -> str | None:
-    """The device this process should use: a requested one as given, else its own GPU under a launch."""
-    if requested not in (None, "auto") or not launch.distributed:
+    """The device this process should use.
+
+    A plain run keeps what was asked for. Under a launch each process takes its own GPU,
+    cuda:LOCAL_RANK, when "auto", nothing or any CUDA device was asked for (lm-eval's command line
+    passes cuda:0 to every process by default, as its Hugging Face model also overrides); "cpu" stays.
+    """
+    if not launch.distributed:
         return requested
-    return f"cuda:{launch.local_rank}" if torch.cuda.is_available() else "cpu"
+    wanted = str(requested) if requested is not None else "auto"
+    if wanted == "auto":
+        return f"cuda:{launch.local_rank}" if torch.cuda.is_available() else "cpu"
+    if wanted.startswith("cuda"):
+        own = f"cuda:{launch.local_rank}"
+        if wanted not in ("cuda", own):
+            logger.warning("process %d of %d uses %s, not %s", launch.rank, launch.world_size, own, wanted)
+        return own
+    return requested
 
 
 def ensure_process_group(launch: Launch) -> None:
