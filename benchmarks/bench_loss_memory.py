@@ -15,7 +15,8 @@ exists), with the kernel's high-water mark of the resident set (reset through /p
 the peak above the resident size before the measured steps (model, LoRA and optimizer state, the
 same for both paths), up to the end of backward (what the loss path changes) and over the whole
 step (the optimizer update included). Time is measured in one more process that alternates the two
-paths step by step (so machine load hits both alike); the median seconds per step are reported.
+paths step by step (so machine load hits both alike); the fastest step of each path is reported
+(the one least disturbed by other work on the machine).
 
     python benchmarks/bench_loss_memory.py [--threads 2] [--batch 4] [--length 512] [--steps 3]
 """
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -33,85 +33,50 @@ from collections.abc import Callable
 
 import torch
 
-from common import mmbert_shaped_model
+from common import (
+    MMBERT_BASE,
+    mdlm_training_steps,
+    memory_in_use,
+    mmbert_shaped_model,
+    peak_memory,
+    reset_peak_memory,
+)
 
 from diffutron.training.config import LoraSettings
 from diffutron.training.models import apply_lora
-from diffutron.training.objective import MDLMObjective, noise_generator
-from diffutron.training.output_loss import MaskedOutputLoss
 
 MASK_ID = 4
 PATHS = ("before", "after")
 
 
-def _status_bytes(field: str) -> int:
-    """A memory figure of this process from /proc/self/status (Linux), in bytes."""
-    with open("/proc/self/status", encoding="ascii") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise SystemExit(f"/proc/self/status has no {field}: this benchmark needs Linux")
-
-
-def reset_peak_resident() -> None:
-    """Start a new peak: writing 5 to clear_refs resets the kernel's high-water mark (VmHWM)."""
-    with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
-        handle.write("5")
-
-
-def training_setup(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.optim.Optimizer, dict[str, Callable]]:
-    """The LoRA model, its optimizer and one step function per path."""
+def training_setup(args: argparse.Namespace, on_backward: Callable[[], None] | None = None) -> dict[str, Callable]:
+    """One training step function per path on the LoRA model, with AdamW."""
     lora = LoraSettings(r=args.lora_r, alpha=args.lora_r, dropout=0.1)
     model = apply_lora(mmbert_shaped_model(quick_init=True), lora).train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    objective = MDLMObjective()
     generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(5, 256000, (args.batch, args.length), generator=generator)
-    noise = noise_generator(0, 0)
-    t = objective.sample_times(args.batch, ids.device, noise)
-    noisy, masked = objective.corrupt(ids, ids, t, MASK_ID, noise)
-    attention_mask = torch.ones_like(ids)
-    output_loss = MaskedOutputLoss(model)
-    after_backward: list[Callable[[], None]] = []  # the memory worker reads the peak there
-
-    def finish(loss: torch.Tensor) -> float:
-        loss.backward()
-        for mark in after_backward:
-            mark()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss.item()
-
-    def before() -> float:
-        logits = model(input_ids=noisy, attention_mask=attention_mask).logits
-        return finish(objective.loss(logits, ids, masked, t))
-
-    def after() -> float:
-        with output_loss.scoring(masked, ids, objective.coefficients(ids, masked, t)):
-            loss = model(input_ids=noisy, attention_mask=attention_mask).logits
-        return finish(loss)
-
-    return model, optimizer, {"before": before, "after": after, "masked": lambda: int(masked.sum()),
-                              "after_backward": after_backward}
+    ids = torch.randint(5, MMBERT_BASE["vocab_size"], (args.batch, args.length), generator=generator)
+    return mdlm_training_steps(model, ids, MASK_ID, optimizer=optimizer, on_backward=on_backward)
 
 
 def worker_memory(args: argparse.Namespace) -> dict:
     """Peak resident sizes over the measured steps, after one unmeasured step has created the
     optimizer's state (which both paths share): up to the end of backward (the part the loss
     path changes), and over the whole step including the optimizer update."""
-    _, _, steps = training_setup(args)
-    steps[args.path]()
-    resident = _status_bytes("VmRSS")
+    cpu = torch.device("cpu")
     backward_peaks: list[int] = []
-    steps["after_backward"].append(lambda: backward_peaks.append(_status_bytes("VmHWM")))
-    reset_peak_resident()
+    steps = training_setup(args, on_backward=lambda: backward_peaks.append(peak_memory(cpu)))
+    steps[args.path]()
+    resident = memory_in_use(cpu)
+    backward_peaks.clear()
+    reset_peak_memory(cpu)
     losses = [steps[args.path]() for _ in range(args.steps)]
-    return {"resident_before_step": resident, "peak": _status_bytes("VmHWM"), "backward_peak": max(backward_peaks),
-            "losses": losses, "masked": steps["masked"]()}
+    return {"resident_before_step": resident, "peak": peak_memory(cpu), "backward_peak": max(backward_peaks),
+            "losses": losses, "masked": int(steps["masked"]())}
 
 
 def worker_time(args: argparse.Namespace) -> dict:
-    _, _, steps = training_setup(args)
+    steps = training_setup(args)
     seconds: dict[str, list[float]] = {path: [] for path in PATHS}
     for path in PATHS:  # warm-up
         steps[path]()
@@ -120,7 +85,7 @@ def worker_time(args: argparse.Namespace) -> dict:
             start = time.perf_counter()
             steps[path]()
             seconds[path].append(time.perf_counter() - start)
-    return {path: statistics.median(values) for path, values in seconds.items()}
+    return {path: min(values) for path, values in seconds.items()}
 
 
 def run_worker(kind: str, args: argparse.Namespace, path: str = "") -> dict:

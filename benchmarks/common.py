@@ -85,13 +85,15 @@ def mdlm_training_steps(
     optimizer: torch.optim.Optimizer | None = None,
     autocast_dtype: torch.dtype | None = None,
     mask_rate: float | None = None,
+    on_backward: Callable[[], None] | None = None,
 ) -> dict[str, Callable[[], float]]:
     """One MDLM training step on `ids` (masked with a fixed noise seed) along each loss path.
 
     "before": logits at every position, then `MDLMObjective.loss` on the masked rows (the code
     before the masked-only loss); "after": `MaskedOutputLoss`, as `diffutron train` computes it.
     A step is forward, loss and backward, plus the optimizer update when `optimizer` is given.
-    `mask_rate` fixes every row's time t (the linear schedule's mask rate) instead of drawing it.
+    `mask_rate` fixes every row's time t (the linear schedule's mask rate) instead of drawing it;
+    `on_backward` is called between backward and the optimizer update.
     """
     from diffutron.training.objective import MDLMObjective, noise_generator
     from diffutron.training.output_loss import MaskedOutputLoss
@@ -111,6 +113,8 @@ def mdlm_training_steps(
 
     def finish(loss: torch.Tensor) -> float:
         loss.backward()
+        if on_backward is not None:
+            on_backward()
         if optimizer is not None:
             optimizer.step()
         model.zero_grad(set_to_none=True)
@@ -128,7 +132,7 @@ def mdlm_training_steps(
             loss = model(input_ids=noisy, attention_mask=attention_mask).logits
         return finish(loss)
 
-    return {"before": before, "after": after}
+    return {"before": before, "after": after, "masked": lambda: float(masked.sum())}
 
 
 def _process_status_bytes(field: str) -> int:

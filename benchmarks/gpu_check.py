@@ -154,7 +154,8 @@ def check_versions(context: Context, report: Report) -> None:
     report("device", context.device)
     if context.gpu:
         properties = torch.cuda.get_device_properties(context.device)
-        report("gpu", f"{properties.name}, {properties.total_memory / 2**30:.1f} GiB, {torch.cuda.device_count()} visible")
+        memory = properties.total_memory / 2**30
+        report("gpu", f"{properties.name}, {memory:.1f} GiB, {torch.cuda.device_count()} visible")
         report("bf16_supported", torch.cuda.is_bf16_supported())
         problem = bitsandbytes_problem()
         report("paged_adamw_8bit", "works" if problem is None else f"unavailable ({problem})")
@@ -333,7 +334,8 @@ def check_training(context: Context, report: Report) -> None:
     from diffutron.training.models import apply_lora
 
     batch, length = context.scale.train_batch
-    model = apply_lora(copy.deepcopy(context.shaped_model()), LoraSettings(r=256 if context.scale is FULL else 8)).train()
+    lora = LoraSettings(r=256 if context.scale is FULL else 8)
+    model = apply_lora(copy.deepcopy(context.shaped_model()), lora).train()
     ids = torch.randint(5, context.scale.shape["vocab_size"], (batch, length), device=context.device,
                         generator=torch.Generator(context.device).manual_seed(0))
     autocast = torch.bfloat16 if context.gpu else None

@@ -25,8 +25,9 @@ from torch import nn
 
 from diffutron.errors import DiffutronError
 
-# float32 logits per chunk: 32M elements (128 MiB), so at a 256k vocabulary 128 rows per chunk
-CHUNK_ELEMENTS = 32 * 2**20
+# float32 logits per chunk: 128M elements (512 MiB), so at a 256k vocabulary 512 rows per chunk. Each
+# chunk reads the output layer's weights twice (logits, gradient), so smaller chunks cost bandwidth.
+CHUNK_ELEMENTS = 128 * 2**20
 
 
 def chunk_rows_for(vocabulary: int, elements: int = CHUNK_ELEMENTS) -> int:
