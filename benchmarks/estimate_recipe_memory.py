@@ -5,18 +5,19 @@ The recipe (batch 64 x 512 on mmBERT-base, bf16 mixed precision, LoRA r=256 on W
 dropout 0.1, paged 8-bit AdamW) does not fit this machine, and no GPU was lent. So the step's
 tensors are counted instead: a dispatch mode records every tensor storage an operation creates
 and when it is freed, during forward, loss and backward of the real model code under CPU bf16
-autocast (the same dtypes CUDA autocast gives the linear layers), at batch 1 and 2 x 512 with every
-row masked at rate 1/2 (the recipe's mean: t ~ U[0, 1)). Everything that grows with the batch
-grows linearly (activations, logits, their gradients), so the peak at 64 rows is the line through
-the two measured peaks (which include the LoRA gradients, created in backward), plus what exists
-before the step: the float32 weights and the 8-bit optimizer state (two one-byte states per
-trainable parameter).
+autocast (the same dtypes CUDA autocast gives the linear layers) and with dropout keeping one-byte
+masks as CUDA's fused dropout does (the CPU's keeps float32 ones), at batch 3 and 4 x 512 with every
+row masked at rate 1/2 (the recipe's mean: t ~ U[0, 1)). Beyond the first full chunk of the masked
+loss (512 rows), everything that grows with the batch grows linearly (activations, logits, their
+gradients), so the peak at 64 rows is the line through the two measured peaks (which include the
+LoRA gradients, created in backward), plus what exists before the step: the float32 weights and the
+8-bit optimizer state (two one-byte states per trainable parameter).
 
 Not counted: the CUDA caching allocator's rounding and fragmentation, cuBLAS / attention kernel
 workspaces, the CUDA context (about 0.5-1 GiB). `benchmarks/gpu_check.py` measures the real
 figure on a GPU.
 
-    python benchmarks/estimate_recipe_memory.py [--threads 2] [--rows 1 2] [--target-rows 64]
+    python benchmarks/estimate_recipe_memory.py [--threads 2] [--rows 3 4] [--target-rows 64]
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ class LiveTensorBytes(TorchDispatchMode):
             self.current -= size
 
 
+def fused_dropout(input: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> torch.Tensor:
+    """Dropout as CUDA runs it: `native_dropout`, which keeps a one-byte mask for backward."""
+    if not training or p == 0.0:
+        return input
+    return torch.native_dropout(input, p, True)[0]
+
+
 def step_peak(step: Callable[[], float]) -> int:
     """Peak bytes of the tensors one step creates (the model's own weights excluded)."""
     with LiveTensorBytes() as tracker:
@@ -78,10 +86,11 @@ def step_peak(step: Callable[[], float]) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rows", type=int, nargs=2, default=[1, 2])
+    parser.add_argument("--rows", type=int, nargs=2, default=[3, 4])
     parser.add_argument("--target-rows", type=int, default=64)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    torch.nn.functional.dropout = fused_dropout  # nn.Dropout (LoRA's) calls it through the module
 
     model = apply_lora(random_masked_lm(MMBERT_BASE), LoraSettings(r=256, alpha=256, dropout=0.1)).train()
     trainable, total = count_parameters(model)

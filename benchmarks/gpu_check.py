@@ -67,7 +67,7 @@ class Scale:
     likelihood_pairs: int
 
 
-FULL = Scale(MMBERT_BASE, (1, 8), 32, (1, 32), 64, (64, 512), (32, 256), 512)
+FULL = Scale(MMBERT_BASE, (1, 8), 16, (1, 32), 64, (64, 512), (32, 256), 512)
 SMALL = Scale(SMALL_SHAPE, (1, 2), 8, (1, 4), 8, (4, 64), (4, 16), 16)
 
 # seconds per section on one H100 / H200; --small scales them down

@@ -42,6 +42,27 @@ def _compute_dtype(weight: torch.Tensor) -> torch.dtype:
     return weight.dtype
 
 
+def _chunk_loss(
+    chunk: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    target: torch.Tensor,
+    coefficient: torch.Tensor,
+    want_gradient: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """sum(coefficient * cross-entropy) over the chunk in float32, and its gradient w.r.t. the logits
+    (float32, in the logits' own storage: coefficient * (softmax - one_hot)) when wanted."""
+    log_probs = F.linear(chunk, weight, bias).float().log_softmax(dim=-1)
+    loss = -(log_probs.gather(1, target[:, None]).squeeze(1) * coefficient).sum()
+    if not want_gradient:
+        return loss, None
+    gradient = log_probs.exp_()
+    del log_probs
+    gradient[torch.arange(gradient.shape[0], device=gradient.device), target] -= 1.0
+    gradient *= coefficient[:, None]
+    return loss, gradient
+
+
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     """sum_i coefficient_i * cross_entropy(features_i @ weight.T + bias, target_i), chunk by chunk.
 
@@ -74,26 +95,22 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
                 if need_bias and bias is not None
                 else None
             )
+            want_gradient = need_features or need_weight or need_bias
             for start in range(0, features.shape[0], chunk_rows):
                 rows = slice(start, start + chunk_rows)
                 chunk = features[rows].to(dtype)
-                log_probs = F.linear(chunk, weight_c, bias_c).float().log_softmax(dim=-1)
-                target, coefficient = targets[rows], coefficients[rows]
-                picked = log_probs.gather(1, target[:, None]).squeeze(1)
-                total -= (picked * coefficient).sum()
-                if not (need_features or need_weight or need_bias):
+                loss, gradient = _chunk_loss(chunk, weight_c, bias_c, targets[rows], coefficients[rows], want_gradient)
+                total += loss
+                if gradient is None:
                     continue
-                # d(coefficient * cross_entropy) / d(logits) = coefficient * (softmax - one_hot)
-                grad_logits = log_probs.exp_()
-                grad_logits[torch.arange(grad_logits.shape[0], device=grad_logits.device), target] -= 1.0
-                grad_logits *= coefficient[:, None]
                 if grad_bias is not None:
-                    grad_bias += grad_logits.sum(dim=0)
-                grad_logits = grad_logits.to(dtype)
+                    grad_bias += gradient.sum(dim=0)
+                gradient = gradient.to(dtype)  # frees the float32 one when dtype is lower
                 if grad_features is not None:
-                    grad_features[rows] = (grad_logits @ weight_c).to(features.dtype)
+                    grad_features[rows] = (gradient @ weight_c).to(features.dtype)
                 if grad_weight is not None:
-                    grad_weight.add_(grad_logits.t() @ chunk)  # accumulated in float32 across chunks
+                    grad_weight.add_(gradient.t() @ chunk)  # accumulated in float32 across chunks
+                del gradient  # one chunk's logits alive at a time: free them before the next is computed
         ctx.save_for_backward(grad_features, grad_weight, grad_bias)
         ctx.weight_dtype = weight.dtype
         ctx.bias_dtype = bias.dtype if bias is not None else None
