@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -40,13 +40,18 @@ MASK_ID = 4
 
 
 class LiveTensorBytes(TorchDispatchMode):
-    """Bytes of the tensor storages created inside the mode and still alive; their peak."""
+    """Bytes of the tensor storages created inside the mode and still alive; their peak.
 
-    def __init__(self) -> None:
+    Storages of `existing` tensors (the model's weights, the inputs) are not counted when an
+    operation returns a view of them.
+    """
+
+    def __init__(self, existing: Iterable[torch.Tensor] = ()) -> None:
         super().__init__()
         self.current = 0
         self.peak = 0
         self._alive: dict[int, weakref.ref] = {}
+        self._existing = {tensor.untyped_storage()._cdata for tensor in existing}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 (torch's protocol)
         output = func(*args, **(kwargs or {}))
@@ -57,7 +62,7 @@ class LiveTensorBytes(TorchDispatchMode):
 
     def _track(self, storage: torch.UntypedStorage) -> None:
         key = storage._cdata
-        if key in self._alive:
+        if key in self._alive or key in self._existing:
             return
         size = storage.nbytes()
         self.current += size
@@ -76,9 +81,9 @@ def fused_dropout(input: torch.Tensor, p: float = 0.5, training: bool = True, in
     return torch.native_dropout(input, p, True)[0]
 
 
-def step_peak(step: Callable[[], float]) -> int:
+def step_peak(step: Callable[[], float], model: torch.nn.Module) -> int:
     """Peak bytes of the tensors one step creates (the model's own weights excluded)."""
-    with LiveTensorBytes() as tracker:
+    with LiveTensorBytes([*model.parameters(), *model.buffers()]) as tracker:
         step()
     return tracker.peak
 
@@ -101,7 +106,7 @@ def main() -> None:
         ids = torch.randint(5, MMBERT_BASE["vocab_size"], (rows, LENGTH), generator=generator)
         steps = mdlm_training_steps(model, ids, MASK_ID, autocast_dtype=torch.bfloat16, mask_rate=0.5)
         for path in peaks:
-            peaks[path].append(step_peak(steps[path]))
+            peaks[path].append(step_peak(steps[path], model))
             print(f"measured: {path} at {rows} x {LENGTH}: {peaks[path][-1] / 2**30:.2f} GiB", flush=True)
 
     print(f"\nmmBERT-base, LoRA r=256 ({trainable:,} trainable of {total:,}), bf16 autocast, half the positions "

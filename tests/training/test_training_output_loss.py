@@ -7,6 +7,8 @@ logits to bfloat16, at different row blocks).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -155,3 +157,17 @@ def test_nothing_masked_gives_zero_with_a_graph():
     assert loss.item() == 0.0 and loss.requires_grad
     loss.backward()
     assert model.model.embeddings.norm.weight.grad is not None
+
+
+def test_only_one_chunk_of_logits_is_alive_at_a_time(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from estimate_recipe_memory import LiveTensorBytes  # counts the storages created, and frees
+
+    rows, chunk_rows, vocabulary = 96, 32, 4000
+    features = torch.randn(rows, 16, requires_grad=True)
+    weight, targets = torch.randn(vocabulary, 16), torch.randint(0, vocabulary, (rows,))
+    with LiveTensorBytes([features, weight, targets]) as tracker:
+        chunked_linear_cross_entropy(features, weight, None, targets, torch.ones(rows), chunk_rows).backward()
+    chunk_bytes = chunk_rows * vocabulary * 4
+    # the logits and their log-softmax of one chunk (2 chunk sizes) plus small vectors; never all rows
+    assert tracker.peak < 2.5 * chunk_bytes < rows * vocabulary * 4
