@@ -168,7 +168,6 @@ class MaskedOutputLoss:
             raise DiffutronError(
                 f"the masked loss needs a linear output layer; {type(model).__name__} has {type(layer).__name__}"
             )
-        self.layer = layer
         self.chunk_rows = chunk_rows or chunk_rows_for(layer.out_features)
         self._targets: _Targets | None = None
         self._handles = [
