@@ -12,7 +12,7 @@ import textwrap
 from diffutron.eval.cetvel import resolve_tasks, run_cetvel
 from diffutron.eval.harness_model import DiffutronHarnessLM
 
-TASKS = ["ironytr", "xcopa_tr", "news_cat"]
+TASKS = ["ironytr", "news_cat"]
 MODEL_ARGUMENTS = {"mc_num": 4, "batch_size": 8, "device": "cpu"}
 
 SCRIPT = textwrap.dedent(
