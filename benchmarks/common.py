@@ -5,12 +5,14 @@ Everything is built here with random weights: no download, the real model's cost
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
 import torch
 from tokenizers import Tokenizer, models
 from transformers import ModernBertConfig, ModernBertForMaskedLM, PreTrainedTokenizerFast
+from transformers.initialization import no_init_weights
 
 # Turkish words for synthetic documents (the embedded model's tokenizer knows them)
 TURKISH_WORDS = (
@@ -27,10 +29,31 @@ MMBERT_BASE = dict(
 )
 
 
-def mmbert_shaped_model() -> ModernBertForMaskedLM:
+def mmbert_shaped_model(quick_init: bool = False) -> ModernBertForMaskedLM:
+    """Random weights of mmBERT-base's shape; `quick_init` draws plain normals (seconds instead of
+    minutes on a loaded CPU) where the cost, not the initialisation scheme, is measured."""
+    if quick_init:
+        return random_masked_lm(MMBERT_BASE)
     torch.manual_seed(0)
     model = ModernBertForMaskedLM(ModernBertConfig(**MMBERT_BASE)).eval()
     with torch.no_grad():  # spread the logits a little, as a trained model's are
+        model.decoder.bias.normal_(0, 1.0)
+    return model
+
+
+def random_masked_lm(shape: dict, device: str | torch.device = "cpu") -> ModernBertForMaskedLM:
+    """A ModernBERT masked LM of `shape` (ModernBertConfig fields) with plain normal weights, built
+    directly on `device`; the output bias spread a little, as a trained model's logits are."""
+    torch.manual_seed(0)
+    with torch.device(device), no_init_weights():  # buffers (rotary frequencies) are still computed
+        model = ModernBertForMaskedLM(ModernBertConfig(**shape)).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if parameter.dim() > 1:
+                parameter.normal_(0, 0.02)
+            else:
+                parameter.fill_(1.0 if name.endswith("norm.weight") else 0.0)
+        model.tie_weights()
         model.decoder.bias.normal_(0, 1.0)
     return model
 
@@ -53,3 +76,95 @@ def best_seconds(run: Callable[[], object], repeats: int = 5) -> float:
         run()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def mdlm_training_steps(
+    model: torch.nn.Module,
+    ids: torch.Tensor,
+    mask_id: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    mask_rate: float | None = None,
+    on_backward: Callable[[], None] | None = None,
+) -> dict[str, Callable[[], float]]:
+    """One MDLM training step on `ids` (masked with a fixed noise seed) along each loss path.
+
+    "before": logits at every position, then `MDLMObjective.loss` on the masked rows (the code
+    before the masked-only loss); "after": `MaskedOutputLoss`, as `diffutron train` computes it.
+    A step is forward, loss and backward, plus the optimizer update when `optimizer` is given.
+    `mask_rate` fixes every row's time t (the linear schedule's mask rate) instead of drawing it;
+    `on_backward` is called between backward and the optimizer update.
+    """
+    from diffutron.training.objective import MDLMObjective, noise_generator
+    from diffutron.training.output_loss import MaskedOutputLoss
+
+    objective = MDLMObjective()
+    noise = noise_generator(0, 0, ids.device)
+    t = objective.sample_times(ids.shape[0], ids.device, noise)
+    if mask_rate is not None:
+        t = torch.full_like(t, mask_rate)
+    noisy, masked = objective.corrupt(ids, ids, t, mask_id, noise)
+    attention_mask = torch.ones_like(ids)
+    output_loss = MaskedOutputLoss(model)
+    def autocast() -> contextlib.AbstractContextManager:
+        if autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(ids.device.type, dtype=autocast_dtype)
+
+    def finish(loss: torch.Tensor) -> float:
+        loss.backward()
+        if on_backward is not None:
+            on_backward()
+        if optimizer is not None:
+            optimizer.step()
+        model.zero_grad(set_to_none=True)
+        return loss.item()
+
+    def before() -> float:
+        with autocast():
+            logits = model(input_ids=noisy, attention_mask=attention_mask).logits
+            loss = objective.loss(logits, ids, masked, t)
+        del logits
+        return finish(loss)
+
+    def after() -> float:
+        with autocast(), output_loss.scoring(masked, ids, objective.coefficients(ids, masked, t)):
+            loss = model(input_ids=noisy, attention_mask=attention_mask).logits
+        return finish(loss)
+
+    return {"before": before, "after": after, "masked": lambda: float(masked.sum())}
+
+
+def _process_status_bytes(field: str) -> int:
+    """A memory figure of this process from /proc/self/status (Linux), in bytes."""
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}: CPU memory figures need Linux")
+
+
+def memory_in_use(device: torch.device) -> int:
+    """Bytes in use now: CUDA tensors on a GPU, the resident set on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device)
+    return _process_status_bytes("VmRSS")
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak: CUDA's allocator statistics, or the kernel's resident high-water mark (VmHWM,
+    reset by writing 5 to /proc/self/clear_refs)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+        handle.write("5")
+
+
+def peak_memory(device: torch.device) -> int:
+    """Peak bytes since `reset_peak_memory` (same measure as `memory_in_use`)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device)
+    return _process_status_bytes("VmHWM")

@@ -5,6 +5,12 @@ import os
 # Tests never reach the hub: fail fast instead of waiting on the network.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
+# The suite runs on the CPU, where its exact numerics hold, even on a machine with a GPU: GPUs are
+# hidden (also from the processes tests start) unless DIFFUTRON_TEST_DEVICE names another device.
+TEST_DEVICE = os.environ.get("DIFFUTRON_TEST_DEVICE", "cpu")
+if TEST_DEVICE == "cpu":
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    os.environ["HIP_VISIBLE_DEVICES"] = ""
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -27,3 +33,9 @@ def tiny_model(tiny_tokenizer):
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     return save_checkpoint(tmp_path_factory.mktemp("tiny-checkpoint"))
+
+
+@pytest.fixture(scope="session")
+def test_device() -> torch.device:
+    """The device DIFFUTRON_TEST_DEVICE asks for (default cpu), for tests that can run anywhere."""
+    return torch.device(TEST_DEVICE)

@@ -95,7 +95,8 @@ def test_bad_recipe_value(pretrain_recipe, override, fragment):
 
 
 def test_zero_learning_rate_and_no_clipping_are_allowed(pretrain_recipe):
-    recipe = load_training_recipe(pretrain_recipe(), ["optimizer.lr=0", "optimizer.max_grad_norm=0", "lora.r=1"])
+    base = ["model.from_scratch=null", "model.name_or_path=a/base"]  # LoRA adapts a trained base
+    recipe = load_training_recipe(pretrain_recipe(), [*base, "optimizer.lr=0", "optimizer.max_grad_norm=0", "lora.r=1"])
     assert (recipe.optimizer.lr, recipe.optimizer.max_grad_norm, recipe.lora.r) == (0.0, 0.0, 1)
 
 

@@ -80,8 +80,12 @@ def run_cetvel(
     limit: int | None = None,
     data_dir: str | Path | None = None,
     bootstrap_iters: int = 1000,
-) -> dict[str, Any]:
-    """Evaluate; returns per-task metrics, baselines, counts and the settings used."""
+) -> dict[str, Any] | None:
+    """Evaluate; returns per-task metrics, baselines, counts and the settings used.
+
+    Under a launch of several processes (the model's world size > 1) lm-eval gathers the results on
+    rank 0: the other processes get None and should write nothing.
+    """
     from lm_eval import evaluator
 
     if limit is not None and limit < 1:
@@ -96,6 +100,8 @@ def run_cetvel(
             log_samples=True,
             bootstrap_iters=bootstrap_iters,
         )
+    if output is None:
+        return None
     rows = [_task_result(task, output, harness_lm) for task in tasks]
     scores = [row["score"] for row in rows]
     return {

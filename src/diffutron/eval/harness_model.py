@@ -6,8 +6,13 @@ Importing this module registers it:
     lm_eval.simple_evaluate(model="diffutron", model_args="pretrained=DIR,mc_num=128", ...)
 
 Model arguments: pretrained (directory or hub id; default the embedded model), device,
-dtype, batch_size (masked rows per forward pass), mc_num, max_length (window; default the
-model's), seed, check_greedy, and any GenerationConfig field for generate_until.
+dtype, batch_size (masked rows per forward pass; auto, the default, sizes it for the device), mc_num,
+max_length (window; default the model's), seed, check_greedy, and any GenerationConfig field for
+generate_until.
+
+Several processes (`accelerate launch -m lm_eval --model diffutron ...` or `torchrun`): each takes
+its own device (cuda:LOCAL_RANK, or the CPU over gloo), lm-eval gives each its share of the
+requests, and the results are gathered on rank 0, as with lm-eval's Hugging Face model.
 """
 
 from __future__ import annotations
@@ -24,7 +29,16 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from tqdm.auto import tqdm
 
+from diffutron.distributed import (
+    all_gather_tensor,
+    barrier,
+    current_launch,
+    ensure_process_group,
+    gather_objects,
+    launch_device,
+)
 from diffutron.errors import DiffutronError
+from diffutron.eval.batch_size import auto_batch_size
 from diffutron.eval.likelihood import ContinuationScorer, Pair
 from diffutron.lm import Diffutron
 from diffutron.model.chat import ANSWER_END, Message, render_chat
@@ -34,7 +48,6 @@ from diffutron.sampling.sampler import sample
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 32
 GENERATION_FIELDS = tuple(field.name for field in dataclasses.fields(GenerationConfig))
 # generation kwargs of lm-eval tasks that map onto nothing in a masked-diffusion sampler
 _IGNORED_GEN_KWARGS = ("top_p", "top_k", "num_beams", "min_gen_toks")
@@ -67,12 +80,20 @@ class DiffutronHarnessLM(LM):
             )
         if lm is None and device and str(device).startswith("cuda") and not torch.cuda.is_available():
             raise DiffutronError(f"device {device!r} was asked for but CUDA is not available: use --device cpu")
+        # under torchrun / accelerate launch lm-eval splits the requests by rank and gathers the results
+        self.launch = current_launch()
+        ensure_process_group(self.launch)
+        self._rank, self._world_size = self.launch.rank, self.launch.world_size
+        if lm is None:
+            device = launch_device(self.launch, device)
         self.lm = lm if lm is not None else Diffutron.from_pretrained(pretrained, device=device, dtype=dtype)
         self._device = self.lm.device
-        self.batch_size = _batch_size(batch_size)
+        window = max_length or self.lm.context_length
+        requested = _batch_size(batch_size)
+        self.batch_size = requested or auto_batch_size(self.lm.model, window, self.lm.device)
         self.scorer = ContinuationScorer(
             self.lm.model, self.lm.tokenizer, mc_num=mc_num, batch_size=self.batch_size,
-            max_length=max_length or self.lm.context_length, seed=seed, check_greedy=check_greedy,
+            max_length=window, seed=seed, check_greedy=check_greedy,
         )
         self._steps_given = "steps" in generation
         self.generation = GenerationConfig(**{"truncate": "left", "seed": seed, **generation})
@@ -81,6 +102,19 @@ class DiffutronHarnessLM(LM):
     @property
     def max_length(self) -> int:
         return self.scorer.max_length
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        return all_gather_tensor(tensor, self.launch)
+
+    def gather_object(self, obj: Any, dst: int = 0) -> list[Any] | None:
+        return gather_objects(obj, self.launch, dst)
+
+    def barrier(self) -> None:
+        barrier(self.launch)
 
     @property
     def tokenizer_name(self) -> str:
@@ -231,9 +265,10 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-def _batch_size(value: int | str | None) -> int:
+def _batch_size(value: int | str | None) -> int | None:
+    """A fixed batch size, or None for `auto` (lm-eval's `auto:N` too: sized once, for the device)."""
     if value is None or value == "auto" or (isinstance(value, str) and value.startswith("auto")):
-        return DEFAULT_BATCH_SIZE
+        return None
     try:
         size = int(value)
     except (TypeError, ValueError):

@@ -69,6 +69,19 @@ def _check_available(device: torch.device) -> None:
         )
 
 
+def int8_device(device: str | torch.device | None) -> torch.device:
+    """int8 is a CPU mode: "auto" means the CPU for it, an accelerator is refused before any loading."""
+    if device is None or str(device) == "auto":
+        return torch.device("cpu")
+    target = resolve_device(device)
+    if target.type != "cpu":
+        raise DiffutronError(
+            f"int8 works on the CPU only, not on {target}; use --device cpu (or auto) with int8, "
+            "or bfloat16 on an accelerator"
+        )
+    return target
+
+
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """`None`/"auto": bfloat16 on CUDA devices that support it, float32 elsewhere."""
     if dtype is None or dtype == "auto":
@@ -92,10 +105,8 @@ def load_checkpoint(
     dtype: str | torch.dtype | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model (in eval mode, on `device`) and tokenizer; never runs code from the checkpoint."""
-    target = resolve_device(device)
     quantize = dtype == INT8  # dynamic int8 Linear layers on float32 weights
-    if quantize and target.type != "cpu":
-        raise DiffutronError(f"int8 works on the CPU only, not on {target}: use bfloat16 or auto on an accelerator")
+    target = int8_device(device) if quantize else resolve_device(device)
     weights_dtype = resolve_dtype(torch.float32 if quantize else dtype, target)
     source = _resolve_source(name_or_path)
     tokenizer = load_tokenizer(source)

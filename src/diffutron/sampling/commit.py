@@ -40,12 +40,14 @@ class CountSchedule:
     def budgets(self, masked: int, streams: RowStreams) -> list[torch.Tensor]:
         """Per-call (rows,) counts; with stochastic transfer each row's own schedule, zero-padded at its end."""
         if not self.stochastic:
-            counts = torch.tensor(transfer_counts(masked, self.steps_per_block), dtype=torch.long)
+            counts = torch.tensor(transfer_counts(masked, self.steps_per_block), dtype=torch.long, device=streams.device)
             return list(counts.expand(len(streams), -1).unbind(dim=1))
         schedules = [stochastic_transfer_counts(masked, self.steps_per_block, generator, streams.device)
                      for generator in streams.generators]
         calls = max(len(schedule) for schedule in schedules)
-        padded = torch.tensor([schedule + [0] * (calls - len(schedule)) for schedule in schedules], dtype=torch.long)
+        padded = torch.tensor(
+            [schedule + [0] * (calls - len(schedule)) for schedule in schedules], dtype=torch.long, device=streams.device
+        )
         return list(padded.unbind(dim=1))
 
     def choose(self, confidence: torch.Tensor, budget: torch.Tensor | None) -> torch.Tensor:

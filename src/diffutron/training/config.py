@@ -51,9 +51,11 @@ class LoraSettings:
 
 @dataclass
 class OptimizerSettings:
-    """paged_adamw_8bit needs CUDA and bitsandbytes; elsewhere it falls back (logged) to adamw_torch."""
+    """paged_adamw_8bit needs CUDA and a working bitsandbytes (the `gpu` extra); elsewhere it falls back
+    (logged) to adamw_torch, and under FSDP / DeepSpeed it is refused. adamw_torch_fused is torch's
+    fused AdamW kernel (CUDA and CPU)."""
 
-    name: Literal["paged_adamw_8bit", "adamw_torch"] = "adamw_torch"
+    name: Literal["paged_adamw_8bit", "adamw_torch", "adamw_torch_fused"] = "adamw_torch"
     lr: float = 1e-4
     weight_decay: float = 0.0
     schedule: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
@@ -71,6 +73,9 @@ class TrainingSettings:
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 where supported, else fp32
     gradient_checkpointing: bool = False
     dataloader_workers: int = 0
+    attention: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"  # flash_attention_2: CUDA + flash-attn
+    group_by_length: bool = False  # batches of similar lengths (less padding; the order is no longer uniform)
+    pad_to_multiple_of: int = 1  # e.g. 64 on GPUs; never past max_length
 
 
 @dataclass
@@ -109,6 +114,7 @@ class Recipe:
             ("training.batch_size", self.training.batch_size),
             ("training.gradient_accumulation", self.training.gradient_accumulation),
             ("training.max_length", self.training.max_length),
+            ("training.pad_to_multiple_of", self.training.pad_to_multiple_of),
             ("checkpoints.save_steps", self.checkpoints.save_steps),
             ("checkpoints.keep_last", self.checkpoints.keep_last),
             ("logging.steps", self.logging.steps),
@@ -116,6 +122,11 @@ class Recipe:
             if value < 1:
                 raise DiffutronError(f"{name} must be >= 1, got {value}")
         self._check_numbers()
+        if self.lora is not None and self.model.name_or_path is None:
+            raise DiffutronError(
+                "lora needs a trained base (model.name_or_path): a model built from scratch is trained in full "
+                "(set lora: null)"
+            )
 
     def _check_numbers(self) -> None:
         """Values the Trainer or peft would take silently and turn into a wrong or NaN run."""

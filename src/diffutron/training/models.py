@@ -60,14 +60,32 @@ def build_model(recipe: Recipe, tokenizer: PreTrainedTokenizerBase) -> PreTraine
     """The float32 model to train (weights loaded or freshly initialised with the recipe's seed)."""
     if recipe.model.from_scratch is not None:
         torch.manual_seed(recipe.seed)
-        return ModernBertForMaskedLM(scratch_config(recipe.model.from_scratch, tokenizer))
-    model, _ = load_checkpoint(recipe.model.name_or_path, device="cpu", dtype="float32")
-    if model.get_input_embeddings().num_embeddings < len(tokenizer):
-        raise DiffutronError(
-            f"the tokenizer {recipe.tokenizer} has {len(tokenizer)} tokens but the model's embedding has "
-            f"only {model.get_input_embeddings().num_embeddings} rows; use the model's own tokenizer"
-        )
+        model = ModernBertForMaskedLM(scratch_config(recipe.model.from_scratch, tokenizer))
+    else:
+        model, _ = load_checkpoint(recipe.model.name_or_path, device="cpu", dtype="float32")
+        if model.get_input_embeddings().num_embeddings < len(tokenizer):
+            raise DiffutronError(
+                f"the tokenizer {recipe.tokenizer} has {len(tokenizer)} tokens but the model's embedding has "
+                f"only {model.get_input_embeddings().num_embeddings} rows; use the model's own tokenizer"
+            )
+    set_attention(model, recipe.training.attention)
     return model.train()
+
+
+def set_attention(model: PreTrainedModel, implementation: str) -> None:
+    """Switch the model's attention kernel (sdpa, eager, flash_attention_2), or say why it cannot be."""
+    if implementation == "flash_attention_2" and not torch.cuda.is_available():
+        raise DiffutronError(
+            "training.attention flash_attention_2 needs a CUDA GPU; use sdpa (the default) or eager here"
+        )
+    try:
+        model.set_attn_implementation(implementation)
+    except (ImportError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DiffutronError(
+            f"training.attention {implementation} is not available here ({reason}); "
+            "install its package (flash_attention_2: pip install flash-attn) or use sdpa"
+        ) from error
 
 
 def build_meta_model(recipe: Recipe) -> PreTrainedModel:

@@ -25,15 +25,19 @@ Weighting = Literal["scheduler", "ones"]
 Normalization = Literal["sequence", "token"]
 
 
-def noise_generator(seed: int, process_index: int, device: torch.device | str = "cpu") -> torch.Generator:
+def noise_generator(
+    seed: int, process_index: int, device: torch.device | str = "cpu", step: int | None = None
+) -> torch.Generator:
     """The objective's own random stream (times t and mask patterns), one per process.
 
     The Trainer seeds torch's global RNG identically in every DDP process, so noise drawn from it
     would repeat the same t and mask pattern on every rank. Mixing the process index into the seed
     (numpy's SeedSequence, so nearby seeds and ranks give unrelated streams) makes the ranks'
-    noise independent while a given (seed, rank) always draws the same noise.
+    noise independent while a given (seed, rank) always draws the same noise. `step` starts a
+    fresh stream for a resumed run whose saved state cannot be restored (another device type).
     """
-    entropy = np.random.SeedSequence([seed, process_index]).generate_state(1, dtype=np.uint64)[0]
+    words = [seed, process_index] if step is None else [seed, process_index, step]
+    entropy = np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator(device=device).manual_seed(int(entropy))
 
 
@@ -107,21 +111,28 @@ class MDLMObjective:
         masked = (draws < self.mask_probability(t)[:, None]) & (labels != IGNORE_INDEX)
         return torch.where(masked, torch.full_like(input_ids, mask_token_id), input_ids), masked
 
+    def coefficients(self, labels: torch.Tensor, masked: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Each masked position's factor in the loss, in `masked.nonzero()` order (float32).
+
+        The loss is sum(coefficient * cross-entropy): w(t) of the row, divided by the row's labelled
+        positions and the row count ("sequence") or by the batch's labelled positions ("token").
+        """
+        rows = masked.nonzero(as_tuple=True)[0]
+        weights = self.weight(t).to(torch.float32)[rows]
+        labelled = (labels != IGNORE_INDEX).sum(dim=1).to(torch.float32)
+        if self.normalization == "token":
+            return weights / labelled.sum().clamp_min(1.0)
+        return weights / (labelled.clamp_min(1.0)[rows] * labels.shape[0])
+
     def loss(
         self, logits: torch.Tensor, labels: torch.Tensor, masked: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor:
-        """Weighted masked cross-entropy, normalized by labelled positions.
+        """Weighted masked cross-entropy, normalized by labelled positions, from full logits.
 
         Only masked positions enter the cross-entropy. With nothing masked the result is an exact
         zero that is still connected to `logits` (through the empty selection), so backward works.
+        Training computes the same quantity without full logits (`diffutron.training.output_loss`).
         """
         rows, columns = masked.nonzero(as_tuple=True)
-        selected = logits[rows, columns].float()
-        cross_entropy = F.cross_entropy(selected, labels[rows, columns], reduction="none")
-        weighted = cross_entropy * self.weight(t)[rows].to(cross_entropy.dtype)
-        labelled = (labels != IGNORE_INDEX).sum(dim=1).to(weighted.dtype)
-        if self.normalization == "token":
-            return weighted.sum() / labelled.sum().clamp_min(1.0)
-        per_row = torch.zeros(labels.shape[0], dtype=weighted.dtype, device=weighted.device)
-        per_row = per_row.index_add(0, rows, weighted)
-        return (per_row / labelled.clamp_min(1.0)).mean()
+        cross_entropy = F.cross_entropy(logits[rows, columns].float(), labels[rows, columns], reduction="none")
+        return (cross_entropy * self.coefficients(labels, masked, t)).sum()

@@ -32,9 +32,9 @@ from diffutron.model.tokens import SpecialIds
 from diffutron.training import checkpoints
 from diffutron.training.callbacks import LOG_NAME, JsonlLogger, StopOnNonFiniteLoss
 from diffutron.training.collators import PretrainCollator, SFTCollator
-from diffutron.training.config import Recipe, load_training_recipe
-from diffutron.training.merge import merge_checked, probe_batch, save_model
 from diffutron.model.loading import load_tokenizer
+from diffutron.training.config import Recipe, load_training_recipe
+from diffutron.training.merge import merge_lora
 from diffutron.training.models import apply_lora, build_meta_model, build_model, describe_parameters
 from diffutron.training.trainer import MDLMTrainer
 
@@ -56,16 +56,61 @@ def dry_run(recipe: Recipe) -> str:
     return describe_parameters(model)
 
 
+EIGHT_BIT_OPTIMIZERS = ("paged_adamw_8bit",)
+
+
+def sharded_launch() -> str | None:
+    """"FSDP" or "DeepSpeed" when `accelerate launch` was given such a config, else None."""
+    for variable, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
+        if os.environ.get(variable, "false").strip().lower() in ("1", "true", "yes", "on"):
+            return name
+    return None
+
+
 def resolve_optimizer(name: str) -> str:
-    if name != "paged_adamw_8bit":
+    """The Trainer's `optim` for a recipe's optimizer name.
+
+    paged_adamw_8bit runs only where bitsandbytes really works: CUDA present, the package importable
+    and one optimizer step on the device succeeding (an install without a working CUDA build falls
+    back, with a warning, to adamw_torch). Under FSDP or DeepSpeed it is refused: their sharded,
+    flattened parameters and own optimizer handling are not what bitsandbytes' paged 8-bit state
+    expects.
+    """
+    if name not in EIGHT_BIT_OPTIMIZERS:
         return name
+    sharding = sharded_launch()
+    if sharding is not None:
+        raise DiffutronError(
+            f"optimizer {name} cannot be used under {sharding} (sharded parameters); set "
+            "optimizer.name=adamw_torch_fused (--set optimizer.name=adamw_torch_fused) or launch without "
+            f"{sharding} (plain DDP keeps {name})"
+        )
     if not torch.cuda.is_available():
-        logger.warning("optimizer paged_adamw_8bit needs CUDA; falling back to adamw_torch")
+        logger.warning("optimizer %s needs CUDA; falling back to adamw_torch", name)
         return "adamw_torch"
-    if importlib.util.find_spec("bitsandbytes") is None:
-        logger.warning("optimizer paged_adamw_8bit needs bitsandbytes (pip install bitsandbytes); using adamw_torch")
+    problem = bitsandbytes_problem()
+    if problem is not None:
+        logger.warning("optimizer %s: bitsandbytes does not work here (%s); falling back to adamw_torch", name, problem)
         return "adamw_torch"
     return name
+
+
+def bitsandbytes_problem(device: str = "cuda") -> str | None:
+    """Why bitsandbytes' paged 8-bit AdamW cannot run on `device`, or None when one step works."""
+    try:
+        import bitsandbytes
+    except Exception as error:  # noqa: BLE001 (ImportError, or a native library failing to load)
+        return f"import failed: {error}. Install it with pip install 'diffutron[gpu]'"
+    try:
+        parameter = torch.nn.Parameter(torch.ones(4096, device=device))  # 4096: the 8-bit state's minimum size
+        parameter.grad = torch.full_like(parameter, 0.5)
+        optimizer = bitsandbytes.optim.PagedAdamW8bit([parameter], lr=1e-3)
+        optimizer.step()
+        if not bool(torch.isfinite(parameter).all()) or bool((parameter == 1).all()):
+            return "a test step left the parameter unchanged or not finite"
+    except Exception as error:  # noqa: BLE001 (a CPU-only build, a CUDA mismatch, a missing library)
+        return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+    return None
 
 
 def resolve_precision(precision: str) -> dict[str, bool]:
@@ -157,6 +202,7 @@ def training_arguments(recipe: Recipe, has_eval: bool) -> TrainingArguments:
         **precision,
         **trainer_device_settings(precision["bf16"]),
         **_checkpointing(settings.gradient_checkpointing),
+        **_length_grouping(settings.group_by_length),
         ddp_find_unused_parameters=False,  # every trainable parameter takes part in each MDLM forward pass
         logging_strategy="steps",
         logging_steps=recipe.logging.steps,
@@ -183,6 +229,16 @@ def _checkpointing(enabled: bool) -> dict:
     names = {f.name for f in dataclasses.fields(TrainingArguments)}
     name = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
     return {name: True, f"{name}_kwargs": {"use_reentrant": False}}
+
+
+def _length_grouping(enabled: bool) -> dict:
+    """Length-grouped batches (transformers 5 made group_by_length a train_sampling_strategy)."""
+    if not enabled:
+        return {}
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    if "train_sampling_strategy" in names:
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True}
 
 
 def train(recipe: Recipe, *, resume: bool = False) -> Path:
@@ -295,7 +351,11 @@ def build_trainer(recipe: Recipe) -> MDLMTrainer:
         args=args,
         train_dataset=train_data,
         eval_dataset=eval_data,
-        data_collator=collator_type(pad_token_id=special.pad, max_length=recipe.training.max_length),
+        data_collator=collator_type(
+            pad_token_id=special.pad,
+            max_length=recipe.training.max_length,
+            pad_to_multiple_of=recipe.training.pad_to_multiple_of,
+        ),
         processing_class=tokenizer,
         callbacks=[JsonlLogger(Path(recipe.output_dir) / LOG_NAME), StopOnNonFiniteLoss()],
         objective=recipe.objective,
@@ -305,7 +365,13 @@ def build_trainer(recipe: Recipe) -> MDLMTrainer:
 
 
 def save_final(trainer: MDLMTrainer, recipe: Recipe) -> Path:
-    """RUN_DIR/final as a plain masked LM; LoRA runs also keep RUN_DIR/adapter and merge into final."""
+    """RUN_DIR/final as a plain masked LM; LoRA runs also keep RUN_DIR/adapter and merge it into final.
+
+    The merge does not touch the training module (sharded under FSDP / DeepSpeed, possibly cast to
+    bf16): once every process has written its part of the adapter, rank 0 merges the saved adapter
+    into a freshly loaded float32 base, exactly as `diffutron merge-lora` does (logits checked
+    before anything is written), while the other processes wait.
+    """
     run_dir = Path(recipe.output_dir)
     _check_finite_weights(trainer.accelerator.unwrap_model(trainer.model))
     if recipe.lora is None:
@@ -313,10 +379,11 @@ def save_final(trainer: MDLMTrainer, recipe: Recipe) -> Path:
         return run_dir / "final"
     _save_through_trainer(trainer, run_dir, "adapter")
     if trainer.args.should_save:
-        adapted = trainer.accelerator.unwrap_model(trainer.model)
-        tokenizer = trainer.processing_class
-        merged, _ = merge_checked(adapted, probe_batch(tokenizer), MERGE_TOLERANCE)
-        save_model(merged, tokenizer, run_dir / "final", overwrite=True)
+        merge_lora(
+            run_dir / "adapter", run_dir / "final", base=recipe.model.name_or_path, tolerance=MERGE_TOLERANCE,
+            overwrite=True,
+        )
+    trainer.accelerator.wait_for_everyone()
     return run_dir / "final"
 
 

@@ -19,6 +19,7 @@ from transformers import Trainer
 
 from diffutron.training import checkpoints
 from diffutron.training.objective import MDLMObjective, noise_generator
+from diffutron.training.output_loss import MaskedOutputLoss
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,11 @@ NOISE_STATE = "mdlm_noise_state"  # checkpoint file: NOISE_STATE.pth, or NOISE_S
 
 
 class MDLMTrainer(Trainer):
-    """`compute_loss` masks each batch with a random time t and scores the masked positions."""
+    """`compute_loss` masks each batch with a random time t and scores the masked positions.
+
+    The output layer is evaluated at the masked positions only, inside the model's forward
+    (`MaskedOutputLoss`), so the full (batch x length x vocabulary) logits never exist.
+    """
 
     # the loss is a per-micro-batch mean: let the Trainer divide it by the accumulation steps
     loss_is_scaled_for_ga = False
@@ -37,6 +42,7 @@ class MDLMTrainer(Trainer):
         self.mask_token_id = mask_token_id
         self.keep_last = keep_last
         self.noise = noise_generator(self.args.seed, self.args.process_index, self.args.device)
+        self.output_loss = MaskedOutputLoss(self.model)
         self._staging: Path | None = None
 
     def compute_loss(
@@ -49,8 +55,10 @@ class MDLMTrainer(Trainer):
         labels = inputs["labels"]
         t = self.objective.sample_times(labels.shape[0], labels.device, self.noise)
         noisy, masked = self.objective.corrupt(inputs["input_ids"], labels, t, self.mask_token_id, self.noise)
-        outputs = model(input_ids=noisy, attention_mask=inputs.get("attention_mask"))
-        loss = self.objective.loss(outputs.logits, labels, masked, t)
+        coefficients = self.objective.coefficients(labels, masked, t)
+        with self.output_loss.scoring(masked, labels, coefficients):
+            outputs = model(input_ids=noisy, attention_mask=inputs.get("attention_mask"))
+        loss = outputs.logits  # the output layer returned the loss itself (see output_loss)
         return (loss, outputs) if return_outputs else loss
 
     def _noise_state_file(self, checkpoint: str) -> Path:
@@ -76,7 +84,21 @@ class MDLMTrainer(Trainer):
                 path.name,
             )
             return
-        self.noise.set_state(torch.load(path, weights_only=True))
+        state = torch.load(path, weights_only=True, map_location="cpu")
+        try:
+            self.noise.set_state(state)
+        except RuntimeError:  # a CPU generator's state has 5056 bytes, a CUDA one's 16
+            self.noise = noise_generator(
+                self.args.seed, self.args.process_index, self.args.device, step=self.state.global_step
+            )
+            logger.warning(
+                "%s was saved by a masking-noise generator on another kind of device than this run's %s "
+                "(a CPU checkpoint resumed on a GPU, or back); the noise is re-seeded from the seed, the "
+                "process index and step %d, so the resumed run is not bit-reproducible",
+                path,
+                self.noise.device,
+                self.state.global_step,
+            )
 
     def _run_epoch(self, *args: Any, **kwargs: Any) -> None:
         # Resumed from a checkpoint taken at the last step (the final save then failed): the stock loop

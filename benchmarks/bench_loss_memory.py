@@ -1,0 +1,145 @@
+"""Training-step memory and time of the MDLM loss: full logits (before) against the masked-only output layer.
+
+mmBERT-base's shape with random weights (256k vocabulary, 22 layers), LoRA r=256 on Wqkv, Wo and
+Wi (the paper's continual pre-training), AdamW, float32 on the CPU. One training step is forward,
+loss, backward and optimizer step on a batch of random token ids, masked by the MDLM objective
+with a fixed noise seed (both paths see the same masks).
+
+- before: the model computes logits at every position; `MDLMObjective.loss` selects the masked rows,
+  copies them to float32 and takes the cross-entropy (the code before the masked-only loss).
+- after: `MaskedOutputLoss` (what `diffutron train` uses): the output layer runs at the masked
+  positions only, in chunks, the float32 cross-entropy and its gradients formed chunk by chunk.
+
+Memory is measured in a fresh process per path, after one unmeasured step (so the optimizer's state
+exists), with the kernel's high-water mark of the resident set (reset through /proc/self/clear_refs):
+the peak above the resident size before the measured steps (model, LoRA and optimizer state, the
+same for both paths), up to the end of backward (what the loss path changes) and over the whole
+step (the optimizer update included). Time is measured in one more process that alternates the two
+paths step by step (so machine load hits both alike); the fastest step of each path is reported
+(the one least disturbed by other work on the machine).
+
+    python benchmarks/bench_loss_memory.py [--threads 2] [--batch 4] [--length 512] [--steps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+from common import (
+    MMBERT_BASE,
+    mdlm_training_steps,
+    memory_in_use,
+    mmbert_shaped_model,
+    peak_memory,
+    reset_peak_memory,
+)
+
+from diffutron.training.config import LoraSettings
+from diffutron.training.models import apply_lora
+
+MASK_ID = 4
+PATHS = ("before", "after")
+
+
+def training_setup(args: argparse.Namespace, on_backward: Callable[[], None] | None = None) -> dict[str, Callable]:
+    """One training step function per path on the LoRA model, with AdamW."""
+    lora = LoraSettings(r=args.lora_r, alpha=args.lora_r, dropout=0.1)
+    model = apply_lora(mmbert_shaped_model(quick_init=True), lora).train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, MMBERT_BASE["vocab_size"], (args.batch, args.length), generator=generator)
+    return mdlm_training_steps(model, ids, MASK_ID, optimizer=optimizer, on_backward=on_backward)
+
+
+def worker_memory(args: argparse.Namespace) -> dict:
+    """Peak resident sizes over the measured steps, after one unmeasured step has created the
+    optimizer's state (which both paths share): up to the end of backward (the part the loss
+    path changes), and over the whole step including the optimizer update."""
+    cpu = torch.device("cpu")
+    backward_peaks: list[int] = []
+    steps = training_setup(args, on_backward=lambda: backward_peaks.append(peak_memory(cpu)))
+    steps[args.path]()
+    resident = memory_in_use(cpu)
+    backward_peaks.clear()
+    reset_peak_memory(cpu)
+    losses = [steps[args.path]() for _ in range(args.steps)]
+    return {"resident_before_step": resident, "peak": peak_memory(cpu), "backward_peak": max(backward_peaks),
+            "losses": losses, "masked": int(steps["masked"]())}
+
+
+def worker_time(args: argparse.Namespace) -> dict:
+    steps = training_setup(args)
+    seconds: dict[str, list[float]] = {path: [] for path in PATHS}
+    for path in PATHS:  # warm-up
+        steps[path]()
+    for step in range(args.steps):
+        for path in PATHS if step % 2 == 0 else reversed(PATHS):
+            start = time.perf_counter()
+            steps[path]()
+            seconds[path].append(time.perf_counter() - start)
+    return {path: min(values) for path, values in seconds.items()}
+
+
+def run_worker(kind: str, args: argparse.Namespace, path: str = "") -> dict:
+    command = [sys.executable, __file__, "--worker", kind, "--path", path,
+               "--threads", str(args.threads), "--batch", str(args.batch), "--length", str(args.length),
+               "--steps", str(args.steps), "--lora-r", str(args.lora_r)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"worker {kind} {path} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def gib(count: float) -> str:
+    return f"{count / 2**30:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--length", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--lora-r", type=int, default=256)
+    parser.add_argument("--worker", choices=("memory", "time"), help=argparse.SUPPRESS)
+    parser.add_argument("--path", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.worker:
+        with contextlib.redirect_stdout(sys.stderr):
+            result = worker_memory(args) if args.worker == "memory" else worker_time(args)
+        print(json.dumps(result))
+        return
+
+    memory = {path: run_worker("memory", args, path) for path in PATHS}
+    seconds = run_worker("time", args)
+    first = {path: memory[path]["losses"][0] for path in PATHS}  # the same weights and batch in both
+    print(f"mmBERT-base shape, LoRA r={args.lora_r} on Wqkv/Wo/Wi, AdamW, float32 CPU, torch threads "
+          f"{args.threads}; batch {args.batch} x {args.length}, {memory['after']['masked']} masked positions; "
+          f"{args.steps} steps per path")
+    print(f"{'path':<8}{'peak RSS GiB':>14}{'fwd+bwd GiB':>13}{'whole step GiB':>16}{'s / step':>10}{'loss':>12}")
+    forward_backward, whole = {}, {}
+    for path in PATHS:
+        forward_backward[path] = memory[path]["backward_peak"] - memory[path]["resident_before_step"]
+        whole[path] = memory[path]["peak"] - memory[path]["resident_before_step"]
+        print(f"{path:<8}{gib(memory[path]['peak']):>14}{gib(forward_backward[path]):>13}{gib(whole[path]):>16}"
+              f"{seconds[path]:>10.2f}{first[path]:>12.6f}")
+    print("fwd+bwd / whole step: peak above the resident model, LoRA and optimizer state, up to the end of "
+          "backward / including the optimizer update")
+    print(f"after / before: fwd+bwd {forward_backward['after'] / forward_backward['before']:.2f}x, whole step "
+          f"{whole['after'] / whole['before']:.2f}x, peak RSS "
+          f"{memory['after']['peak'] / memory['before']['peak']:.2f}x, "
+          f"seconds per step {seconds['after'] / seconds['before']:.2f}x; loss relative difference "
+          f"{abs(first['after'] - first['before']) / abs(first['before']):.1e}")
+
+
+if __name__ == "__main__":
+    main()
