@@ -129,3 +129,25 @@ def test_generate_animation_has_one_frame_per_model_call(run, tmp_path):
         assert image.n_frames == 6  # 6 steps, run to the end
     two = run("generate", "a", "b", "--animation", str(tmp_path / "two.gif"), *FAST)
     assert two.exit_code == 2 and "exactly one prompt" in two.output
+
+
+def test_generate_under_torchrun_merges_the_parts_into_what_one_process_writes(tiny_checkpoint, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    source = tmp_path / "in.jsonl"
+    prompts = ["Kitap ne demek?", "Çay?", "Bugün hava", "Güneş", "Ankara", "Okul"]
+    source.write_text("".join(json.dumps({"prompt": p, "id": i}) + "\n" for i, p in enumerate(prompts)), encoding="utf-8")
+    sampled = [*FAST[:-1], "0.8", "--seed", "3", "--batch-size", "2", "--model", str(tiny_checkpoint), "--device", "cpu"]
+    single = tmp_path / "single.jsonl"
+    assert CliRunner().invoke(app, ["generate", "-i", str(source), "-o", str(single), *sampled]).exit_code == 0
+    merged = tmp_path / "merged.jsonl"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "diffutron"]
+    process = subprocess.run(
+        [*launcher, "generate", "-i", str(source), "-o", str(merged), *sampled],
+        capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert merged.read_text(encoding="utf-8") == single.read_text(encoding="utf-8")
+    assert not list(tmp_path.glob("merged.jsonl.part-*"))

@@ -42,12 +42,20 @@ def generate(
         typer.Option(help="Also draw the denoising of the answer: a .gif or .svg (one prompt).", rich_help_panel=IO_PANEL),
     ] = None,
     overwrite: OverwriteOption = False,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Keep the answers of an interrupted --output run.", rich_help_panel=IO_PANEL),
+    ] = False,
     model: ModelOption = None,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     config: GenerationConfig = _DEFAULTS,
 ) -> None:
-    """Answer prompts given on the command line or in a JSONL file."""
+    """Answer prompts given on the command line or in a JSONL file.
+
+    Under `torchrun --nproc-per-node N -m diffutron generate -i IN -o OUT` (or accelerate launch) the
+    records are shared out among the processes and merged into OUT in input order.
+    """
     from diffutron.cli.jsonl_batch import generate_jsonl, read_prompts
     from diffutron.files import check_destination
 
@@ -55,13 +63,30 @@ def generate(
         raise DiffutronError("give prompts as arguments or --input FILE (one of the two)")
     if batch_size < 1:
         raise DiffutronError(f"--batch-size must be >= 1, got {batch_size}")
+    from diffutron.distributed import current_launch
+
+    sharded = output is not None and (resume or current_launch().distributed)
+    if resume and output is None:
+        raise DiffutronError("--resume completes an --output file: give --output FILE")
     if output is not None:  # before the work: a bad destination must not cost the answers
-        check_destination(output, kind="file", overwrite=overwrite, inputs=[input])
+        check_destination(output, kind="file", overwrite=overwrite or sharded, inputs=[input])
     if animation is not None:
         if input is not None or len(prompts or []) != 1:
             raise DiffutronError("--animation draws one answer: give exactly one prompt, without --input")
         check_destination(animation, kind="file", overwrite=overwrite)
     records = read_prompts(input) if input is not None else [{"prompt": p} for p in prompts or []]
+    if sharded:
+        from diffutron.cli.jsonl_batch import generate_jsonl_sharded
+
+        from diffutron.distributed import launch_device
+
+        lm = load(model, launch_device(current_launch(), device), dtype)
+        results = generate_jsonl_sharded(
+            lm, records, config, chat=not raw, batch_size=batch_size, output=output, resume=resume, overwrite=overwrite
+        )
+        if results is not None:
+            say(f"wrote {len(results)} answers to {output}")
+        return
     lm = load(model, device, dtype)
     if animation is not None:
         from diffutron.viz.animation import animate_answer

@@ -58,3 +58,36 @@ def generate_jsonl(
             for record in results:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return results
+
+
+POSITION = "_position"  # a record's place in the input, carried through a sharded run
+
+
+def generate_jsonl_sharded(
+    lm: Diffutron,
+    records: list[dict[str, Any]],
+    config: GenerationConfig,
+    *,
+    chat: bool,
+    batch_size: int,
+    output: Path,
+    resume: bool,
+    overwrite: bool,
+) -> list[dict[str, Any]] | None:
+    """`generate_jsonl` across the processes of a torchrun / accelerate launch (or resumably in one):
+    each answer is the one a single process gives (every record keeps its own random stream); the
+    answers in input order on the first process, None on the others."""
+    from diffutron.sampling.sharded import generate_sharded
+
+    settings = {**config.to_dict(), "chat": chat, "model": lm.info()["model"]}
+
+    def answer_batch(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        positions = [record[POSITION] for record in batch]
+        answers = lm.generate([record["prompt"] for record in batch], config, chat=chat, positions=positions)
+        return [
+            {**{key: value for key, value in record.items() if key != POSITION}, "answer": answer, "settings": settings}
+            for record, answer in zip(batch, answers)
+        ]
+
+    indexed = [{**record, POSITION: index} for index, record in enumerate(records)]
+    return generate_sharded(indexed, answer_batch, output, batch_size=batch_size, resume=resume, overwrite=overwrite)

@@ -21,9 +21,14 @@ SEED_MODULUS = 2**64  # torch generators take seeds in [0, 2**64)
 
 def row_seeds_for(seed: int | None, rows: int, first_index: int = 0) -> list[int | None]:
     """The seeds of rows first_index .. first_index + rows - 1 of a call seeded with `seed`."""
+    return seeds_at(seed, range(first_index, first_index + rows))
+
+
+def seeds_at(seed: int | None, positions: Sequence[int]) -> list[int | None]:
+    """The seeds of the rows at `positions` of a call seeded with `seed`."""
     if seed is None:
-        return [None] * rows
-    return [(seed + first_index + row) % SEED_MODULUS for row in range(rows)]
+        return [None] * len(positions)
+    return [(seed + position) % SEED_MODULUS for position in positions]
 
 
 class RowStreams:
