@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from helpers.tiny import build_model
+from helpers.tiny import context_sensitive_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import BertConfig, BertForMaskedLM
@@ -22,23 +22,6 @@ GREEDY = GenerationConfig(max_new_tokens=24, steps=24, block_length=8, temperatu
 # Cached logits are compared with a plain pass at this tolerance (float32; the kernels differ
 # only in the order of additions).
 LOGIT_TOLERANCE = 1e-4
-
-
-def context_sensitive_model(tokenizer, seed: int = 3, local_attention: int = 8):
-    """A random ModernBERT whose predictions depend strongly on the other tokens.
-
-    At the default initialisation the residual stream carries the token's own embedding and
-    attention barely moves it, so a stale cache could not be told from a fresh one. Sharper,
-    louder attention and larger logits make every position's output depend on its context.
-    """
-    model = build_model(tokenizer, seed=seed, local_attention=local_attention)
-    with torch.no_grad():
-        model.model.embeddings.tok_embeddings.weight.mul_(30)  # the tied output layer: larger logits
-        model.decoder.bias.zero_()
-        for layer in model.model.layers:
-            layer.attn.Wqkv.weight.mul_(3)
-            layer.attn.Wo.weight.mul_(100)
-    return model
 
 
 @pytest.fixture(scope="module")
