@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
-import math
 import statistics
 
 import pytest
 import torch
+from helpers.likelihood import exact_bound
 
 from diffutron.errors import DiffutronError
 from diffutron.eval.likelihood import ContinuationScorer, Pair, mask_sets
@@ -23,21 +22,6 @@ def one_token_words(tokenizer, count=2):
         if len(words) == count:
             return words
     raise AssertionError("the tiny tokenizer has no such words")
-
-
-@torch.no_grad()
-def exact_bound(model, mask_id, context, continuation):
-    """-E_m E_S[(L/m) sum CE]: every mask set, one unbatched forward pass each."""
-    length, total = len(continuation), 0.0
-    for size in range(1, length + 1):
-        for subset in itertools.combinations(range(length), size):
-            ids = list(context) + list(continuation)
-            for offset in subset:
-                ids[len(context) + offset] = mask_id
-            logprobs = model(input_ids=torch.tensor([ids])).logits[0].float().log_softmax(-1)
-            cross_entropy = -sum(float(logprobs[len(context) + o, continuation[o]]) for o in subset)
-            total += cross_entropy / (size * math.comb(length, size))
-    return -total
 
 
 def test_one_token_continuation_is_scored_on_that_token(tiny_model, bos_eos_tokenizer):
