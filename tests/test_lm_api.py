@@ -83,6 +83,7 @@ def test_prompt_with_mask_token_points_to_infill(lm):
         ({"cfg_scale": -1}, "cfg_scale"),
         ({"remasking": "best"}, "low_confidence, random"),
         ({"penalty_scope": "all"}, "canvas, generated"),
+        ({"truncate": "right"}, "unknown truncate 'right'; choose one of: error, left"),
     ],
 )
 def test_bad_settings(change, complaint):

@@ -67,6 +67,9 @@ def test_factor_rule_example():
     assert Factor(1.0).choose(confidence, None).tolist() == [[False, True, False, True, True]]
     # the first already fails (2 * 0.6 >= 1): still one token, the most confident
     assert Factor(1.0).choose(torch.tensor([[0.3, 0.4, -INF]]), None).tolist() == [[False, True, False]]
+    # the inequality is strict: 3 * (1 - 0.5) = 1.5 (exact in binary) does not pass a factor of 1.5
+    assert Factor(1.5).choose(torch.tensor([[0.5, 0.75]]), None).tolist() == [[False, True]]
+    assert Factor(1.5001).choose(torch.tensor([[0.5, 0.75]]), None).tolist() == [[True, True]]
 
 
 @settings(max_examples=200, deadline=None)
@@ -231,8 +234,9 @@ def test_parallel_rules_take_fewer_calls(tiny_tokenizer, sensitive):
         ({"factor": 0.0}, "factor must be > 0"),
         ({"factor": -1.0}, "factor must be > 0"),
         ({"threshold": 0.9, "factor": 1.0}, "choose one"),
-        ({"threshold": 0.9, "remasking": "random"}, "needs remasking='low_confidence'"),
-        ({"factor": 1.0, "stochastic_transfer": True}, "drop stochastic_transfer"),
+        ({"threshold": 0.9, "remasking": "random"}, "threshold decoding compares model confidences"),
+        ({"factor": 1.0, "remasking": "random"}, "factor decoding compares model confidences"),
+        ({"factor": 1.0, "stochastic_transfer": True}, "factor decoding replaces the transfer schedule"),
         ({"cache": "full"}, "unknown cache 'full'; choose one of: none, prefix, dual"),
         ({"cache": "dual", "refresh_every": 0}, "refresh_every must be an integer >= 1"),
         ({"refresh_every": 2}, "choose a cache too"),

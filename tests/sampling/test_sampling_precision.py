@@ -102,8 +102,10 @@ def test_fast_presets_combine_parallel_decoding_cache_and_cpu_precision(speed, m
         chosen = speed_config(speed, **{rule: value})
         assert getattr(chosen, rule) == value
     assert speed_dtype(speed, "cuda") == "auto"
+    monkeypatch.setattr(precision, "cpu_bfloat16_supported", lambda: True)
+    assert speed_dtype(speed, "cpu") == preset.cpu_dtype
     monkeypatch.setattr(precision, "cpu_bfloat16_supported", lambda: False)
-    assert speed_dtype(speed, "cpu") in ("float32", "int8")
+    assert speed_dtype(speed, "cpu") == ("float32" if preset.cpu_dtype == "bfloat16" else preset.cpu_dtype)
 
 
 def test_unknown_speed():
