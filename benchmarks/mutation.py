@@ -87,6 +87,7 @@ NAMED = (
 class Mutant:
     path: str  # inside the package
     line: int
+    column: int
     end_line: int
     description: str
     source: str = field(repr=False)  # the whole mutated file
@@ -232,8 +233,9 @@ def automatic_mutants(path: str, source: str) -> list[Mutant]:
             original = ast.get_source_segment(source, node) or ""
             shown = " ".join(original.split())
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            mutants.append(Mutant(path, node.lineno, node.end_lineno, f"{description} in `{shown}`", mutated))
-    return sorted(mutants, key=lambda m: (m.path, m.line, m.description))
+            mutants.append(Mutant(path, node.lineno, node.col_offset + 1, node.end_lineno,
+                                  f"{description} in `{shown}`", mutated))
+    return sorted(mutants, key=lambda m: (m.path, m.line, m.column, m.description))
 
 
 def named_mutants(package: Path) -> list[Mutant]:
@@ -246,7 +248,8 @@ def named_mutants(package: Path) -> list[Mutant]:
                              "update NAMED in benchmarks/mutation.py")
         start = source.index(named.old)
         line = source[:start].count("\n") + 1
-        mutants.append(Mutant(named.path, line, line + named.old.count("\n"), f"{named.old} -> {named.new}",
+        column = start - (source.rfind("\n", 0, start) + 1) + 1
+        mutants.append(Mutant(named.path, line, column, line + named.old.count("\n"), f"{named.old} -> {named.new}",
                               source.replace(named.old, named.new), named=named.name))
     return mutants
 
@@ -447,7 +450,7 @@ def main() -> None:
         for index, mutant in enumerate(mutants, start=1):
             run_mutant(mutant, work, tests_for(mutant, lines, durations), durations, threads, args.timeout)
             label = mutant.named or mutant.description
-            print(f"[{index}/{len(mutants)}] {mutant.status:9} {mutant.path}:{mutant.line} {label}  "
+            print(f"[{index}/{len(mutants)}] {mutant.status:9} {mutant.path}:{mutant.line}:{mutant.column} {label}  "
                   f"({mutant.seconds:.0f} s) {mutant.detail if mutant.status != 'killed' else ''}", flush=True)
         elapsed = time.monotonic() - started
     report(mutants, elapsed)
@@ -471,7 +474,7 @@ def report(mutants: list[Mutant], elapsed: float) -> None:
         print("\nsurvivors:")
         for mutant in survivors:
             label = f"[{mutant.named}] " if mutant.named else ""
-            print(f"  {mutant.path}:{mutant.line} {label}{mutant.description} ({mutant.status})")
+            print(f"  {mutant.path}:{mutant.line}:{mutant.column} {label}{mutant.description} ({mutant.status})")
 
 
 if __name__ == "__main__":

@@ -102,10 +102,12 @@ def test_missing_model_directory_exits_2(tmp_path):
     assert result.exit_code == 2 and "does not exist" in result.output
 
 
-def test_infill(run):
+def test_infill(run, tiny_checkpoint):
     result = run("infill", "Kitap [MASK:2] güzel.", *FAST)
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("Kitap ") and result.output.rstrip().endswith("güzel.")
+    filled = Diffutron.from_pretrained(tiny_checkpoint).infill("Kitap [MASK:2] güzel.", FAST_CONFIG)
+    assert filled.startswith("Kitap ") and filled.endswith(" güzel.") and filled != "Kitap  güzel."
+    assert result.output.rstrip("\n") == filled
 
 
 def test_chat_session(run):
