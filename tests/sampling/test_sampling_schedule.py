@@ -53,3 +53,5 @@ def test_stochastic_counts_fill_every_row():
     counts = stochastic_transfer_counts(torch.tensor([7, 7, 7]), 4, generator)
     assert counts.sum(dim=1).tolist() == [7, 7, 7]
     assert bool((counts.sum(dim=0) > 0).all())  # no all-zero step is kept
+    empty = stochastic_transfer_counts(torch.tensor([0, 0]), 4, generator)
+    assert empty.shape == (2, 0) and empty.dtype == torch.long
