@@ -5,9 +5,11 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from helpers.answers import reference_answers
 
 from diffutron import Diffutron, DiffutronError, GenerationConfig
 from diffutron.model import loading
+from diffutron.model.chat import render_chat
 
 GREEDY = GenerationConfig(max_new_tokens=8, steps=8, block_length=4, temperature=0.0)
 
@@ -28,24 +30,32 @@ def test_loads_a_local_checkpoint(lm, tiny_checkpoint):
 
 
 def test_chat_generate_and_batches(lm):
-    answer = lm.chat("Kitap ne demek?", GREEDY)
-    assert isinstance(answer, str) and "<mask>" not in answer
-    assert lm.chat([{"role": "user", "content": "Kitap ne demek?"}], GREEDY) == answer
-    answers = lm.generate(["Kitap ne demek?", "Bugün hava çok güzel, parka gidelim mi?", "Çay?"], GREEDY)
-    assert len(answers) == 3
-    assert lm.generate(["Kitap okumak"], GREEDY, chat=False)[0] == lm.generate(["Kitap okumak"], GREEDY, chat=False)[0]
+    question = "Kitap ne demek?"
+    answer = lm.chat(question, GREEDY)
+    assert answer and answer == reference_answers(lm.model, lm.tokenizer, [lm.encode(render_chat(question))], GREEDY)[0]
+    assert lm.chat([{"role": "user", "content": question}], GREEDY) == answer
+    questions = [question, "Bugün hava çok güzel, parka gidelim mi?", "Çay?"]
+    prompts = [lm.encode(render_chat(q)) for q in questions]
+    assert lm.generate(questions, GREEDY) == reference_answers(lm.model, lm.tokenizer, prompts, GREEDY)
+    continued = lm.generate(["Kitap okumak"], GREEDY, chat=False)[0]
+    assert continued == reference_answers(lm.model, lm.tokenizer, [lm.encode("Kitap okumak")], GREEDY)[0]
 
 
-def test_seed_makes_sampling_reproducible(lm):
+def test_seed_makes_sampling_reproducible_and_matters(lm):
     config = GREEDY.replace(temperature=1.0, seed=7)
     assert lm.chat("Çay?", config) == lm.chat("Çay?", config)
+    assert len({lm.chat("Çay?", config.replace(seed=seed)) for seed in range(4)}) > 1
 
 
 def test_context_overflow_names_both_numbers_or_truncates(lm):
-    long_prompt = "Kitap okumak güzel. " * 200
+    long_prompt = "Kitap okumak güzel. " * 150 + "Ankara çay bugün hava güzel mi?"
     with pytest.raises(DiffutronError, match=r"max_new_tokens=8 .* context of 512"):
         lm.generate([long_prompt], GREEDY, chat=False)
-    assert isinstance(lm.generate([long_prompt], GREEDY.replace(truncate="left"), chat=False)[0], str)
+    events = []
+    answer = lm.generate([long_prompt], GREEDY.replace(truncate="left"), chat=False, callback=events.append)[0]
+    kept = lm.encode(long_prompt)[-(lm.context_length - GREEDY.max_new_tokens):]  # the end of the prompt
+    assert events[0].canvas[0, : len(kept)].tolist() == kept
+    assert answer == reference_answers(lm.model, lm.tokenizer, [kept], GREEDY)[0]
 
 
 @pytest.mark.parametrize(
@@ -73,6 +83,7 @@ def test_prompt_with_mask_token_points_to_infill(lm):
         ({"cfg_scale": -1}, "cfg_scale"),
         ({"remasking": "best"}, "low_confidence, random"),
         ({"penalty_scope": "all"}, "canvas, generated"),
+        ({"truncate": "right"}, "unknown truncate 'right'; choose one of: error, left"),
     ],
 )
 def test_bad_settings(change, complaint):

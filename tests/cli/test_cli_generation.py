@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers.answers import reference_answers
 from typer.testing import CliRunner
 
+from diffutron import Diffutron, GenerationConfig
 from diffutron.cli import app
+from diffutron.model.chat import render_chat
 
 FAST = ["--max-new-tokens", "6", "--steps", "6", "--block-length", "3", "--temperature", "0"]
+FAST_CONFIG = GenerationConfig(max_new_tokens=6, steps=6, block_length=3, temperature=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -28,19 +32,30 @@ def test_info(run):
     assert "context length" in result.output and "512" in result.output
 
 
-def test_generate_from_arguments(run):
+@pytest.fixture(scope="module")
+def expected(tiny_checkpoint):
+    """The reference sampler's answers to chat prompts, with the settings of FAST."""
+    lm = Diffutron.from_pretrained(tiny_checkpoint)
+    return lambda *questions: reference_answers(
+        lm.model, lm.tokenizer, [lm.encode(render_chat(q)) for q in questions], FAST_CONFIG)
+
+
+def test_generate_from_arguments(run, expected):
     result = run("generate", "Kitap ne demek?", *FAST)
     assert result.exit_code == 0, result.output
+    answer = expected("Kitap ne demek?")[0]
+    assert answer and result.output.split() == answer.split()
 
 
-def test_generate_jsonl(run, tmp_path):
+def test_generate_jsonl(run, tmp_path, expected):
     source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     source.write_text('{"prompt": "Kitap ne demek?", "id": 1}\n\n{"prompt": "Çay?"}\n', encoding="utf-8")
     result = run("generate", "--input", str(source), "--output", str(target), *FAST)
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
     assert [r["prompt"] for r in records] == ["Kitap ne demek?", "Çay?"]
-    assert records[0]["id"] == 1 and isinstance(records[0]["answer"], str)
+    assert records[0]["id"] == 1
+    assert [r["answer"] for r in records] == expected("Kitap ne demek?", "Çay?")
     assert records[0]["settings"]["steps"] == 6 and records[0]["settings"]["temperature"] == 0.0
 
 
@@ -87,10 +102,12 @@ def test_missing_model_directory_exits_2(tmp_path):
     assert result.exit_code == 2 and "does not exist" in result.output
 
 
-def test_infill(run):
+def test_infill(run, tiny_checkpoint):
     result = run("infill", "Kitap [MASK:2] güzel.", *FAST)
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("Kitap ") and result.output.rstrip().endswith("güzel.")
+    filled = Diffutron.from_pretrained(tiny_checkpoint).infill("Kitap [MASK:2] güzel.", FAST_CONFIG)
+    assert filled.startswith("Kitap ") and filled.endswith(" güzel.") and filled != "Kitap  güzel."
+    assert result.output.rstrip("\n") == filled
 
 
 def test_chat_session(run):

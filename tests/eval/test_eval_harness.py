@@ -7,12 +7,13 @@ import math
 import pytest
 from lm_eval.api.instance import Instance
 
-from diffutron import Diffutron, GenerationConfig, sample
+from diffutron import Diffutron, GenerationConfig
 from diffutron.errors import DiffutronError
 from diffutron.eval.cetvel import TASKS, baselines, resolve_tasks, run_cetvel, task_manager
 from diffutron.eval.harness_model import DiffutronHarnessLM, cut_at
-from diffutron.eval.likelihood import ContinuationScorer
 from helpers.cetvel_rows import gold_rows
+from helpers.answers import reference_answers
+from helpers.likelihood import exact_bound
 
 
 @pytest.fixture(scope="module")
@@ -68,15 +69,20 @@ def test_cetvel_end_to_end(tiny_lm, cetvel_data_dir):
     assert report["paper_average"] == 34.68
     assert report["settings"]["mc_num"] == 4 and report["settings"]["data"] == str(cetvel_data_dir)
 
-    # the accuracy is the argmax of the scorer's own likelihoods
-    scorer = ContinuationScorer(tiny_lm.model, tiny_lm.tokenizer, mc_num=4)
+
+def test_cetvel_accuracy_is_the_argmax_of_the_likelihoods(tiny_lm, cetvel_data_dir):
+    """Checked against likelihoods computed directly: IronyTR's choices are 5 tokens, which 31 rows make exact."""
+    harness = DiffutronHarnessLM(lm=tiny_lm, mc_num=31)
+    report = run_cetvel(harness, resolve_tasks(["ironytr"]), data_dir=cetvel_data_dir, bootstrap_iters=0)
     task = task_manager(cetvel_data_dir).load(["diffutron_ironytr"])["tasks"]["diffutron_ironytr"]
     correct = 0
     for doc in task.eval_docs:
-        context = task.doc_to_text(doc)
-        scores = [scorer.score([scorer.encode(context, " " + c)])[0].logprob for c in task.doc_to_choice(doc)]
+        context = tiny_lm.encode(task.doc_to_text(doc))
+        choices = [tiny_lm.encode(" " + choice) for choice in task.doc_to_choice(doc)]
+        assert all(len(choice) <= 5 for choice in choices)
+        scores = [exact_bound(tiny_lm.model, tiny_lm.special.mask, context, choice) for choice in choices]
         correct += scores.index(max(scores)) == doc["label"]
-    assert rows["ironytr"]["score"] == pytest.approx(100 * correct / 3)
+    assert report["tasks"][0]["score"] == pytest.approx(100 * correct / 3)
 
 
 def test_long_contexts_are_cut_counted_and_reported(tiny_lm, cetvel_data_dir):
@@ -88,23 +94,23 @@ def test_long_contexts_are_cut_counted_and_reported(tiny_lm, cetvel_data_dir):
 
 
 def test_loglikelihood_requests(tiny_lm):
-    harness = DiffutronHarnessLM(lm=tiny_lm, mc_num=4)
-    scorer = ContinuationScorer(tiny_lm.model, tiny_lm.tokenizer, mc_num=4)
-    pairs = [("Bugün hava", " çok güzel"), ("", "Çay"), ("Kitap okumak", "")]
+    harness = DiffutronHarnessLM(lm=tiny_lm, mc_num=31)  # every mask set of up to 5 tokens: exact
+    pairs = [("Bugün hava", " Evet"), ("", "Çay"), ("Kitap okumak", "")]
     results = harness.loglikelihood([request("loglikelihood", pair) for pair in pairs], disable_tqdm=True)
-    expected = [scorer.score([scorer.encode(*pair)])[0].logprob for pair in pairs]
+    mask = tiny_lm.special.mask
+    expected = [exact_bound(tiny_lm.model, mask, tiny_lm.encode(c), tiny_lm.encode(x) if x else []) for c, x in pairs]
     assert [r[0] for r in results] == pytest.approx(expected, abs=1e-4)
     assert results[2] == (0.0, True)
 
 
 def test_loglikelihood_rolling_chunks_long_texts(tiny_lm):
-    harness = DiffutronHarnessLM(lm=tiny_lm, mc_num=4, max_length=8)
-    text = "Güneş doğudan doğar, batıdan batar. Çocuklar bahçede top oynuyor."
+    harness = DiffutronHarnessLM(lm=tiny_lm, mc_num=15, max_length=8)  # chunks of 4 tokens: exact
+    text = "Güneş doğudan doğar, batıdan batar."
     ids = tiny_lm.encode(text)
     assert len(ids) > 8
-    scorer = ContinuationScorer(tiny_lm.model, tiny_lm.tokenizer, mc_num=4, max_length=8)
-    chunks = [scorer.fit(ids[:start], ids[start : start + 4]) for start in range(0, len(ids), 4)]
-    expected = sum(score.logprob for score in scorer.score(chunks))
+    # chunks of half the window, each after the tokens before it that fit the window of 8
+    expected = sum(exact_bound(tiny_lm.model, tiny_lm.special.mask, ids[max(0, start + 4 - 8) : start],
+                               ids[start : start + 4]) for start in range(0, len(ids), 4))
     totals = harness.loglikelihood_rolling([request("loglikelihood_rolling", (text,)), request("loglikelihood_rolling", ("",))],
                                            disable_tqdm=True)
     assert totals[0] == pytest.approx(expected, abs=1e-4) and totals[0] < 0 and math.isfinite(totals[0])
@@ -116,10 +122,9 @@ def test_generate_until_uses_the_sampler_and_cuts_at_until(tiny_lm):
     prompts = ["Türkiye'nin başkenti", "Bugün hava çok"]
     gen = {"max_gen_toks": 6, "do_sample": False}
     plain = harness.generate_until([request("generate_until", (p, dict(gen))) for p in prompts], disable_tqdm=True)
-    config = GenerationConfig(max_new_tokens=6, steps=6, temperature=0.0, repetition_penalty=1.0, truncate="left", seed=0)
-    ids = [tiny_lm.encode(p) for p in prompts]
-    canvas = sample(tiny_lm.model, tiny_lm.tokenizer, ids, config)
-    assert plain == [tiny_lm.answer(row, len(p)) for row, p in zip(canvas.tolist(), ids)]
+    config = GenerationConfig(max_new_tokens=6, steps=6, temperature=0.0, repetition_penalty=1.0)
+    assert plain == reference_answers(tiny_lm.model, tiny_lm.tokenizer, [tiny_lm.encode(p) for p in prompts], config)
+    assert all(plain)
     stop = next(ch for ch in plain[0] if ch.strip())  # a character the answer really contains
     cut = harness.generate_until([request("generate_until", (prompts[0], {**gen, "until": [stop]}))], disable_tqdm=True)
     assert cut == [plain[0][: plain[0].index(stop)]]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
-import math
 import statistics
 
 import pytest
 import torch
+from helpers.likelihood import exact_bound
+from helpers.stats import P_MIN, goodness_of_fit
 
 from diffutron.errors import DiffutronError
 from diffutron.eval.likelihood import ContinuationScorer, Pair, mask_sets
@@ -23,21 +23,6 @@ def one_token_words(tokenizer, count=2):
         if len(words) == count:
             return words
     raise AssertionError("the tiny tokenizer has no such words")
-
-
-@torch.no_grad()
-def exact_bound(model, mask_id, context, continuation):
-    """-E_m E_S[(L/m) sum CE]: every mask set, one unbatched forward pass each."""
-    length, total = len(continuation), 0.0
-    for size in range(1, length + 1):
-        for subset in itertools.combinations(range(length), size):
-            ids = list(context) + list(continuation)
-            for offset in subset:
-                ids[len(context) + offset] = mask_id
-            logprobs = model(input_ids=torch.tensor([ids])).logits[0].float().log_softmax(-1)
-            cross_entropy = -sum(float(logprobs[len(context) + o, continuation[o]]) for o in subset)
-            total += cross_entropy / (size * math.comb(length, size))
-    return -total
 
 
 def test_one_token_continuation_is_scored_on_that_token(tiny_model, bos_eos_tokenizer):
@@ -56,6 +41,10 @@ def test_one_token_continuation_is_scored_on_that_token(tiny_model, bos_eos_toke
         assert score.is_greedy == (int(logits.argmax()) == token)
         scores.append(score.logprob)
     assert scores[0] != scores[1]  # with the separator bug every one-token choice scored the same
+    with torch.no_grad():
+        best = int(tiny_model(input_ids=torch.tensor([context_ids + [bos_eos_tokenizer.mask_token_id]])).logits[0, -1]
+                   .argmax())
+    assert scorer.score([Pair(tuple(context_ids), (best,))])[0].is_greedy
 
 
 def test_short_continuations_are_exact(tiny_model, tiny_tokenizer):
@@ -86,6 +75,14 @@ def test_sampled_mask_sets_are_stratified():
     assert [weight for _, weight in rows] == pytest.approx([10 / m / 20 for m in sizes])
     exact = mask_sets(3, 7, torch.Generator())
     assert len(exact) == 7 and sum(w * len(o) for o, w in exact) == pytest.approx(3.0)  # E[L/m * m] = L
+    assert len(mask_sets(3, 6, torch.Generator().manual_seed(0))) == 6  # one row short of every set: sampled
+
+
+def test_each_sampled_row_masks_a_uniform_number_of_positions():
+    """m is uniform in 1..L for every row (docs/reference-behaviour.md, section 7): the evenly spaced
+    values start at a uniform random point."""
+    first_sizes = [len(mask_sets(5, 3, torch.Generator().manual_seed(seed))[0][0]) for seed in range(500)]
+    assert goodness_of_fit(first_sizes, {m: 1 / 5 for m in range(1, 6)}) > P_MIN
 
 
 def test_batching_padding_and_order_do_not_change_scores(tiny_model, tiny_tokenizer):
@@ -112,13 +109,19 @@ def test_long_context_is_cut_from_the_left(tiny_model, tiny_tokenizer):
     assert pair == Pair((15, 16, 17, 18, 19), (30, 31, 32), truncated=True)
     assert scorer.score([pair])[0].truncated
     assert not scorer.fit([10, 11], [30]).truncated
+    assert scorer.fit(list(range(10, 15)), [30, 31, 32]) == Pair((10, 11, 12, 13, 14), (30, 31, 32))  # just fits
+    assert scorer.fit([10], list(range(8))) == Pair((), tuple(range(8)), truncated=True)
     with pytest.raises(DiffutronError, match="does not fit the model's window of 8"):
         scorer.fit([], list(range(9)))
 
 
-def test_empty_continuation_and_bad_settings(tiny_model, tiny_tokenizer):
+def test_empty_continuation_defaults_and_bad_settings(tiny_model, tiny_tokenizer):
     scorer = ContinuationScorer(tiny_model, tiny_tokenizer)
     assert scorer.score([Pair((10, 11), ())])[0].logprob == 0.0
+    assert (scorer.mc_num, scorer.check_greedy, scorer.max_length) == (128, False, 512)
+    assert ContinuationScorer(tiny_model, tiny_tokenizer, max_length=1).max_length == 1
+    with pytest.raises(DiffutronError, match="max_length must be >= 1"):
+        ContinuationScorer(tiny_model, tiny_tokenizer, max_length=-1)
     for bad in ({"mc_num": 0}, {"batch_size": 0}, {"mc_num": 2.5}):
         with pytest.raises(DiffutronError, match="must be an integer >= 1"):
             ContinuationScorer(tiny_model, tiny_tokenizer, **bad)
@@ -135,8 +138,16 @@ def test_check_greedy_decodes_multi_token_continuations(tiny_model, tiny_tokeniz
     other = [(greedy[0] + 1) % 300, *greedy[1:]]
     flags = [s.is_greedy for s in scorer.score([Pair(tuple(context), tuple(greedy)), Pair(tuple(context), tuple(other))])]
     assert flags == [True, False]
-    unchecked = ContinuationScorer(tiny_model, tiny_tokenizer).score([Pair(tuple(context), tuple(greedy))])
-    assert unchecked[0].is_greedy is False  # not claimed without the L-step check
+    unchecked = ContinuationScorer(tiny_model, tiny_tokenizer).score(
+        [Pair(tuple(context), tuple(greedy)), Pair(tuple(context), tuple(greedy[:2]))])
+    assert [s.is_greedy for s in unchecked] == [False, False]  # not claimed without the L-step check
+    assert [s.truncated for s in unchecked] == [False, False]  # pairs built by hand are whole
+
+
+def test_scoring_leaves_the_global_random_state_alone(tiny_model, tiny_tokenizer):
+    state = torch.get_rng_state()
+    ContinuationScorer(tiny_model, tiny_tokenizer, mc_num=4).score([Pair((10, 11), (41, 90, 73, 88))])
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_many_requests_share_each_forward_pass(tiny_model, tiny_tokenizer):

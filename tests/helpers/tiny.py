@@ -84,6 +84,24 @@ def build_model(
     return model
 
 
+def context_sensitive_model(tokenizer: PreTrainedTokenizerFast, seed: int = 3, local_attention: int = 8):
+    """A random ModernBERT whose predictions depend strongly on the other tokens.
+
+    At the default initialisation the residual stream carries the token's own embedding and
+    attention barely moves it, so a stale cache or a wrong guidance row could not be told from
+    a right one. Sharper, louder attention and larger logits make every position's output depend
+    on its context.
+    """
+    model = build_model(tokenizer, seed=seed, local_attention=local_attention)
+    with torch.no_grad():
+        model.model.embeddings.tok_embeddings.weight.mul_(30)  # the tied output layer: larger logits
+        model.decoder.bias.zero_()
+        for layer in model.model.layers:
+            layer.attn.Wqkv.weight.mul_(3)
+            layer.attn.Wo.weight.mul_(100)
+    return model
+
+
 def save_checkpoint(directory: Path, seed: int = 0, **model_options: int) -> Path:
     """A complete local checkpoint (safetensors + tokenizer) in `directory`."""
     tokenizer = build_tokenizer()

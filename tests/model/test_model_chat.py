@@ -26,6 +26,20 @@ def test_multi_turn_with_system():
     )
 
 
+def test_every_message_is_stripped_system_included():
+    messages = [
+        {"role": "system", "content": "\n  Kısa cevap ver. \t"},
+        {"role": "user", "content": " Başkent? \n"},
+        {"role": "assistant", "content": "\nAnkara.  "},
+        {"role": "user", "content": "  Ya İstanbul?"},
+    ]
+    assert render_chat(messages) == (
+        "[SYS]\nKısa cevap ver.\n[/SYS]\n\n"
+        "[Question]\nBaşkent?\n[/Question]\n\n[Answer]\nAnkara.\n[/Answer]\n\n"
+        "[Question]\nYa İstanbul?\n[/Question]\n\n[Answer]\n"
+    )
+
+
 def test_finished_conversation_has_no_generation_prompt():
     messages = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
     assert render_chat(messages) == "[Question]\na\n[/Question]\n\n[Answer]\nb\n[/Answer]\n\n"

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from helpers.tiny import context_sensitive_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import BertConfig, BertForMaskedLM
@@ -15,7 +16,6 @@ from diffutron.model.parts import MaskedLMParts
 from diffutron.sampling.cache import BlockCache
 from diffutron.sampling.commit import Factor, Threshold
 from diffutron.sampling.sampler import _recomputed_positions
-from helpers.tiny import build_model
 
 INF = math.inf
 TEXTS = ["Kitap okumak", "Ankara çay bugün hava güzel mi? Kitap okumak insanın ufkunu", "Çay?"]
@@ -23,23 +23,6 @@ GREEDY = GenerationConfig(max_new_tokens=24, steps=24, block_length=8, temperatu
 # Cached logits are compared with a plain pass at this tolerance (float32; the kernels differ
 # only in the order of additions).
 LOGIT_TOLERANCE = 1e-4
-
-
-def context_sensitive_model(tokenizer, seed: int = 3, local_attention: int = 8):
-    """A random ModernBERT whose predictions depend strongly on the other tokens.
-
-    At the default initialisation the residual stream carries the token's own embedding and
-    attention barely moves it, so a stale cache could not be told from a fresh one. Sharper,
-    louder attention and larger logits make every position's output depend on its context.
-    """
-    model = build_model(tokenizer, seed=seed, local_attention=local_attention)
-    with torch.no_grad():
-        model.model.embeddings.tok_embeddings.weight.mul_(30)  # the tied output layer: larger logits
-        model.decoder.bias.zero_()
-        for layer in model.model.layers:
-            layer.attn.Wqkv.weight.mul_(3)
-            layer.attn.Wo.weight.mul_(100)
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +68,9 @@ def test_factor_rule_example():
     assert Factor(1.0).choose(confidence, None).tolist() == [[False, True, False, True, True]]
     # the first already fails (2 * 0.6 >= 1): still one token, the most confident
     assert Factor(1.0).choose(torch.tensor([[0.3, 0.4, -INF]]), None).tolist() == [[False, True, False]]
+    # the inequality is strict: 3 * (1 - 0.5) = 1.5 (exact in binary) does not pass a factor of 1.5
+    assert Factor(1.5).choose(torch.tensor([[0.5, 0.75]]), None).tolist() == [[False, True]]
+    assert Factor(1.5001).choose(torch.tensor([[0.5, 0.75]]), None).tolist() == [[True, True]]
 
 
 @settings(max_examples=200, deadline=None)
@@ -313,8 +299,9 @@ def test_parallel_rules_take_fewer_calls(tiny_tokenizer, sensitive):
         ({"factor": 0.0}, "factor must be > 0"),
         ({"factor": -1.0}, "factor must be > 0"),
         ({"threshold": 0.9, "factor": 1.0}, "choose one"),
-        ({"threshold": 0.9, "remasking": "random"}, "needs remasking='low_confidence'"),
-        ({"factor": 1.0, "stochastic_transfer": True}, "drop stochastic_transfer"),
+        ({"threshold": 0.9, "remasking": "random"}, "threshold decoding compares model confidences"),
+        ({"factor": 1.0, "remasking": "random"}, "factor decoding compares model confidences"),
+        ({"factor": 1.0, "stochastic_transfer": True}, "factor decoding replaces the transfer schedule"),
         ({"cache": "full"}, "unknown cache 'full'; choose one of: none, prefix, dual"),
         ({"cache": "dual", "refresh_every": 0}, "refresh_every must be an integer >= 1"),
         ({"refresh_every": 2}, "choose a cache too"),

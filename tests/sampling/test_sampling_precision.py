@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-from helpers.tiny import build_model
 from torch import nn
 from typer.testing import CliRunner
 
@@ -102,8 +101,10 @@ def test_fast_presets_combine_parallel_decoding_cache_and_cpu_precision(speed, m
         chosen = speed_config(speed, **{rule: value})
         assert getattr(chosen, rule) == value
     assert speed_dtype(speed, "cuda") == "auto"
+    monkeypatch.setattr(precision, "cpu_bfloat16_supported", lambda: True)
+    assert speed_dtype(speed, "cpu") == preset.cpu_dtype
     monkeypatch.setattr(precision, "cpu_bfloat16_supported", lambda: False)
-    assert speed_dtype(speed, "cpu") in ("float32", "int8")
+    assert speed_dtype(speed, "cpu") == ("float32" if preset.cpu_dtype == "bfloat16" else preset.cpu_dtype)
 
 
 def test_unknown_speed():
@@ -130,7 +131,7 @@ def run(tiny_checkpoint):
     return lambda *args: runner.invoke(app, [*args, "--model", str(tiny_checkpoint)])
 
 
-def test_cli_speed_presets_and_fast_options(run, tmp_path):
+def test_cli_speed_presets_and_fast_options(run, tmp_path, tiny_checkpoint):
     source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     source.write_text('{"prompt": "Kitap ne demek?"}\n{"prompt": "Çay?"}\n', encoding="utf-8")
     result = run("generate", "--input", str(source), "--output", str(target), "--speed", "fastest",
@@ -142,6 +143,9 @@ def test_cli_speed_presets_and_fast_options(run, tmp_path):
     result = run("generate", "Kitap ne demek?", "--speed", "exact", "--cache", "prefix", "--refresh-every", "2",
                  *SHORT)
     assert result.exit_code == 0, result.output
+    config = GenerationConfig(max_new_tokens=6, steps=6, block_length=3, temperature=0.0, cache="prefix",
+                              refresh_every=2)
+    assert result.output.split() == Diffutron.from_pretrained(tiny_checkpoint).chat("Kitap ne demek?", config).split()
     result = run("info", "--dtype", "int8")
     assert result.exit_code == 0 and "int8 (dynamic)" in result.output
 

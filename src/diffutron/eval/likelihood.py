@@ -211,7 +211,3 @@ class ContinuationScorer:
     def _pair_seed(self, pair: Pair) -> int:
         digest = hashlib.blake2b(repr((self.seed, pair.context, pair.continuation)).encode(), digest_size=8)
         return int.from_bytes(digest.digest(), "little") & (2**63 - 1)
-
-    @staticmethod
-    def _length(pair: Pair) -> int:
-        return len(pair.context) + len(pair.continuation)

@@ -2,8 +2,11 @@
 
 Deliberately written like the public code: full-canvas logits, penalty, softmax and
 confidence at every step, one loop per row. It is the ground truth that `diffutron.sample`
-is tested against (docs/reference-behaviour.md describes the loop), so it imports nothing
-from the rest of the package: a bug in the fast sampler cannot leak into its oracle.
+is tested against (docs/reference-behaviour.md, section 3 describes the loop), so it imports
+nothing from the rest of the package: a bug in the fast sampler cannot leak into its oracle.
+Its randomness (temperature > 0, random remasking, stochastic transfer) comes from torch's
+global generator: seed it with `torch.manual_seed`; with those options the fast sampler draws
+differently, so only the distributions of the two can be compared.
 Use `diffutron.sample` for real work; this one is kept for tests and benchmarks.
 """
 
@@ -15,13 +18,18 @@ import numpy as np
 import torch
 
 
+def reference_reveal_fraction(j: int, steps: int) -> float:
+    """1 - (1 - alpha(s)) / (1 - alpha(t)) of step j, with s, t and the ratio in float32."""
+    t = torch.tensor((steps - j) / steps, dtype=torch.float32)
+    s = torch.tensor((steps - j - 1) / steps, dtype=torch.float32)
+    alpha_t, alpha_s = 1 - t, 1 - s
+    return float(1 - (1 - alpha_s) / (1 - alpha_t))
+
+
 def reference_transfer_counts(mask_num: int, steps: int) -> list[int]:
     counts = []
     for j in range(steps):
-        t = torch.tensor((steps - j) / steps, dtype=torch.float32)
-        s = torch.tensor((steps - j - 1) / steps, dtype=torch.float32)
-        alpha_t, alpha_s = 1 - t, 1 - s
-        reverse_transfer = 1 - (1 - alpha_s) / (1 - alpha_t)  # float32
+        reverse_transfer = torch.tensor(reference_reveal_fraction(j, steps), dtype=torch.float32)
         n = torch.round(torch.tensor(mask_num, dtype=torch.float64) * reverse_transfer)
         n = int(torch.clamp(n, 0, mask_num))
         counts.append(n)
@@ -31,9 +39,22 @@ def reference_transfer_counts(mask_num: int, steps: int) -> list[int]:
     return [c for c in counts if c > 0]
 
 
+def reference_stochastic_counts(mask_num: int, steps: int) -> list[int]:
+    """count_j ~ Binomial(left, fraction_j) for every step j (zeros kept), from the global generator."""
+    counts = []
+    for j in range(steps):
+        fraction = torch.tensor(reference_reveal_fraction(j, steps), dtype=torch.float64)
+        n = int(torch.binomial(torch.tensor(float(mask_num), dtype=torch.float64), fraction))
+        n = min(n, mask_num)
+        counts.append(n)
+        mask_num -= n
+    return counts
+
+
 @torch.no_grad()
 def reference_sample(model, tokenizer, prompts, *, max_new_tokens, steps, block_length, temperature=0.0,
-                     cfg_scale=0.0, repetition_penalty=1.0, remasking="low_confidence"):
+                     cfg_scale=0.0, repetition_penalty=1.0, remasking="low_confidence",
+                     stochastic_transfer=False, penalty_scope="canvas"):
     mask_id, eos_id = tokenizer.mask_token_id, tokenizer.eos_token_id
     B = len(prompts)
     lens = [len(p) for p in prompts]
@@ -53,7 +74,12 @@ def reference_sample(model, tokenizer, prompts, *, max_new_tokens, steps, block_
             start = lens[j] + b * block_length
             end = min(start + block_length, lens[j] + max_new_tokens)
             block_masks.append(int((x[j, start:end] == mask_id).sum()))
-        schedule = [reference_transfer_counts(m, steps_per_block) for m in block_masks]
+        if stochastic_transfer:
+            drawn = [reference_stochastic_counts(m, steps_per_block) for m in block_masks]
+            kept = [i for i in range(steps_per_block) if any(counts[i] > 0 for counts in drawn)]
+            schedule = [[counts[i] for i in kept] for counts in drawn]  # a step where no row reveals: no call
+        else:
+            schedule = [reference_transfer_counts(m, steps_per_block) for m in block_masks]
         for i in range(len(schedule[0])):
             mask_index = x == mask_id
             if cfg_scale > 0.0:
@@ -68,7 +94,10 @@ def reference_sample(model, tokenizer, prompts, *, max_new_tokens, steps, block_
                 logits = model(x, attention_mask=attention_mask).logits
             if repetition_penalty != 1.0:
                 for j in range(B):
-                    present = torch.unique(x[j][(x[j] != mask_id) & (x[j] != eos_id)])
+                    counted = (x[j] != mask_id) & (x[j] != eos_id)
+                    if penalty_scope == "generated":
+                        counted &= ~unmasked_index[j]
+                    present = torch.unique(x[j][counted])
                     score = logits[j][:, present]
                     score = torch.where(score > 0, score / repetition_penalty, score * repetition_penalty)
                     logits[j][:, present] = score
