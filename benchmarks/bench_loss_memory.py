@@ -11,12 +11,13 @@ with a fixed noise seed (both paths see the same masks).
   positions only, in chunks, the float32 cross-entropy and its gradients formed chunk by chunk.
 
 Memory is measured in a fresh process per path, after one unmeasured step (so the optimizer's state
-exists), with the kernel's high-water mark of the resident set (reset through /proc/self/clear_refs):
-the peak above the resident size before the measured steps (model, LoRA and optimizer state, the
-same for both paths), up to the end of backward (what the loss path changes) and over the whole
-step (the optimizer update included). Time is measured in one more process that alternates the two
-paths step by step (so machine load hits both alike); the fastest step of each path is reported
-(the one least disturbed by other work on the machine).
+exists): the peak bytes of the tensors the measured steps allocate (counted operation by operation,
+`common.LiveTensorBytes`: exact, unlike a resident size, which the allocator's caching blurs), up
+to the end of backward (what the loss path changes) and over the whole step (the optimizer update
+included), and the process's peak resident set size (the kernel's high-water mark, reset through
+/proc/self/clear_refs). Time is measured in one more process that alternates the two paths step by
+step (so machine load hits both alike); the fastest step of each path is reported (the one least
+disturbed by other work on the machine).
 
     python benchmarks/bench_loss_memory.py [--threads 2] [--batch 4] [--length 512] [--steps 3]
 """
@@ -35,8 +36,8 @@ import torch
 
 from common import (
     MMBERT_BASE,
+    LiveTensorBytes,
     mdlm_training_steps,
-    memory_in_use,
     mmbert_shaped_model,
     peak_memory,
     reset_peak_memory,
@@ -60,18 +61,19 @@ def training_setup(args: argparse.Namespace, on_backward: Callable[[], None] | N
 
 
 def worker_memory(args: argparse.Namespace) -> dict:
-    """Peak resident sizes over the measured steps, after one unmeasured step has created the
-    optimizer's state (which both paths share): up to the end of backward (the part the loss
-    path changes), and over the whole step including the optimizer update."""
+    """Memory of the measured steps, after one unmeasured step has created the optimizer's state
+    (which both paths share): the peak of the tensors the steps allocate, up to the end of backward
+    (the part the loss path changes) and over the whole step, and the process's peak resident size."""
     cpu = torch.device("cpu")
+    tracker: list[LiveTensorBytes] = []
     backward_peaks: list[int] = []
-    steps = training_setup(args, on_backward=lambda: backward_peaks.append(peak_memory(cpu)))
+    steps = training_setup(args, on_backward=lambda: backward_peaks.extend(t.peak for t in tracker))
     steps[args.path]()
-    resident = memory_in_use(cpu)
-    backward_peaks.clear()
     reset_peak_memory(cpu)
-    losses = [steps[args.path]() for _ in range(args.steps)]
-    return {"resident_before_step": resident, "peak": peak_memory(cpu), "backward_peak": max(backward_peaks),
+    with LiveTensorBytes() as counter:
+        tracker.append(counter)
+        losses = [steps[args.path]() for _ in range(args.steps)]
+    return {"backward_peak": max(backward_peaks), "step_peak": counter.peak, "peak_rss": peak_memory(cpu),
             "losses": losses, "masked": int(steps["masked"]())}
 
 
@@ -125,20 +127,19 @@ def main() -> None:
     print(f"mmBERT-base shape, LoRA r={args.lora_r} on Wqkv/Wo/Wi, AdamW, float32 CPU, torch threads "
           f"{args.threads}; batch {args.batch} x {args.length}, {memory['after']['masked']} masked positions; "
           f"{args.steps} steps per path")
-    print(f"{'path':<8}{'peak RSS GiB':>14}{'fwd+bwd GiB':>13}{'whole step GiB':>16}{'s / step':>10}{'loss':>12}")
-    forward_backward, whole = {}, {}
+    print(f"{'path':<8}{'fwd+bwd GiB':>13}{'whole step GiB':>16}{'peak RSS GiB':>14}{'s / step':>10}{'loss':>12}")
     for path in PATHS:
-        forward_backward[path] = memory[path]["backward_peak"] - memory[path]["resident_before_step"]
-        whole[path] = memory[path]["peak"] - memory[path]["resident_before_step"]
-        print(f"{path:<8}{gib(memory[path]['peak']):>14}{gib(forward_backward[path]):>13}{gib(whole[path]):>16}"
-              f"{seconds[path]:>10.2f}{first[path]:>12.6f}")
-    print("fwd+bwd / whole step: peak above the resident model, LoRA and optimizer state, up to the end of "
-          "backward / including the optimizer update")
-    print(f"after / before: fwd+bwd {forward_backward['after'] / forward_backward['before']:.2f}x, whole step "
-          f"{whole['after'] / whole['before']:.2f}x, peak RSS "
-          f"{memory['after']['peak'] / memory['before']['peak']:.2f}x, "
-          f"seconds per step {seconds['after'] / seconds['before']:.2f}x; loss relative difference "
-          f"{abs(first['after'] - first['before']) / abs(first['before']):.1e}")
+        print(f"{path:<8}{gib(memory[path]['backward_peak']):>13}{gib(memory[path]['step_peak']):>16}"
+              f"{gib(memory[path]['peak_rss']):>14}{seconds[path]:>10.2f}{first[path]:>12.6f}")
+    print("fwd+bwd / whole step: peak bytes of the tensors a step allocates, up to the end of backward / "
+          "including the optimizer update; peak RSS: the whole process (model and optimizer state included)")
+
+    def ratio(key: str) -> str:
+        return f"{memory['after'][key] / memory['before'][key]:.2f}x"
+
+    print(f"after / before: fwd+bwd {ratio('backward_peak')}, whole step {ratio('step_peak')}, peak RSS "
+          f"{ratio('peak_rss')}, seconds per step {seconds['after'] / seconds['before']:.2f}x; loss relative "
+          f"difference {abs(first['after'] - first['before']) / abs(first['before']):.1e}")
 
 
 if __name__ == "__main__":

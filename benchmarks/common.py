@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import time
+import weakref
 from collections.abc import Callable
 
 import torch
 from tokenizers import Tokenizer, models
 from transformers import ModernBertConfig, ModernBertForMaskedLM, PreTrainedTokenizerFast
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 from transformers.initialization import no_init_weights
 
 # Turkish words for synthetic documents (the embedded model's tokenizer knows them)
@@ -168,3 +171,40 @@ def peak_memory(device: torch.device) -> int:
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device)
     return _process_status_bytes("VmHWM")
+
+
+class LiveTensorBytes(TorchDispatchMode):
+    """Bytes of the tensor storages that operations inside the mode allocate and that are still alive,
+    and their peak: exact tensor memory, unlike a process's resident size, which the allocator's
+    caching and fragmentation blur. Views and in-place results (outputs the operator's schema marks
+    as aliasing an input) allocate nothing and are not counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.current = 0
+        self.peak = 0
+        self._alive: dict[int, weakref.ref] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 (torch's protocol)
+        output = func(*args, **(kwargs or {}))
+        outputs = output if isinstance(output, (tuple, list)) else (output,)
+        for declared, value in zip(func._schema.returns, outputs):
+            if declared.alias_info is not None:
+                continue
+            for tensor in tree_flatten(value)[0]:
+                if isinstance(tensor, torch.Tensor) and tensor.device.type != "meta":
+                    self._track(tensor.untyped_storage())
+        return output
+
+    def _track(self, storage: torch.UntypedStorage) -> None:
+        key = storage._cdata
+        if key in self._alive:
+            return
+        size = storage.nbytes()
+        self.current += size
+        self.peak = max(self.peak, self.current)
+        self._alive[key] = weakref.ref(storage, lambda _, key=key, size=size: self._free(key, size))
+
+    def _free(self, key: int, size: int) -> None:
+        if self._alive.pop(key, None) is not None:
+            self.current -= size

@@ -23,55 +23,17 @@ figure on a GPU.
 from __future__ import annotations
 
 import argparse
-import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
-from common import MMBERT_BASE, mdlm_training_steps, random_masked_lm
+from common import MMBERT_BASE, LiveTensorBytes, mdlm_training_steps, random_masked_lm
 
 from diffutron.training.config import LoraSettings
 from diffutron.training.models import apply_lora, count_parameters
 
 LENGTH = 512
 MASK_ID = 4
-
-
-class LiveTensorBytes(TorchDispatchMode):
-    """Bytes of the tensor storages created inside the mode and still alive; their peak.
-
-    Storages of `existing` tensors (the model's weights, the inputs) are not counted when an
-    operation returns a view of them.
-    """
-
-    def __init__(self, existing: Iterable[torch.Tensor] = ()) -> None:
-        super().__init__()
-        self.current = 0
-        self.peak = 0
-        self._alive: dict[int, weakref.ref] = {}
-        self._existing = {tensor.untyped_storage()._cdata for tensor in existing}
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 (torch's protocol)
-        output = func(*args, **(kwargs or {}))
-        for value in tree_flatten(output)[0]:
-            if isinstance(value, torch.Tensor) and value.device.type != "meta":
-                self._track(value.untyped_storage())
-        return output
-
-    def _track(self, storage: torch.UntypedStorage) -> None:
-        key = storage._cdata
-        if key in self._alive or key in self._existing:
-            return
-        size = storage.nbytes()
-        self.current += size
-        self.peak = max(self.peak, self.current)
-        self._alive[key] = weakref.ref(storage, lambda _, key=key, size=size: self._free(key, size))
-
-    def _free(self, key: int, size: int) -> None:
-        if self._alive.pop(key, None) is not None:
-            self.current -= size
 
 
 def fused_dropout(input: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> torch.Tensor:
@@ -81,9 +43,9 @@ def fused_dropout(input: torch.Tensor, p: float = 0.5, training: bool = True, in
     return torch.native_dropout(input, p, True)[0]
 
 
-def step_peak(step: Callable[[], float], model: torch.nn.Module) -> int:
+def step_peak(step: Callable[[], float]) -> int:
     """Peak bytes of the tensors one step creates (the model's own weights excluded)."""
-    with LiveTensorBytes([*model.parameters(), *model.buffers()]) as tracker:
+    with LiveTensorBytes() as tracker:
         step()
     return tracker.peak
 
@@ -106,7 +68,7 @@ def main() -> None:
         ids = torch.randint(5, MMBERT_BASE["vocab_size"], (rows, LENGTH), generator=generator)
         steps = mdlm_training_steps(model, ids, MASK_ID, autocast_dtype=torch.bfloat16, mask_rate=0.5)
         for path in peaks:
-            peaks[path].append(step_peak(steps[path], model))
+            peaks[path].append(step_peak(steps[path]))
             print(f"measured: {path} at {rows} x {LENGTH}: {peaks[path][-1] / 2**30:.2f} GiB", flush=True)
 
     print(f"\nmmBERT-base, LoRA r=256 ({trainable:,} trainable of {total:,}), bf16 autocast, half the positions "

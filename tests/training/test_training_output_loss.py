@@ -161,12 +161,12 @@ def test_nothing_masked_gives_zero_with_a_graph():
 
 def test_only_one_chunk_of_logits_is_alive_at_a_time(monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from estimate_recipe_memory import LiveTensorBytes  # counts the storages created, and frees
+    from common import LiveTensorBytes  # the benchmarks' exact tensor-memory counter
 
     rows, chunk_rows, vocabulary = 96, 32, 4000
     features = torch.randn(rows, 16, requires_grad=True)
     weight, targets = torch.randn(vocabulary, 16), torch.randint(0, vocabulary, (rows,))
-    with LiveTensorBytes([features, weight, targets]) as tracker:
+    with LiveTensorBytes() as tracker:
         chunked_linear_cross_entropy(features, weight, None, targets, torch.ones(rows), chunk_rows).backward()
     chunk_bytes = chunk_rows * vocabulary * 4
     # the logits and their log-softmax of one chunk (2 chunk sizes) plus small vectors; never all rows
