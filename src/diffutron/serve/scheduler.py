@@ -207,7 +207,13 @@ class Scheduler:
                     break
                 self.condition.wait(remaining)
             self.metrics.queue_depth.set(len(self.pending))
-        live = [job for job in batch if self._drop_reason(job) is None]
+        live = []
+        for job in batch:
+            if reason := self._drop_reason(job):  # given up (or shutting down) while the batch was filling
+                self.metrics.dropped_rows.labels(reason).inc(len(job.rows))
+                job.emit(Failed(self._dropped_error(reason)))
+            else:
+                live.append(job)
         if live:
             self.metrics.batch_rows.observe(sum(len(job.rows) for job in live))
         return live
