@@ -6,10 +6,11 @@ import json
 import math
 
 import pytest
-from helpers.server import MODEL
 
 from diffutron.lm import Diffutron
 from diffutron.sampling.config import GenerationConfig
+from diffutron.sampling.frames import FrameRecorder, frame_text
+from helpers.server import MODEL
 
 QUESTION = "Kitap okumak neden önemlidir?"
 
@@ -124,24 +125,38 @@ def test_infill_over_plain_http(server, lm):
     assert body["text"].startswith("Türkiye'nin başkenti") and body["text"].endswith("şehridir.")
 
 
-def test_denoising_frames_stream_the_canvas(server):
-    request = {"model": MODEL, "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 12,
-               "temperature": 0, "block_length": 6, "stream": True,
-               "stream_options": {"include_denoising": True, "include_usage": True}}
+def test_denoising_frames_stream_the_canvas(server, lm):
+    messages = [{"role": "user", "content": "«kitap» ne demek?"}]
+    request = {"model": MODEL, "messages": messages, "max_tokens": 24, "temperature": 0, "block_length": 12,
+               "stream": True, "stream_options": {"include_denoising": True, "include_usage": True}}
     with server.client() as http, http.stream("POST", "/v1/chat/completions", json=request) as response:
         events = [json.loads(line[len("data: "):]) for line in response.iter_lines()
                   if line.startswith("data: {")]
+    # not kept alive: a browser that stops a stream closes its socket instead of reading on (see app.py)
+    assert response.headers["connection"] == "close"
     frames = [event["denoising"] for event in events if "denoising" in event]
+    answer = "".join(choice["delta"].get("content", "") for event in events for choice in event["choices"])
     calls = events[-1]["diffutron"]["model_calls"]
     assert [frame["call"] for frame in frames] == list(range(1, calls + 1))
     decided: set[int] = set()
     for frame in frames:
-        assert len(frame["tokens"]) == 12 and frame["block"] in (0, 1)
+        assert len(frame["tokens"]) == 24 and frame["block"] in (0, 1)
         assert len(frame["committed"]) == len(frame["confidence"])
         assert all(0 <= value <= 1 for value in frame["confidence"]) and all(map(math.isfinite, frame["confidence"]))
         assert not decided & set(frame["committed"])  # a position is committed once
         decided |= set(frame["committed"])
         assert all(frame["tokens"][position] is not None for position in decided)
+    assert frame_text(frames[-1]["tokens"]) == answer
+
+    # the same frames as the sampler's own step callback gives for this request in this process
+    recorder = FrameRecorder(lm.tokenizer)
+    assert lm.chat(messages, GenerationConfig(max_new_tokens=24, block_length=12, temperature=0),
+                   callback=recorder) == answer
+    assert "" in frames[-1]["tokens"]  # the answer ends inside the region: its end and padding tokens read ""
+    expected = recorder.frames[: len(frames)]  # the server stops a row once its answer is decided
+    assert [{**frame, "confidence": None} for frame in frames] == [{**frame, "confidence": None} for frame in expected]
+    for frame, reference in zip(frames, expected, strict=True):
+        assert frame["confidence"] == pytest.approx(reference["confidence"], abs=1e-3)
 
 
 def test_health_and_metrics(server):

@@ -1,7 +1,9 @@
-"""The chat page in real headless Chromium, driven as a person would, against a streaming server.
+"""The chat page in real headless Chromium, driven as a person would, against `diffutron serve`.
 
-The server is tests/helpers/denoising_server.py (the page, /v1/models and streamed chat completions
-with denoising frames from the embedded model), started as a real process on a free loopback port.
+The server is the shared one of these tests (tests/serve/conftest.py: the embedded model behind an
+API key), a real process on a free loopback port. What the page sent is read from the browser's
+network log; what the server made of it from /metrics and from the same request asked again
+without streaming, which must give the answer, model calls and tokens the page shows.
 """
 
 from __future__ import annotations
@@ -9,69 +11,33 @@ from __future__ import annotations
 import json
 import os
 import re
-import selectors
 import shutil
-import subprocess
-import sys
-import urllib.request
-from pathlib import Path
 
 import pytest
-
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SERVER = Path(__file__).parents[1] / "helpers" / "denoising_server.py"
-SEED = 0
-QUESTIONS = ["«kitap» ne demek?", "«ev» ne demek?", "«güzel» kelimesinin eş anlamlısı nedir?"]
-SYSTEM = "Sen yardımsever bir asistansın."
-
-if CHROMIUM is None or CHROMEDRIVER is None:
-    message = "the browser tests need Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
-    if os.environ.get("CI"):
-        raise RuntimeError(message)
-    pytest.skip(message, allow_module_level=True)
-
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
+from helpers.server import API_KEY, MODEL
 
-class FakeServer:
-    """The server process; it starts loading at once, `url` waits until it listens."""
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SEED = 0
+QUESTIONS = ["«kitap» ne demek?", "«ev» ne demek?", "«güzel» kelimesinin eş anlamlısı nedir?"]
+SYSTEM = "Sen yardımsever bir asistansın."
+# The turn that is stopped: one block of 128 positions takes about 128 model calls, seconds on a CPU
+SLOW = {"max_tokens": 128, "steps": 128, "block_length": 128}
+CHAT = "/v1/chat/completions"
 
-    def __init__(self, *arguments: str) -> None:
-        self.process = subprocess.Popen([sys.executable, str(SERVER), *arguments], stdout=subprocess.PIPE, text=True)
-        self._url: str | None = None
-
-    @property
-    def url(self) -> str:
-        if self._url is None:
-            with selectors.DefaultSelector() as selector:
-                selector.register(self.process.stdout, selectors.EVENT_READ)
-                if not selector.select(timeout=120):
-                    raise RuntimeError("the test server did not start within 120 s")
-            self._url = self.process.stdout.readline().strip()
-            assert self._url.startswith("http://127.0.0.1:"), self._url
-        return self._url
-
-    def state(self) -> dict:
-        with urllib.request.urlopen(self.url + "test/state", timeout=10) as response:
-            return json.load(response)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def server():
-    server = FakeServer("--frame-delay", "0.04")
-    yield server
-    server.stop()
+if CHROMIUM is None or CHROMEDRIVER is None:
+    message = "the browser tests need Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
+    if os.environ.get("CI"):
+        raise RuntimeError(message)
+    pytest.skip(message, allow_module_level=True)
 
 
 @pytest.fixture
@@ -80,7 +46,7 @@ def browser(tmp_path):
     options.binary_location = CHROMIUM
     for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900"]:
         options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     driver.set_page_load_timeout(30)
     yield driver
@@ -110,12 +76,52 @@ def _severe(driver):
     return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
+def _set(driver, field, value):
+    element = driver.find_element(By.ID, field)
+    element.clear()
+    element.send_keys(str(value))
+
+
+def _chat_requests(driver):
+    """The bodies of the chat requests the page sent since the last look (the browser's network log)."""
+    bodies = []
+    for entry in driver.get_log("performance"):
+        event = json.loads(entry["message"])["message"]
+        request = event.get("params", {}).get("request", {})
+        if event["method"] == "Network.requestWillBeSent" and request.get("url", "").endswith(CHAT):
+            bodies.append(json.loads(request["postData"]))
+    return bodies
+
+
+def _check_against_the_api(server, answer, request):
+    """The shown answer, model calls and tokens are the server's for the same request, not streamed."""
+    replay = {name: value for name, value in request.items() if name not in ("stream", "stream_options")}
+    with server.client() as http:
+        response = http.post(CHAT, json=replay)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    text = body["choices"][0]["message"]["content"]
+    assert text and answer.find_element(By.CSS_SELECTOR, ".canvas").text == text
+    stats = answer.find_element(By.CSS_SELECTOR, ".stats").text
+    assert re.fullmatch(r"\d+ model calls · \d+ tokens · \d+\.\d s", stats), stats
+    calls, tokens = (int(number) for number in re.findall(r"(\d+) (?:model calls|tokens)", stats))
+    assert (calls, tokens) == (body["diffutron"]["model_calls"], body["usage"]["completion_tokens"])
+    return text
+
+
 def test_chat_page_streams_frames_stops_keeps_the_conversation_and_asks_for_a_key(server, browser, tmp_path):
     driver = browser
-    driver.get(server.url)
-    _wait(driver, lambda: driver.find_element(By.ID, "model-name").text == "diffutron-embedded")
+    # the server wants a key: the page asks for it on the first 401 and keeps it for the tab
+    driver.get(server.url + "/")
+    _wait(driver, driver.find_element(By.ID, "key-dialog").is_displayed, message="no key dialog after the 401")
+    errors = _severe(driver)
+    assert len(errors) == 1 and "401" in errors[0]["message"], errors  # only the refused request
+    driver.find_element(By.ID, "api-key").send_keys(API_KEY + Keys.ENTER)
+    _wait(driver, lambda: driver.find_element(By.ID, "model-name").text == MODEL)
+    assert driver.execute_script("return sessionStorage.getItem('diffutron-api-key')") == API_KEY
     driver.find_element(By.ID, "system").send_keys(SYSTEM)
     driver.find_element(By.ID, "seed").send_keys(str(SEED))
+    _chat_requests(driver)  # empties the network log
 
     # first turn: placeholders while it denoises, then the answer, with calls, tokens and seconds
     _ask(driver, QUESTIONS[0])
@@ -123,67 +129,68 @@ def test_chat_page_streams_frames_stops_keeps_the_conversation_and_asks_for_a_ke
           and driver.find_elements(By.CSS_SELECTOR, ".turn.assistant .canvas .fresh"),
           message="no frame showed a newly committed token among the placeholders")
     _wait(driver, lambda: _finished(driver, 1))
-    first = server.state()["answers"][0]
     answer = _answers(driver)[0]
-    assert first and answer.find_element(By.CSS_SELECTOR, ".canvas").text == first
-    assert not answer.find_elements(By.CSS_SELECTOR, ".mask, .fresh")
-    stats = answer.find_element(By.CSS_SELECTOR, ".stats").text
-    assert re.fullmatch(r"\d+ model calls · \d+ tokens · \d+\.\d s", stats), stats
+    assert not answer.find_elements(By.CSS_SELECTOR, ".mask, .fresh, .end")
+    [request] = _chat_requests(driver)
+    first = _check_against_the_api(server, answer, request)
     answer.find_element(By.CSS_SELECTOR, "button.copy").click()
     _wait(driver, lambda: answer.find_element(By.CSS_SELECTOR, "button.copy").text == "Copied")
 
     # second turn: the whole conversation goes with it, and the settings
     _ask(driver, QUESTIONS[1])
     _wait(driver, lambda: _finished(driver, 2))
-    assert _answers(driver)[1].find_element(By.CSS_SELECTOR, ".canvas").text == server.state()["answers"][1]
-    request = server.state()["requests"][-1]
+    [request] = _chat_requests(driver)
     assert request["messages"] == [
         {"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTIONS[0]},
         {"role": "assistant", "content": first}, {"role": "user", "content": QUESTIONS[1]}]
     assert request["stream"] is True
     assert request["stream_options"] == {"include_denoising": True, "include_usage": True}
     assert {name: request[name] for name in ("model", "seed", "steps", "block_length", "max_tokens", "speed")} == {
-        "model": "diffutron-embedded", "seed": SEED, "steps": 64, "block_length": 32, "max_tokens": 64,
-        "speed": "exact"}
+        "model": MODEL, "seed": SEED, "steps": 64, "block_length": 32, "max_tokens": 64, "speed": "exact"}
+    second = _check_against_the_api(server, _answers(driver)[1], request)
     driver.save_screenshot(str(tmp_path / "chat.png"))
 
-    # stop: the stream is cancelled mid-way and the turn stays out of the conversation
-    before = server.state()
+    # stop, pressed while the placeholders are still there: the server drops the row, the turn stays out
+    dropped = server.metric("diffutron_dropped_rows_total", reason="client_left")
+    generated = server.metric("diffutron_generated_tokens_total")
+    for field, value in SLOW.items():
+        _set(driver, field, value)
     _ask(driver, QUESTIONS[2])
     _wait(driver, lambda: len(_answers(driver)) == 3
-          and _answers(driver)[2].find_elements(By.CSS_SELECTOR, ".canvas .mask"))
+          and _answers(driver)[2].find_elements(By.CSS_SELECTOR, ".canvas .fresh"))
+    driver.save_screenshot(str(tmp_path / "denoising.png"))
     driver.find_element(By.ID, "stop").click()
     _wait(driver, lambda: "stopped" in _answers(driver)[2].get_attribute("class"))
+    assert _answers(driver)[2].find_elements(By.CSS_SELECTOR, ".canvas .mask")  # it was stopped mid-way
     assert driver.find_element(By.ID, "send").is_displayed()
-    _wait(driver, lambda: server.state()["cancelled"] == before["cancelled"] + 1, timeout=20,
-          message="the server never saw the stream closed")
-    assert server.state()["completed"] == before["completed"]
+    _wait(driver, lambda: server.metric("diffutron_dropped_rows_total", reason="client_left") == dropped + 1,
+          timeout=20, message="the server never dropped the stopped row")
+    assert server.metric("diffutron_generated_tokens_total") == generated  # nothing was answered
+    [request] = _chat_requests(driver)
+    assert {name: request[name] for name in SLOW} == SLOW
+
+    # the next turn: model card defaults, the fast preset, the conversation without the stopped turn
+    driver.find_element(By.ID, "defaults").click()
     driver.find_element(By.CSS_SELECTOR, 'input[name="speed"][value="fast"]').click()
+    _set(driver, "seed", SEED)
     _ask(driver, QUESTIONS[0])
     _wait(driver, lambda: _finished(driver, 4))
-    request = server.state()["requests"][-1]
-    assert len(request["messages"]) == 6 and request["speed"] == "fast"  # system, two finished turns, question
+    [request] = _chat_requests(driver)
+    assert request["messages"][1:] == [
+        {"role": "user", "content": QUESTIONS[0]}, {"role": "assistant", "content": first},
+        {"role": "user", "content": QUESTIONS[1]}, {"role": "assistant", "content": second},
+        {"role": "user", "content": QUESTIONS[0]}]
+    assert {name: request[name] for name in ("speed", "seed", *SLOW)} == {
+        "speed": "fast", "seed": SEED, "max_tokens": 64, "steps": 64, "block_length": 32}
+    _check_against_the_api(server, _answers(driver)[3], request)
     assert _severe(driver) == []
 
-    # a narrow phone screen: nothing wider than the screen, the composer reachable
+    # a narrow phone screen: nothing wider than the screen, the composer reachable; the key is not asked again
     driver.set_window_size(390, 844)
     driver.refresh()
-    _wait(driver, lambda: driver.find_element(By.ID, "model-name").text == "diffutron-embedded")
+    _wait(driver, lambda: driver.find_element(By.ID, "model-name").text == MODEL)
+    assert not driver.find_element(By.ID, "key-dialog").is_displayed()
     assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
     assert driver.find_element(By.ID, "prompt").is_displayed()
     driver.save_screenshot(str(tmp_path / "phone.png"))
     assert _severe(driver) == []
-
-    # a server with an API key: the page asks once, on the 401, and keeps the key for the tab
-    driver.get(server.url + "locked/")
-    _wait(driver, driver.find_element(By.ID, "key-dialog").is_displayed, message="no key dialog after the 401")
-    driver.find_element(By.ID, "api-key").send_keys("sesame" + Keys.ENTER)
-    _wait(driver, lambda: driver.find_element(By.ID, "model-name").text == "diffutron-embedded")
-    _ask(driver, QUESTIONS[1])
-    _wait(driver, lambda: _finished(driver, 1))
-    assert driver.execute_script("return sessionStorage.getItem('diffutron-api-key')") == "sesame"
-    driver.refresh()
-    _wait(driver, lambda: driver.find_element(By.ID, "model-name").text == "diffutron-embedded")
-    assert not driver.find_element(By.ID, "key-dialog").is_displayed()
-    errors = _severe(driver)
-    assert len(errors) == 1 and "401" in errors[0]["message"], errors  # only the first, refused request

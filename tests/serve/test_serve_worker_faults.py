@@ -1,12 +1,19 @@
-"""An exception inside a batch fails that batch's requests with a 500, and the server goes on."""
+"""Faults inside the worker: a failing batch gets a 500 and the server goes on; requests given up early."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+import pytest
 from fastapi.testclient import TestClient
 
 import diffutron.serve.scheduler as scheduler_module
 from diffutron.lm import Diffutron
+from diffutron.sampling.config import GenerationConfig
 from diffutron.serve.app import ServeOptions, create_app
+from diffutron.serve.metrics import Metrics
+from diffutron.serve.scheduler import Failed, Job, Row, Scheduler
 
 BODY = {"model": "tiny", "messages": [{"role": "user", "content": "Kitap ne demek?"}], "max_tokens": 4,
         "temperature": 0}
@@ -33,3 +40,30 @@ def test_a_failing_batch_gets_500_and_the_next_one_is_served(tiny_model, tiny_to
         served = client.post("/v1/chat/completions", json=BODY)
         assert served.status_code == 200, served.text
         assert served.json()["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+@pytest.mark.parametrize("give_up", ["client_left", "shutdown"])
+def test_a_request_given_up_while_its_batch_fills_is_dropped_and_answered(tiny_model, tiny_tokenizer, give_up):
+    """The worker holds a request while it waits for companions; leaving or stopping then is still a drop."""
+    lm = Diffutron(tiny_model, tiny_tokenizer)
+    metrics = Metrics()
+    scheduler = Scheduler(lm, metrics, max_batch_size=4, batch_wait_s=0.5, max_queue=4)
+
+    async def scenario() -> Failed:
+        job = Job("generate", [Row(lm.encode("Kitap ne demek?"), 0, 0)], GenerationConfig(max_new_tokens=4),
+                  time.monotonic() + 30, asyncio.get_running_loop())
+        scheduler.start()
+        scheduler.submit(job)
+        while scheduler.pending:  # taken by the worker, which now waits for more requests
+            await asyncio.sleep(0.01)
+        if give_up == "client_left":
+            scheduler.withdraw(job, "client_left")
+        else:
+            await asyncio.to_thread(scheduler.stop)
+        event = await asyncio.wait_for(job.events.get(), 10)
+        scheduler.stop()
+        return event
+
+    event = asyncio.run(scenario())
+    assert isinstance(event, Failed) and event.error.status == (504 if give_up == "client_left" else 503)
+    assert metrics.registry.get_sample_value("diffutron_dropped_rows_total", {"reason": give_up}) == 1

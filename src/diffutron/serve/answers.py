@@ -64,13 +64,6 @@ class AnswerTracker:
         raw, ended = self._read(self._decided_tokens(row))  # masks left: the answer stops at the first
         return delta + self._finish(cut_answer(raw), "stop" if ended else "length")
 
-    def position_tokens(self, row: Sequence[int]) -> list[str | None]:
-        """Each answer position's token as text, None where it is still masked."""
-        mask = self.lm.special.mask
-        region = row[self.start : self.start + self.length]
-        texts = self.lm.tokenizer.batch_decode([[token] for token in region], skip_special_tokens=False)
-        return [None if token == mask else text for token, text in zip(region, texts)]
-
     def _decided_tokens(self, row: Sequence[int]) -> list[int]:
         region = list(row[self.start : self.start + self.length])
         mask = self.lm.special.mask

@@ -40,6 +40,9 @@ from diffutron.serve.schemas import (
 
 STATIC = Path(__file__).parent / "static"  # the chat page: plain HTML, CSS and JS, nothing fetched
 DISCONNECT_POLL_S = 0.25  # how often a waiting non-streamed request checks that its client is still there
+# A stream's connection is not reused: a browser that cancels a reusable one may first read the rest of
+# the body (Chromium drains it for reuse) and the server would go on decoding a row nobody waits for.
+STREAM_HEADERS = {"Cache-Control": "no-cache", "Connection": "close"}
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,7 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
         scheduler.submit(job)
         if job.stream:
             return StreamingResponse(stream(job, output, prompt_tokens, extension, include_usage),
-                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+                                     media_type="text/event-stream", headers=STREAM_HEADERS)
         finished: list[Finished] = []
         try:
             while True:

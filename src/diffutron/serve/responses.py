@@ -41,9 +41,7 @@ class Format:
 
     def frame(self, frame: Frame) -> Json:
         """An extension chunk: no text, the canvas of one answer after one model call."""
-        denoising = {"index": frame.choice, "call": frame.call, "block": frame.block, "tokens": frame.tokens,
-                     "committed": frame.committed, "confidence": frame.confidence}
-        return {**self._chunk([self._piece(frame.choice, "", None)]), "denoising": denoising}
+        return {**self._chunk([self._piece(frame.choice, "", None)]), "denoising": frame.denoising}
 
     def usage(self, usage: Json, extension: Json) -> Json:
         return {**self._chunk([]), "usage": usage, "diffutron": extension}

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Literal
 from diffutron.errors import DiffutronError
 from diffutron.lm import Diffutron
 from diffutron.sampling.config import GenerationConfig
+from diffutron.sampling.frames import DenoisingFrame, FrameBuilder
 from diffutron.sampling.sampler import StepEvent, sample
 from diffutron.serve.answers import AnswerTracker
 from diffutron.serve.errors import APIError
@@ -55,11 +55,7 @@ class Frame:
     """The canvas of one answer after one model call (stream_options.include_denoising)."""
 
     choice: int
-    call: int
-    block: int
-    tokens: list[str | None]
-    committed: list[int]
-    confidence: list[float]
+    denoising: DenoisingFrame
 
 
 @dataclass(frozen=True)
@@ -210,7 +206,13 @@ class Scheduler:
                     break
                 self.condition.wait(remaining)
             self.metrics.queue_depth.set(len(self.pending))
-        live = [job for job in batch if self._drop_reason(job) is None]
+        live = []
+        for job in batch:
+            if reason := self._drop_reason(job):  # given up (or shutting down) while the batch was filling
+                self.metrics.dropped_rows.labels(reason).inc(len(job.rows))
+                job.emit(Failed(self._dropped_error(reason)))
+            else:
+                live.append(job)
         if live:
             self.metrics.batch_rows.observe(sum(len(job.rows) for job in live))
         return live
@@ -224,6 +226,8 @@ class Scheduler:
         entries = [(job, row) for job in batch for row in job.rows]
         config = batch[0].config
         trackers = [AnswerTracker(self.lm, len(row.prompt), config.max_new_tokens, job.stops) for job, row in entries]
+        frames = FrameBuilder.for_prompts(self.lm.tokenizer, [len(row.prompt) for _, row in entries],
+                                          config.max_new_tokens)
         open_rows = {job.number: len(job.rows) for job in batch}
         gone: set[int] = set()  # rows dropped because nobody waits for them any more
         calls = 0
@@ -261,7 +265,7 @@ class Scheduler:
                     continue
                 canvas = canvas if canvas is not None else event.canvas.tolist()
                 if job.denoising:
-                    job.emit(self._frame(event, index, row.choice, tracker, canvas[index]))
+                    job.emit(Frame(row.choice, frames.frame(event, index, row.choice)))
                 delta = tracker.update(canvas[index])
                 if tracker.finished:
                     finish(index, delta)
@@ -297,16 +301,6 @@ class Scheduler:
             return
         job.emit(Finished(0, text, "stop", 0))
         job.emit(Done(calls, 1))
-
-    def _frame(self, event: StepEvent, index: int, choice: int, tracker: AnswerTracker, row: list[int]) -> Frame:
-        span = slice(tracker.start, tracker.start + tracker.length)
-        committed = event.committed[index, span].nonzero().flatten().tolist()
-        confidence: list[float] = []
-        if event.confidence is not None:
-            values = event.confidence[index, span].tolist()
-            confidence = [values[position] for position in committed]
-        return Frame(choice, event.calls, event.block, tracker.position_tokens(row), committed,
-                     [value if math.isfinite(value) else 0.0 for value in confidence])
 
     def _drop_reason(self, job: Job) -> str | None:
         """Why a job's rows should be dropped now (None: keep decoding them)."""

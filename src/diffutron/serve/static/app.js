@@ -267,7 +267,7 @@ async function send(question) {
     const seconds = (performance.now() - started) / 1000;
     canvas.replaceChildren(document.createTextNode(answer));
     canvas.removeAttribute("aria-hidden");
-    const modelCalls = usage && usage.diffutron && usage.diffutron.calls ? usage.diffutron.calls : calls;
+    const modelCalls = usage && usage.diffutron ? usage.diffutron.model_calls : calls;
     const tokens = usage ? usage.usage.completion_tokens : null;
     addMeta(item, [`${modelCalls} model calls`, ...(tokens === null ? [] : [`${tokens} tokens`]),
       `${seconds.toFixed(1)} s`], answer);
