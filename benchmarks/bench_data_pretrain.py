@@ -13,22 +13,18 @@ download); pass --tokenizer DIR for a real one (e.g. a local copy of jhu-clsp/mm
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from common import TURKISH_WORDS
-
+from diffutron.data.documents import batched
 from diffutron.data.pretrain import build_pretrain
 from diffutron.data.recipes import PretrainRecipe, PretrainSource
-from diffutron.data.documents import batched
-from diffutron.model.loading import load_tokenizer
+from diffutron.model.loading import default_model_path, load_tokenizer
 from diffutron.model.tokens import encode
-from diffutron.model.loading import default_model_path
 
 
 def main() -> None:

@@ -34,7 +34,6 @@ import json
 import math
 import os
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,6 @@ from typing import Any
 import torch
 
 from common import MMBERT_BASE, mmbert_shaped_model, tokenizer_with_mmbert_ids
-
 from diffutron import Diffutron, GenerationConfig, sample
 from diffutron.embedded.definitions import chrf, read_questions
 from diffutron.files import atomic_file
@@ -77,7 +75,8 @@ class Run:
         for split in sorted({q["split"] for q in questions}):
             chosen = [i for i, q in enumerate(questions) if q["split"] == split]
             result[f"chrf_{split}"] = round(
-                chrf([self.answers[i] for i in chosen], [questions[i]["definition"] for i in chosen]), 2)
+                chrf([self.answers[i] for i in chosen], [questions[i]["definition"] for i in chosen]), 2
+            )
         if exact is not None:
             result["token_agreement"] = round(_agreement(self.tokens, exact.tokens), 4)
             result["identical_answers"] = sum(a == b for a, b in zip(self.tokens, exact.tokens))
@@ -110,8 +109,9 @@ def _base(model: torch.nn.Module) -> torch.nn.Module:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def answer_questions(lm: Diffutron, questions: list[dict[str, str]], config: GenerationConfig,
-                     *, oracle: bool = False) -> Run:
+def answer_questions(
+    lm: Diffutron, questions: list[dict[str, str]], config: GenerationConfig, *, oracle: bool = False
+) -> Run:
     """Answer each question alone (batch of one), timing each answer."""
     counter = CallCounter(lm.model)
     run = Run([], [], [], [], [])
@@ -122,15 +122,20 @@ def answer_questions(lm: Diffutron, questions: list[dict[str, str]], config: Gen
             start = time.perf_counter()
             if oracle:
                 canvas = reference_sample(
-                    lm.model, lm.tokenizer, [prompt], max_new_tokens=config.max_new_tokens,
-                    steps=config.steps, block_length=config.block_length,
+                    lm.model,
+                    lm.tokenizer,
+                    [prompt],
+                    max_new_tokens=config.max_new_tokens,
+                    steps=config.steps,
+                    block_length=config.block_length,
                     repetition_penalty=config.repetition_penalty,
                 )
                 blocks = math.ceil(config.max_new_tokens / config.block_length)
             else:
                 seen: set[int] = set()
-                canvas = sample(lm.model, lm.tokenizer, [prompt], config,
-                                callback=lambda event: seen.add(event.block))
+                canvas = sample(
+                    lm.model, lm.tokenizer, [prompt], config, callback=lambda event, seen=seen: seen.add(event.block)
+                )
                 blocks = len(seen)
             run.seconds.append(time.perf_counter() - start)
             row = canvas[0].tolist()
@@ -167,8 +172,7 @@ def preset_dtypes() -> dict[str, str]:
 # --- part 1 --------------------------------------------------------------------------------
 
 
-def quality_part(lm: Diffutron, questions: list[dict[str, str]], new_tokens: list[int],
-                 sweep: bool) -> dict[str, Any]:
+def quality_part(lm: Diffutron, questions: list[dict[str, str]], new_tokens: list[int], sweep: bool) -> dict[str, Any]:
     dtypes = preset_dtypes()
     variants = precision_variants(lm.model, set(dtypes.values()) | ({"bfloat16", "int8"} if sweep else set()))
     results: dict[str, Any] = {}
@@ -178,13 +182,15 @@ def quality_part(lm: Diffutron, questions: list[dict[str, str]], new_tokens: lis
         exact = answer_questions(lm, questions, speed_config("exact", base))
         runs = {ORACLE: oracle, "exact": exact}
         for speed in SPEEDS[1:]:
-            runs[speed] = answer_questions(_with_model(lm, variants[dtypes[speed]]), questions,
-                                           speed_config(speed, base))
+            runs[speed] = answer_questions(
+                _with_model(lm, variants[dtypes[speed]]), questions, speed_config(speed, base)
+            )
         table = {name: run.summary(questions, exact) for name, run in runs.items()}
         table["exact"]["identical_to_oracle"] = exact.tokens == oracle.tokens
         for name in table:
             table[name]["wall_clock_speedup"] = round(
-                statistics.mean(oracle.seconds) / table[name]["seconds_per_answer"], 2)
+                statistics.mean(oracle.seconds) / table[name]["seconds_per_answer"], 2
+            )
         results[str(tokens)] = {"presets": table}
         _print_quality(tokens, table, dtypes)
         if sweep:
@@ -192,8 +198,14 @@ def quality_part(lm: Diffutron, questions: list[dict[str, str]], new_tokens: lis
     return results
 
 
-def sweep_part(lm: Diffutron, variants: dict[str, torch.nn.Module], questions: list[dict[str, str]],
-               base: GenerationConfig, exact: Run, oracle: Run) -> dict[str, Any]:
+def sweep_part(
+    lm: Diffutron,
+    variants: dict[str, torch.nn.Module],
+    questions: list[dict[str, str]],
+    base: GenerationConfig,
+    exact: Run,
+    oracle: Run,
+) -> dict[str, Any]:
     """Candidate settings, one technique at a time, then combined."""
     candidates: list[tuple[str, str, dict[str, Any]]] = []
     for threshold in (0.7, 0.8, 0.9, 0.95):
@@ -214,7 +226,8 @@ def sweep_part(lm: Diffutron, variants: dict[str, torch.nn.Module], questions: l
         run = answer_questions(_with_model(lm, variants[dtype]), questions, base.replace(**change))
         table[name] = run.summary(questions, exact)
         table[name]["wall_clock_speedup"] = round(
-            statistics.mean(oracle.seconds) / table[name]["seconds_per_answer"], 2)
+            statistics.mean(oracle.seconds) / table[name]["seconds_per_answer"], 2
+        )
     print(f"\nsweep, {base.max_new_tokens} new tokens (exact: chrF {exact.summary(questions, None)['chrf']})")
     _print_rows(table)
     return table
@@ -225,24 +238,33 @@ def _with_model(lm: Diffutron, model: torch.nn.Module) -> Diffutron:
 
 
 def _print_quality(tokens: int, table: dict[str, dict[str, Any]], dtypes: dict[str, str]) -> None:
-    print(f"\npart 1: trained model, {tokens} new tokens, greedy, one question at a time "
-          f"(preset dtypes on this CPU: {dtypes})")
+    print(
+        f"\npart 1: trained model, {tokens} new tokens, greedy, one question at a time "
+        f"(preset dtypes on this CPU: {dtypes})"
+    )
     _print_rows(table)
 
 
 def _print_rows(table: dict[str, dict[str, Any]]) -> None:
     print(f"{'':>28} {'chrF':>6} {'agree':>6} {'calls':>6} {'c/blk':>6} {'s/ans':>7} {'speed-up':>8}")
     for name, row in table.items():
-        print(f"{name:>28} {row['chrf']:>6.2f} {row.get('token_agreement', 1.0):>6.3f} "
-              f"{row['calls_per_answer']:>6.2f} {row['calls_per_block']:>6.2f} "
-              f"{row['seconds_per_answer']:>7.3f} {row['wall_clock_speedup']:>7.2f}x")
+        print(
+            f"{name:>28} {row['chrf']:>6.2f} {row.get('token_agreement', 1.0):>6.3f} "
+            f"{row['calls_per_answer']:>6.2f} {row['calls_per_block']:>6.2f} "
+            f"{row['seconds_per_answer']:>7.3f} {row['wall_clock_speedup']:>7.2f}x"
+        )
 
 
 # --- part 2 --------------------------------------------------------------------------------
 
 
-def per_call_part(threads: list[int], repeats: int, calls_per_block: dict[str, dict[int, float]],
-                  calls_per_answer: dict[str, dict[int, float]], techniques: bool) -> dict[str, Any]:
+def per_call_part(
+    threads: list[int],
+    repeats: int,
+    calls_per_block: dict[str, dict[int, float]],
+    calls_per_answer: dict[str, dict[int, float]],
+    techniques: bool,
+) -> dict[str, Any]:
     """Seconds per call of the oracle and each preset, the minimum of `repeats` interleaved runs."""
     dtypes = preset_dtypes()
     tokenizer = tokenizer_with_mmbert_ids()
@@ -280,8 +302,9 @@ def per_call_part(threads: list[int], repeats: int, calls_per_block: dict[str, d
     return result
 
 
-def technique_part(variants: dict[str, torch.nn.Module], tokenizer: Any, threads: int,
-                   repeats: int) -> dict[str, dict[str, float]]:
+def technique_part(
+    variants: dict[str, torch.nn.Module], tokenizer: Any, threads: int, repeats: int
+) -> dict[str, dict[str, float]]:
     """Milliseconds per call of each precision with each cache: 30-token prompt, 64 new tokens,
     4 calls per block (one refresh, three cached calls)."""
     torch.set_num_threads(threads)
@@ -306,8 +329,15 @@ def _oracle_seconds_per_call(model: torch.nn.Module, tokenizer: Any, prompt: lis
     """One call per block: every oracle call runs the full canvas, whatever the schedule."""
     blocks = math.ceil(new_tokens / GREEDY.block_length)
     start = time.perf_counter()
-    reference_sample(model, tokenizer, [prompt], max_new_tokens=new_tokens, steps=blocks,
-                     block_length=GREEDY.block_length, repetition_penalty=GREEDY.repetition_penalty)
+    reference_sample(
+        model,
+        tokenizer,
+        [prompt],
+        max_new_tokens=new_tokens,
+        steps=blocks,
+        block_length=GREEDY.block_length,
+        repetition_penalty=GREEDY.repetition_penalty,
+    )
     return (time.perf_counter() - start) / blocks
 
 
@@ -319,8 +349,9 @@ def _timing_config(speed: str, new_tokens: int, calls_per_block: dict[str, dict[
     """
     per_block = 2.0 if speed == "exact" else calls_per_block.get(speed, {}).get(new_tokens, GREEDY.block_length)
     steps = max(1, round(per_block)) * math.ceil(new_tokens / GREEDY.block_length)
-    return speed_config(speed, GREEDY, max_new_tokens=new_tokens, steps=steps, threshold=None, factor=None,
-                        early_stop=False)
+    return speed_config(
+        speed, GREEDY, max_new_tokens=new_tokens, steps=steps, threshold=None, factor=None, early_stop=False
+    )
 
 
 def _print_call_row(row: dict[str, Any]) -> None:
@@ -330,8 +361,7 @@ def _print_call_row(row: dict[str, Any]) -> None:
         if f"{speed}_projected_speedup" in row:
             cell += f", {row[f'{speed}_projected_speedup']:.1f}x/answer"
         cells.append(cell + ")")
-    print(f"prompt {row['prompt']:>3} new {row['new']:>3} threads {row['threads']}: " + "  ".join(cells),
-          flush=True)
+    print(f"prompt {row['prompt']:>3} new {row['new']:>3} threads {row['threads']}: " + "  ".join(cells), flush=True)
 
 
 def main() -> None:
@@ -345,8 +375,9 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--sweep", action="store_true", help="also measure candidate settings")
     parser.add_argument("--skip-per-call", action="store_true", help="part 1 only")
-    parser.add_argument("--techniques", action="store_true",
-                        help="part 2: also time each precision with each cache (one thread count)")
+    parser.add_argument(
+        "--techniques", action="store_true", help="part 2: also time each precision with each cache (one thread count)"
+    )
     parser.add_argument("--output", type=Path, default=None, help="write every figure as JSON")
     args = parser.parse_args()
 
@@ -354,8 +385,10 @@ def main() -> None:
         "cpu_threads_available": os.cpu_count(),
         "bfloat16_native": cpu_bfloat16_supported(),
         "load_average_at_start": os.getloadavg(),
-        "presets": {speed: {"sampler": speed_config(speed).to_dict(), "cpu_dtype": dtype}
-                    for speed, dtype in preset_dtypes().items()},
+        "presets": {
+            speed: {"sampler": speed_config(speed).to_dict(), "cpu_dtype": dtype}
+            for speed, dtype in preset_dtypes().items()
+        },
     }
     calls_per_block: dict[str, dict[int, float]] = {}
     calls_per_answer: dict[str, dict[int, float]] = {}
@@ -363,8 +396,11 @@ def main() -> None:
         torch.set_num_threads(args.quality_threads)
         lm = Diffutron.from_pretrained(args.model, device="cpu", dtype="float32")
         rows = read_questions(args.questions)
-        questions = [row for split in dict.fromkeys(r["split"] for r in rows)
-                     for row in [r for r in rows if r["split"] == split][: args.limit]]
+        questions = [
+            row
+            for split in dict.fromkeys(r["split"] for r in rows)
+            for row in [r for r in rows if r["split"] == split][: args.limit]
+        ]
         report["model"] = lm.info()
         report["quality_threads"] = args.quality_threads
         report["questions"] = len(questions)
@@ -377,8 +413,9 @@ def main() -> None:
         print("no --questions: calls per answer and quality are not measured (part 2 commits one token per call)")
     if not args.skip_per_call:
         print("\npart 2: seconds per call, random model of mmBERT-base's shape (307.8M parameters)")
-        report["per_call"] = per_call_part(args.threads, args.repeats, calls_per_block, calls_per_answer,
-                                           args.techniques)
+        report["per_call"] = per_call_part(
+            args.threads, args.repeats, calls_per_block, calls_per_answer, args.techniques
+        )
     report["load_average_at_end"] = os.getloadavg()
     if args.output is not None:
         with atomic_file(args.output) as handle:

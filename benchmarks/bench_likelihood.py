@@ -14,19 +14,22 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
-from pathlib import Path
 
 import torch
 from transformers import ModernBertConfig, ModernBertForMaskedLM
 
 from common import MMBERT_BASE, tokenizer_with_mmbert_ids
-
 from diffutron.eval.likelihood import ContinuationScorer, Pair
 
-SMALL = dict(MMBERT_BASE, hidden_size=256, num_hidden_layers=4, intermediate_size=384, num_attention_heads=4,
-             max_position_embeddings=512)
+SMALL = dict(
+    MMBERT_BASE,
+    hidden_size=256,
+    num_hidden_layers=4,
+    intermediate_size=384,
+    num_attention_heads=4,
+    max_position_embeddings=512,
+)
 
 
 def small_model(device: str) -> ModernBertForMaskedLM:
@@ -60,9 +63,11 @@ def main() -> None:
     pairs = workload(args.requests)
     batched = ContinuationScorer(model, tokenizer, mc_num=args.mc_num, batch_size=args.batch_size)
     single = ContinuationScorer(model, tokenizer, mc_num=args.mc_num, batch_size=args.mc_num)
-    print(f"{len(pairs)} requests, contexts 40-120 tokens, continuations 1-3 tokens, mc_num {args.mc_num}, "
-          f"model hidden {SMALL['hidden_size']} x {SMALL['num_hidden_layers']} layers, vocab {SMALL['vocab_size']}, "
-          f"device {args.device}")
+    print(
+        f"{len(pairs)} requests, contexts 40-120 tokens, continuations 1-3 tokens, mc_num {args.mc_num}, "
+        f"model hidden {SMALL['hidden_size']} x {SMALL['num_hidden_layers']} layers, vocab {SMALL['vocab_size']}, "
+        f"device {args.device}"
+    )
     print(f"{'threads':>7} {'one/pass req/s':>15} {'batched req/s':>14} {'speed-up':>9}  max |diff|")
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -76,8 +81,10 @@ def main() -> None:
             together = [score.logprob for score in batched.score(pairs)]
             batched_time = min(batched_time, time.perf_counter() - start)
         difference = max(abs(a - b) for a, b in zip(alone, together))
-        print(f"{threads:>7} {len(pairs) / single_time:>15.2f} {len(pairs) / batched_time:>14.2f} "
-              f"{single_time / batched_time:>8.2f}x  {difference:.2e}")
+        print(
+            f"{threads:>7} {len(pairs) / single_time:>15.2f} {len(pairs) / batched_time:>14.2f} "
+            f"{single_time / batched_time:>8.2f}x  {difference:.2e}"
+        )
 
 
 if __name__ == "__main__":

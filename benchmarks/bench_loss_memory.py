@@ -42,7 +42,6 @@ from common import (
     peak_memory,
     reset_peak_memory,
 )
-
 from diffutron.training.config import LoraSettings
 from diffutron.training.models import apply_lora
 
@@ -73,8 +72,13 @@ def worker_memory(args: argparse.Namespace) -> dict:
     with LiveTensorBytes() as counter:
         tracker.append(counter)
         losses = [steps[args.path]() for _ in range(args.steps)]
-    return {"backward_peak": max(backward_peaks), "step_peak": counter.peak, "peak_rss": peak_memory(cpu),
-            "losses": losses, "masked": int(steps["masked"]())}
+    return {
+        "backward_peak": max(backward_peaks),
+        "step_peak": counter.peak,
+        "peak_rss": peak_memory(cpu),
+        "losses": losses,
+        "masked": int(steps["masked"]()),
+    }
 
 
 def worker_time(args: argparse.Namespace) -> dict:
@@ -91,9 +95,24 @@ def worker_time(args: argparse.Namespace) -> dict:
 
 
 def run_worker(kind: str, args: argparse.Namespace, path: str = "") -> dict:
-    command = [sys.executable, __file__, "--worker", kind, "--path", path,
-               "--threads", str(args.threads), "--batch", str(args.batch), "--length", str(args.length),
-               "--steps", str(args.steps), "--lora-r", str(args.lora_r)]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        kind,
+        "--path",
+        path,
+        "--threads",
+        str(args.threads),
+        "--batch",
+        str(args.batch),
+        "--length",
+        str(args.length),
+        "--steps",
+        str(args.steps),
+        "--lora-r",
+        str(args.lora_r),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise SystemExit(f"worker {kind} {path} failed:\n{result.stderr[-3000:]}")
@@ -124,22 +143,30 @@ def main() -> None:
     memory = {path: run_worker("memory", args, path) for path in PATHS}
     seconds = run_worker("time", args)
     first = {path: memory[path]["losses"][0] for path in PATHS}  # the same weights and batch in both
-    print(f"mmBERT-base shape, LoRA r={args.lora_r} on Wqkv/Wo/Wi, AdamW, float32 CPU, torch threads "
-          f"{args.threads}; batch {args.batch} x {args.length}, {memory['after']['masked']} masked positions; "
-          f"{args.steps} steps per path")
+    print(
+        f"mmBERT-base shape, LoRA r={args.lora_r} on Wqkv/Wo/Wi, AdamW, float32 CPU, torch threads "
+        f"{args.threads}; batch {args.batch} x {args.length}, {memory['after']['masked']} masked positions; "
+        f"{args.steps} steps per path"
+    )
     print(f"{'path':<8}{'fwd+bwd GiB':>13}{'whole step GiB':>16}{'peak RSS GiB':>14}{'s / step':>10}{'loss':>12}")
     for path in PATHS:
-        print(f"{path:<8}{gib(memory[path]['backward_peak']):>13}{gib(memory[path]['step_peak']):>16}"
-              f"{gib(memory[path]['peak_rss']):>14}{seconds[path]:>10.2f}{first[path]:>12.6f}")
-    print("fwd+bwd / whole step: peak bytes of the tensors a step allocates, up to the end of backward / "
-          "including the optimizer update; peak RSS: the whole process (model and optimizer state included)")
+        print(
+            f"{path:<8}{gib(memory[path]['backward_peak']):>13}{gib(memory[path]['step_peak']):>16}"
+            f"{gib(memory[path]['peak_rss']):>14}{seconds[path]:>10.2f}{first[path]:>12.6f}"
+        )
+    print(
+        "fwd+bwd / whole step: peak bytes of the tensors a step allocates, up to the end of backward / "
+        "including the optimizer update; peak RSS: the whole process (model and optimizer state included)"
+    )
 
     def ratio(key: str) -> str:
         return f"{memory['after'][key] / memory['before'][key]:.2f}x"
 
-    print(f"after / before: fwd+bwd {ratio('backward_peak')}, whole step {ratio('step_peak')}, peak RSS "
-          f"{ratio('peak_rss')}, seconds per step {seconds['after'] / seconds['before']:.2f}x; loss relative "
-          f"difference {abs(first['after'] - first['before']) / abs(first['before']):.1e}")
+    print(
+        f"after / before: fwd+bwd {ratio('backward_peak')}, whole step {ratio('step_peak')}, peak RSS "
+        f"{ratio('peak_rss')}, seconds per step {seconds['after'] / seconds['before']:.2f}x; loss relative "
+        f"difference {abs(first['after'] - first['before']) / abs(first['before']):.1e}"
+    )
 
 
 if __name__ == "__main__":

@@ -15,19 +15,16 @@ sampler could reach: the reference step time over that floor.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models
-from transformers import ModernBertConfig, ModernBertForMaskedLM, PreTrainedTokenizerFast
+from transformers import ModernBertForMaskedLM
 
 from common import MMBERT_BASE, best_seconds, mmbert_shaped_model, tokenizer_with_mmbert_ids
-
 from diffutron import GenerationConfig, sample
 from diffutron.model.parts import MIN_GEMM_ROWS, MaskedLMParts
 from diffutron.sampling.reference import reference_sample
+
 
 @torch.no_grad()
 def exact_floor(model: ModernBertForMaskedLM, canvas: torch.Tensor) -> dict[str, float]:
@@ -57,12 +54,17 @@ def main() -> None:
     generator = torch.Generator().manual_seed(1)
     prompt = torch.randint(5, MMBERT_BASE["vocab_size"], (args.prompt_tokens,), generator=generator).tolist()
     config = GenerationConfig(
-        max_new_tokens=args.max_new_tokens, steps=args.steps, block_length=args.block_length,
-        temperature=args.temperature, early_stop=False,
+        max_new_tokens=args.max_new_tokens,
+        steps=args.steps,
+        block_length=args.block_length,
+        temperature=args.temperature,
+        early_stop=False,
     )
-    print(f"prompt {args.prompt_tokens} tokens, {args.max_new_tokens} new, {args.steps} steps, "
-          f"block {args.block_length}, temperature {config.temperature}, "
-          f"repetition penalty {config.repetition_penalty}")
+    print(
+        f"prompt {args.prompt_tokens} tokens, {args.max_new_tokens} new, {args.steps} steps, "
+        f"block {args.block_length}, temperature {config.temperature}, "
+        f"repetition penalty {config.repetition_penalty}"
+    )
     print(f"{'threads':>7} {'oracle tok/s':>13} {'sample tok/s':>13} {'speed-up':>9}  identical")
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -71,8 +73,13 @@ def main() -> None:
         for _ in range(args.repeats):
             start = time.perf_counter()
             expected = reference_sample(
-                model, tokenizer, [prompt], max_new_tokens=config.max_new_tokens, steps=config.steps,
-                block_length=config.block_length, repetition_penalty=config.repetition_penalty,
+                model,
+                tokenizer,
+                [prompt],
+                max_new_tokens=config.max_new_tokens,
+                steps=config.steps,
+                block_length=config.block_length,
+                repetition_penalty=config.repetition_penalty,
                 temperature=config.temperature,
             )
             oracle_time += time.perf_counter() - start
@@ -82,17 +89,21 @@ def main() -> None:
             identical &= torch.equal(actual, expected)
         verdict = identical if config.temperature == 0 else "n/a (sampled)"
         tokens = args.max_new_tokens * args.repeats
-        print(f"{threads:>7} {tokens / oracle_time:>13.2f} {tokens / fast_time:>13.2f} "
-              f"{oracle_time / fast_time:>8.2f}x  {verdict}")
+        print(
+            f"{threads:>7} {tokens / oracle_time:>13.2f} {tokens / fast_time:>13.2f} "
+            f"{oracle_time / fast_time:>8.2f}x  {verdict}"
+        )
         if args.floor:
             canvas = torch.tensor([prompt + [tokenizer.mask_token_id] * args.max_new_tokens])
             floor = exact_floor(model, canvas)
             reference_step = oracle_time / (args.steps * args.repeats)
             fast_step = fast_time / (args.steps * args.repeats)
-            print(f"        per step: reference {reference_step:.3f} s, sample {fast_step:.3f} s; "
-                  f"encoder {floor['encoder']:.3f} s, output layer {floor['head_min_rows']:.3f} s at "
-                  f"{MIN_GEMM_ROWS} rows / {floor['head_all_rows']:.3f} s at {canvas.shape[1]} rows; "
-                  f"exact ceiling {reference_step / (floor['encoder'] + floor['head_min_rows']):.2f}x")
+            print(
+                f"        per step: reference {reference_step:.3f} s, sample {fast_step:.3f} s; "
+                f"encoder {floor['encoder']:.3f} s, output layer {floor['head_min_rows']:.3f} s at "
+                f"{MIN_GEMM_ROWS} rows / {floor['head_all_rows']:.3f} s at {canvas.shape[1]} rows; "
+                f"exact ceiling {reference_step / (floor['encoder'] + floor['head_min_rows']):.2f}x"
+            )
 
 
 if __name__ == "__main__":

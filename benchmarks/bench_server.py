@@ -31,10 +31,9 @@ import torch
 import uvicorn
 
 from common import TURKISH_WORDS, mmbert_shaped_model
-
 from diffutron import GenerationConfig
-from diffutron.sampling.presets import SPEEDS, speed_config
 from diffutron.lm import Diffutron
+from diffutron.sampling.presets import SPEEDS, speed_config
 from diffutron.serve.app import ServeOptions, create_app
 from diffutron.serve.server import bind
 
@@ -51,8 +50,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def paired(lm: Diffutron, url: str, asked: list[str], config: GenerationConfig, settings: dict
-           ) -> tuple[list[str], list[float], list[float]]:
+def paired(
+    lm: Diffutron, url: str, asked: list[str], config: GenerationConfig, settings: dict
+) -> tuple[list[str], list[float], list[float]]:
     """Question by question, `lm.chat` then one HTTP request: baseline answers and both latencies."""
     answers, direct, over_http = [], [], []
     with httpx.Client(base_url=url, timeout=3600) as http:
@@ -123,8 +123,10 @@ def start_server(lm: Diffutron, max_batch_size: int) -> tuple[str, Callable[[], 
 
 def row(path: str, latencies: list[float], seconds: float, baseline: tuple[float, float], same: str) -> str:
     rate, p50 = len(latencies) / seconds, statistics.median(latencies)
-    return (f"{path:<22}{rate:>10.2f}{rate / baseline[0]:>8.2f}{p50:>9.2f}{percentile(latencies, 0.95):>9.2f}"
-            f"{p50 / baseline[1]:>11.2f}{same:>8}")
+    return (
+        f"{path:<22}{rate:>10.2f}{rate / baseline[0]:>8.2f}{p50:>9.2f}{percentile(latencies, 0.95):>9.2f}"
+        f"{p50 / baseline[1]:>11.2f}{same:>8}"
+    )
 
 
 def main() -> None:
@@ -155,8 +157,10 @@ def main() -> None:
         stop()
     direct, single = direct + direct_after, single + single_after
     baseline = (len(direct) / sum(direct), statistics.median(direct))
-    print(f"model={args.model} threads={args.threads} speed={args.speed} questions={len(asked)} "
-          f"max_tokens={args.max_tokens}")
+    print(
+        f"model={args.model} threads={args.threads} speed={args.speed} questions={len(asked)} "
+        f"max_tokens={args.max_tokens}"
+    )
     print(f"{'path':<22}{'answers/s':>10}{'x seq':>8}{'p50 s':>9}{'p95 s':>9}{'p50 x seq':>11}{'same':>8}")
     print(row("sequential lm.chat", direct, sum(direct), baseline, "-"))
     print(row("server, 1 client", single, sum(single), baseline, "-"))

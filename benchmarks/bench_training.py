@@ -45,8 +45,12 @@ def word_tokenizer(vocabulary: int, directory: Path) -> PreTrainedTokenizerFast:
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
-        unk_token="<unk>", mask_token="<mask>",
+        tokenizer_object=backend,
+        pad_token="<pad>",
+        eos_token="<eos>",
+        bos_token="<bos>",
+        unk_token="<unk>",
+        mask_token="<mask>",
     )
     tokenizer.save_pretrained(directory)
     return tokenizer
@@ -66,11 +70,16 @@ def recipe_for(name: str, rows: list[list[int]], args: argparse.Namespace, work:
         task="pretrain",
         output_dir=str(work / f"run-{name}"),
         tokenizer=str(work / "tokenizer"),
-        model=ModelSettings(from_scratch={
-            "hidden_size": args.hidden, "intermediate_size": args.hidden * 2, "num_hidden_layers": args.layers,
-            "num_attention_heads": args.hidden // 32, "local_attention": 64,
-            "max_position_embeddings": args.max_length,
-        }),
+        model=ModelSettings(
+            from_scratch={
+                "hidden_size": args.hidden,
+                "intermediate_size": args.hidden * 2,
+                "num_hidden_layers": args.layers,
+                "num_attention_heads": args.hidden // 32,
+                "local_attention": 64,
+                "max_position_embeddings": args.max_length,
+            }
+        ),
         data=DataSettings(train=str(data)),
         optimizer=OptimizerSettings(lr=1e-3, schedule="constant", warmup=0),
         training=TrainingSettings(batch_size=args.batch_size, max_length=args.max_length, precision="fp32"),
@@ -106,8 +115,13 @@ def main() -> None:
             trainer.create_optimizer()
             trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train(), which is not used here
             trainer.model.train()
-            runs[name] = {"trainer": trainer, "batches": iter(trainer.get_train_dataloader()), "tokens": 0,
-                          "seconds": 0.0, "positions": 0}
+            runs[name] = {
+                "trainer": trainer,
+                "batches": iter(trainer.get_train_dataloader()),
+                "tokens": 0,
+                "seconds": 0.0,
+                "positions": 0,
+            }
         for step in range(args.steps):
             order = list(runs) if step % 2 == 0 else list(reversed(runs))
             for name in order:
@@ -124,9 +138,11 @@ def main() -> None:
                     run["positions"] += batch["attention_mask"].numel()
                     run["seconds"] += elapsed
 
-    print(f"\ntorch threads {args.threads}; {args.steps} interleaved steps per layout (first {WARMUP_STEPS} "
-          f"not timed) of batch {args.batch_size}, max length {args.max_length}; ModernBERT hidden "
-          f"{args.hidden} x {args.layers} layers, vocabulary {len(tokenizer)}; {args.documents} synthetic documents")
+    print(
+        f"\ntorch threads {args.threads}; {args.steps} interleaved steps per layout (first {WARMUP_STEPS} "
+        f"not timed) of batch {args.batch_size}, max length {args.max_length}; ModernBERT hidden "
+        f"{args.hidden} x {args.layers} layers, vocabulary {len(tokenizer)}; {args.documents} synthetic documents"
+    )
     print(f"{'layout':<24}{'rows':>7}{'real tokens / batch position':>30}{'tokens/s':>11}")
     rates = {}
     for name, run in runs.items():

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import torch
 from tokenizers import Tokenizer, models
-from transformers import ModernBertConfig, ModernBertForMaskedLM, PreTrainedTokenizerFast
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+from transformers import ModernBertConfig, ModernBertForMaskedLM, PreTrainedTokenizerFast
 from transformers.initialization import no_init_weights
 
 # Turkish words for synthetic documents (the embedded model's tokenizer knows them)
@@ -25,10 +25,19 @@ TURKISH_WORDS = (
 ).split()
 
 MMBERT_BASE = dict(
-    vocab_size=256000, hidden_size=768, num_hidden_layers=22, intermediate_size=1152,
-    num_attention_heads=12, global_attn_every_n_layers=3, local_attention=128,
-    max_position_embeddings=8192, pad_token_id=0, eos_token_id=1, bos_token_id=2,
-    cls_token_id=2, sep_token_id=1,
+    vocab_size=256000,
+    hidden_size=768,
+    num_hidden_layers=22,
+    intermediate_size=1152,
+    num_attention_heads=12,
+    global_attn_every_n_layers=3,
+    local_attention=128,
+    max_position_embeddings=8192,
+    pad_token_id=0,
+    eos_token_id=1,
+    bos_token_id=2,
+    cls_token_id=2,
+    sep_token_id=1,
 )
 
 
@@ -66,7 +75,11 @@ def tokenizer_with_mmbert_ids() -> PreTrainedTokenizerFast:
     vocab = {token: index for index, token in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"])}
     return PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="<unk>")),
-        pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>", mask_token="<mask>",
+        pad_token="<pad>",
+        eos_token="<eos>",
+        bos_token="<bos>",
+        unk_token="<unk>",
+        mask_token="<mask>",
     )
 
 
@@ -109,6 +122,7 @@ def mdlm_training_steps(
     noisy, masked = objective.corrupt(ids, ids, t, mask_id, noise)
     attention_mask = torch.ones_like(ids)
     output_loss = MaskedOutputLoss(model)
+
     def autocast() -> contextlib.AbstractContextManager:
         if autocast_dtype is None:
             return contextlib.nullcontext()

@@ -28,7 +28,6 @@ from collections.abc import Callable
 import torch
 
 from common import MMBERT_BASE, LiveTensorBytes, mdlm_training_steps, random_masked_lm
-
 from diffutron.training.config import LoraSettings
 from diffutron.training.models import apply_lora, count_parameters
 
@@ -71,8 +70,10 @@ def main() -> None:
             peaks[path].append(step_peak(steps[path]))
             print(f"measured: {path} at {rows} x {LENGTH}: {peaks[path][-1] / 2**30:.2f} GiB", flush=True)
 
-    print(f"\nmmBERT-base, LoRA r=256 ({trainable:,} trainable of {total:,}), bf16 autocast, half the positions "
-          f"masked; before the step (float32 weights, 8-bit AdamW state): {fixed / 2**30:.2f} GiB")
+    print(
+        f"\nmmBERT-base, LoRA r=256 ({trainable:,} trainable of {total:,}), bf16 autocast, half the positions "
+        f"masked; before the step (float32 weights, 8-bit AdamW state): {fixed / 2**30:.2f} GiB"
+    )
     print(f"{'path':<8}{'per row GiB':>13}{f'step at {args.target_rows} x {LENGTH} GiB':>26}{'peak GiB':>10}")
     estimates = {}
     for path, (small, large) in peaks.items():

@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import os
 import importlib.metadata
 import json
 import logging
+import os
 import platform
 import signal
 import sys
@@ -45,11 +45,18 @@ from common import (
     reset_peak_memory,
     tokenizer_with_mmbert_ids,
 )
-
 from diffutron.errors import DiffutronError
 
-SMALL_SHAPE = dict(MMBERT_BASE, vocab_size=2000, hidden_size=64, num_hidden_layers=3, intermediate_size=96,
-                   num_attention_heads=2, local_attention=16, max_position_embeddings=512)
+SMALL_SHAPE = dict(
+    MMBERT_BASE,
+    vocab_size=2000,
+    hidden_size=64,
+    num_hidden_layers=3,
+    intermediate_size=96,
+    num_attention_heads=2,
+    local_attention=16,
+    max_position_embeddings=512,
+)
 MASK_ID = 4
 
 
@@ -72,7 +79,13 @@ SMALL = Scale(SMALL_SHAPE, (1, 2), 8, (1, 4), 8, (4, 64), (4, 16), 16)
 
 # seconds per section on one H100 / H200; --small scales them down
 BUDGETS = {
-    "versions": 20, "loading": 40, "modes": 45, "agreement": 75, "speed": 75, "training": 120, "trainer": 60,
+    "versions": 20,
+    "loading": 40,
+    "modes": 45,
+    "agreement": 75,
+    "speed": 75,
+    "training": 120,
+    "trainer": 60,
     "likelihood": 40,
 }
 
@@ -208,8 +221,10 @@ def check_modes(context: Context, report: Report) -> None:
     from diffutron.sampling.sampler import sample
 
     lm = context.embedded()
-    prompts = [lm.tokenizer(render_chat(q), add_special_tokens=False)["input_ids"]
-               for q in ("Türkiye'nin başkenti neresidir?", "Bugün hava nasıl?")]
+    prompts = [
+        lm.tokenizer(render_chat(q), add_special_tokens=False)["input_ids"]
+        for q in ("Türkiye'nin başkenti neresidir?", "Bugün hava nasıl?")
+    ]
     tokens = 32 if context.gpu else 16
     for name, options in SAMPLER_MODES.items():
         config = GenerationConfig(max_new_tokens=tokens, steps=tokens, block_length=16, **options)
@@ -219,7 +234,7 @@ def check_modes(context: Context, report: Report) -> None:
             canvas = sample(lm.model, lm.tokenizer, prompts, config)
             context.synchronize()
             seconds = time.perf_counter() - start
-            left = sum(int((row[len(p):] == lm.special.mask).sum()) for row, p in zip(canvas, prompts))
+            left = sum(int((row[len(p) :] == lm.special.mask).sum()) for row, p in zip(canvas, prompts))
             report(name, f"OK calls={calls[0]} masks_left={left} {seconds:.2f} s")
         except SectionTimeout:
             raise
@@ -259,24 +274,33 @@ def check_agreement(context: Context, report: Report) -> None:
 
     tokenizer = tokenizer_with_mmbert_ids()
     tokens = context.scale.agreement_tokens
-    config = GenerationConfig(max_new_tokens=tokens, steps=tokens, block_length=tokens, temperature=0.0,
-                              early_stop=False)
+    config = GenerationConfig(
+        max_new_tokens=tokens, steps=tokens, block_length=tokens, temperature=0.0, early_stop=False
+    )
     base = context.shaped_model()
     for dtype in (torch.float32, torch.bfloat16):
         model = base if dtype == torch.float32 else copy.deepcopy(base).to(dtype)
         for rows in context.scale.agreement_rows:
             prompts = random_prompts(rows, context.scale.shape["vocab_size"], seed=rows)
             expected = reference_sample(
-                OnDevice(model), tokenizer, prompts, max_new_tokens=tokens, steps=tokens, block_length=tokens,
+                OnDevice(model),
+                tokenizer,
+                prompts,
+                max_new_tokens=tokens,
+                steps=tokens,
+                block_length=tokens,
                 repetition_penalty=config.repetition_penalty,
             )
             actual = sample(model, tokenizer, prompts, config).cpu()
             same = [bool(torch.equal(a, e)) for a, e in zip(actual, expected)]
-            generated = [(a[len(p):len(p) + tokens] == e[len(p):len(p) + tokens]).float().mean().item()
-                         for a, e, p in zip(actual, expected, prompts)]
+            generated = [
+                (a[len(p) : len(p) + tokens] == e[len(p) : len(p) + tokens]).float().mean().item()
+                for a, e, p in zip(actual, expected, prompts)
+            ]
             name = f"{str(dtype).removeprefix('torch.')}_rows{rows}"
-            report(name, f"identical rows {sum(same)}/{rows}, generated tokens agreeing "
-                         f"{100 * sum(generated) / rows:.1f}%")
+            report(
+                name, f"identical rows {sum(same)}/{rows}, generated tokens agreeing {100 * sum(generated) / rows:.1f}%"
+            )
         if model is not base:
             del model
 
@@ -306,8 +330,7 @@ def check_speed(context: Context, report: Report) -> None:
     tokenizer = tokenizer_with_mmbert_ids()
     model = context.shaped_model()
     tokens = context.scale.speed_tokens
-    base = GenerationConfig(max_new_tokens=tokens, steps=tokens, block_length=min(32, tokens), early_stop=False,
-                            seed=0)
+    base = GenerationConfig(max_new_tokens=tokens, steps=tokens, block_length=min(32, tokens), early_stop=False, seed=0)
     for preset in ("exact", "fast"):
         config = speed_config(preset, base)
         for rows in context.scale.speed_rows:
@@ -325,8 +348,11 @@ def check_speed(context: Context, report: Report) -> None:
                 remove()
             per_call = seconds / max(1, calls[0])
             sync_text = f"{syncs[0] / max(1, calls[0]):.1f} host syncs per call" if context.gpu else "syncs n/a (CPU)"
-            report(f"{preset}_rows{rows}", f"{1000 * per_call:.1f} ms per call, {calls[0]} calls, "
-                                          f"{rows * tokens / seconds:.1f} tokens/s, {sync_text}")
+            report(
+                f"{preset}_rows{rows}",
+                f"{1000 * per_call:.1f} ms per call, {calls[0]} calls, "
+                f"{rows * tokens / seconds:.1f} tokens/s, {sync_text}",
+            )
 
 
 def check_training(context: Context, report: Report) -> None:
@@ -336,8 +362,13 @@ def check_training(context: Context, report: Report) -> None:
     batch, length = context.scale.train_batch
     lora = LoraSettings(r=256 if context.scale is FULL else 8)
     model = apply_lora(copy.deepcopy(context.shaped_model()), lora).train()
-    ids = torch.randint(5, context.scale.shape["vocab_size"], (batch, length), device=context.device,
-                        generator=torch.Generator(context.device).manual_seed(0))
+    ids = torch.randint(
+        5,
+        context.scale.shape["vocab_size"],
+        (batch, length),
+        device=context.device,
+        generator=torch.Generator(context.device).manual_seed(0),
+    )
     autocast = torch.bfloat16 if context.gpu else None
     steps = mdlm_training_steps(model, ids, MASK_ID, autocast_dtype=autocast)
     results = {}
@@ -353,9 +384,12 @@ def check_training(context: Context, report: Report) -> None:
             seconds = (time.perf_counter() - start) / 2
             peak = peak_memory(context.device) - resident
             results[path] = (peak, seconds)
-            report(f"{path}_micro_step", f"{peak / 2**20:.1f} MiB above the model, {seconds:.3f} s, loss "
-                                         f"{losses[0]:.4f} (batch {batch} x {length}, "
-                                         f"{'bf16 autocast' if autocast else 'float32'})")
+            report(
+                f"{path}_micro_step",
+                f"{peak / 2**20:.1f} MiB above the model, {seconds:.3f} s, loss "
+                f"{losses[0]:.4f} (batch {batch} x {length}, "
+                f"{'bf16 autocast' if autocast else 'float32'})",
+            )
         except torch.OutOfMemoryError:
             report(f"{path}_micro_step", "out of memory")
             if context.gpu:
@@ -382,21 +416,38 @@ def check_trainer(context: Context, report: Report) -> None:
     row = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as scratch:
         work = Path(scratch)
-        write_prepared(datasets.Dataset.from_dict({"input_ids": [row] * 48}), work / "data", {"kind": "pretrain"},
-                       overwrite=False)
+        write_prepared(
+            datasets.Dataset.from_dict({"input_ids": [row] * 48}), work / "data", {"kind": "pretrain"}, overwrite=False
+        )
         recipe_path = work / "recipe.yaml"
-        recipe_path.write_text(json.dumps({
-            "task": "pretrain", "output_dir": str(work / "run"), "model": {"name_or_path": str(default_model_path())},
-            "data": {"train": str(work / "data")}, "optimizer": {"name": "adamw_torch", "lr": 1e-4, "warmup": 0},
-            "training": {"batch_size": 8, "max_steps": 6, "max_length": 64, "precision": "auto",
-                         "pad_to_multiple_of": 64 if context.gpu else 1},
-            "checkpoints": {"save_steps": 3, "keep_last": 2}, "logging": {"steps": 1, "tensorboard": False},
-        }))
+        recipe_path.write_text(
+            json.dumps(
+                {
+                    "task": "pretrain",
+                    "output_dir": str(work / "run"),
+                    "model": {"name_or_path": str(default_model_path())},
+                    "data": {"train": str(work / "data")},
+                    "optimizer": {"name": "adamw_torch", "lr": 1e-4, "warmup": 0},
+                    "training": {
+                        "batch_size": 8,
+                        "max_steps": 6,
+                        "max_length": 64,
+                        "precision": "auto",
+                        "pad_to_multiple_of": 64 if context.gpu else 1,
+                    },
+                    "checkpoints": {"save_steps": 3, "keep_last": 2},
+                    "logging": {"steps": 1, "tensorboard": False},
+                }
+            )
+        )
         start = time.perf_counter()
         with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its log records
             final = train(load_training_recipe(recipe_path))
-        report("run", f"6 steps in {time.perf_counter() - start:.1f} s, last loss "
-                      f"{read_log(work / 'run' / 'log.jsonl')[-1].get('loss', float('nan')):.4f}")
+        report(
+            "run",
+            f"6 steps in {time.perf_counter() - start:.1f} s, last loss "
+            f"{read_log(work / 'run' / 'log.jsonl')[-1].get('loss', float('nan')):.4f}",
+        )
         first = {name: tensor.clone() for name, tensor in _weights(final).items()}
         for leftover in (work / "run" / "checkpoint-6", final):
             _remove(leftover)
@@ -404,8 +455,11 @@ def check_trainer(context: Context, report: Report) -> None:
         with contextlib.redirect_stdout(sys.stderr):
             resumed = train(load_training_recipe(recipe_path), resume=True)
         difference = max((first[name] - tensor).abs().max().item() for name, tensor in _weights(resumed).items())
-        report("resume", f"from checkpoint-3 in {time.perf_counter() - start:.1f} s, largest weight difference to "
-                         f"the uninterrupted run {difference:.3g}")
+        report(
+            "resume",
+            f"from checkpoint-3 in {time.perf_counter() - start:.1f} s, largest weight difference to "
+            f"the uninterrupted run {difference:.3g}",
+        )
 
 
 def _weights(directory: Path) -> dict[str, torch.Tensor]:
@@ -431,22 +485,34 @@ def check_likelihood(context: Context, report: Report) -> None:
     pairs_wanted = context.scale.likelihood_pairs
     for batch_size in context.scale.likelihood_batches:
         scorer = ContinuationScorer(model, tokenizer, mc_num=8, batch_size=batch_size, max_length=512)
-        pairs = [scorer.fit(torch.randint(5, vocabulary, (100,), generator=generator).tolist(),
-                            torch.randint(5, vocabulary, (4,), generator=generator).tolist())
-                 for _ in range(pairs_wanted)]
+        pairs = [
+            scorer.fit(
+                torch.randint(5, vocabulary, (100,), generator=generator).tolist(),
+                torch.randint(5, vocabulary, (4,), generator=generator).tolist(),
+            )
+            for _ in range(pairs_wanted)
+        ]
         scorer.score(pairs[: max(1, pairs_wanted // 8)])  # warm-up
         context.synchronize()
         start = time.perf_counter()
         scorer.score(pairs)
         context.synchronize()
-        report(f"batch{batch_size}", f"{pairs_wanted / (time.perf_counter() - start):.1f} pairs/s "
-                                     f"(context 100, continuation 4, mc_num 8)")
+        report(
+            f"batch{batch_size}",
+            f"{pairs_wanted / (time.perf_counter() - start):.1f} pairs/s (context 100, continuation 4, mc_num 8)",
+        )
     report("auto_batch_size", f"{auto_batch_size(model, 512, context.device)} rows of 512 tokens")
 
 
 SECTIONS: dict[str, Callable[[Context, Report], None]] = {
-    "versions": check_versions, "loading": check_loading, "modes": check_modes, "agreement": check_agreement,
-    "speed": check_speed, "training": check_training, "trainer": check_trainer, "likelihood": check_likelihood,
+    "versions": check_versions,
+    "loading": check_loading,
+    "modes": check_modes,
+    "agreement": check_agreement,
+    "speed": check_speed,
+    "training": check_training,
+    "trainer": check_trainer,
+    "likelihood": check_likelihood,
 }
 
 
@@ -467,8 +533,10 @@ def run_sections(context: Context, names: list[str], budget_scale: float) -> int
         except Exception as error:  # noqa: BLE001 (one section's failure is its own lines)
             failures += 1
             where = traceback.extract_tb(error.__traceback__)[-1]
-            report("error", f"{type(error).__name__}: {str(error).strip()[:300]} ({Path(where.filename).name}:"
-                            f"{where.lineno})")
+            report(
+                "error",
+                f"{type(error).__name__}: {str(error).strip()[:300]} ({Path(where.filename).name}:{where.lineno})",
+            )
     return failures
 
 
@@ -488,8 +556,12 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--small", action="store_true", help="small shapes and batches (a quick run on any device)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated, from: " + ", ".join(SECTIONS))
-    parser.add_argument("--budget-scale", type=float, default=None,
-                        help="multiply every section's time budget (default 1, or 0.5 with --small)")
+    parser.add_argument(
+        "--budget-scale",
+        type=float,
+        default=None,
+        help="multiply every section's time budget (default 1, or 0.5 with --small)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU runs)")
     args = parser.parse_args()
     if args.threads:

@@ -42,12 +42,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "diffutron"
 POOL = (
-    "tests/sampling", "tests/model", "tests/test_lm_api.py", "tests/test_cli_generation.py",
-    "tests/eval/test_eval_likelihood.py", "tests/eval/test_eval_harness.py",
+    "tests/sampling",
+    "tests/model",
+    "tests/test_lm_api.py",
+    "tests/test_cli_generation.py",
+    "tests/eval/test_eval_likelihood.py",
+    "tests/eval/test_eval_harness.py",
 )
 AUTO_MODULES = (
-    "sampling/cache.py", "sampling/commit.py", "sampling/config.py", "sampling/infill.py", "sampling/presets.py",
-    "sampling/sampler.py", "sampling/schedule.py", "sampling/stopping.py", "model/chat.py", "eval/likelihood.py",
+    "sampling/cache.py",
+    "sampling/commit.py",
+    "sampling/config.py",
+    "sampling/infill.py",
+    "sampling/presets.py",
+    "sampling/sampler.py",
+    "sampling/schedule.py",
+    "sampling/stopping.py",
+    "model/chat.py",
+    "eval/likelihood.py",
 )
 MEMORY_LIMIT = 8 * 2**30  # bytes of address space per child: a mutant that allocates without end fails
 
@@ -63,23 +75,46 @@ class Named:
 NAMED = (
     Named("output layer padded from 1 row", "model/parts.py", "MIN_GEMM_ROWS = 16", "MIN_GEMM_ROWS = 1"),
     Named("output layer padding off", "model/parts.py", "if not pad or hidden.dim() != 2:", "if True:"),
-    Named("penalty_scope='generated' ignored", "sampling/sampler.py",
-          'source = canvas if config.penalty_scope == "canvas" else torch.where(given, ids.mask, canvas)',
-          "source = canvas"),
+    Named(
+        "penalty_scope='generated' ignored",
+        "sampling/sampler.py",
+        'source = canvas if config.penalty_scope == "canvas" else torch.where(given, ids.mask, canvas)',
+        "source = canvas",
+    ),
     Named("system message not stripped", "model/chat.py", "[SYS]\\n{content.strip()}", "[SYS]\\n{content}"),
-    Named("early stop on a stop token anywhere in the answer", "sampling/stopping.py",
-          "if torch.isin(fresh, self.stop_ids).any():", "if torch.isin(tokens[row], self.stop_ids).any():"),
-    Named("early stop counts decided positions, not the decided prefix", "sampling/stopping.py",
-          "(tokens != self.mask_id).long().cumprod(dim=1).sum(dim=1)", "(tokens != self.mask_id).long().sum(dim=1)"),
+    Named(
+        "early stop on a stop token anywhere in the answer",
+        "sampling/stopping.py",
+        "if torch.isin(fresh, self.stop_ids).any():",
+        "if torch.isin(tokens[row], self.stop_ids).any():",
+    ),
+    Named(
+        "early stop counts decided positions, not the decided prefix",
+        "sampling/stopping.py",
+        "(tokens != self.mask_id).long().cumprod(dim=1).sum(dim=1)",
+        "(tokens != self.mask_id).long().sum(dim=1)",
+    ),
     Named("temperature without effect", "sampling/sampler.py", "** config.temperature", "* config.temperature"),
     Named("truncate='left' keeps the start", "lm.py", "return prompt[-room:]", "return prompt[:room]"),
     Named("remasking='random' ignored", "sampling/sampler.py", 'if config.remasking == "low_confidence":', "if True:"),
-    Named("stochastic_transfer ignored", "sampling/commit.py",
-          "CountSchedule(steps_per_block, config.stochastic_transfer)", "CountSchedule(steps_per_block, False)"),
-    Named("CFG: the unconditional rows attend to padding", "sampling/sampler.py",
-          "torch.cat([attention_mask, attention_mask])", "torch.cat([attention_mask, torch.ones_like(attention_mask)])"),
-    Named("CFG: the wrong unconditional row", "sampling/sampler.py",
-          "[row_index, row_index + rows]", "[row_index, (row_index + 1) % (2 * rows)]"),
+    Named(
+        "stochastic_transfer ignored",
+        "sampling/commit.py",
+        "CountSchedule(steps_per_block, config.stochastic_transfer)",
+        "CountSchedule(steps_per_block, False)",
+    ),
+    Named(
+        "CFG: the unconditional rows attend to padding",
+        "sampling/sampler.py",
+        "torch.cat([attention_mask, attention_mask])",
+        "torch.cat([attention_mask, torch.ones_like(attention_mask)])",
+    ),
+    Named(
+        "CFG: the wrong unconditional row",
+        "sampling/sampler.py",
+        "[row_index, row_index + rows]",
+        "[row_index, (row_index + 1) % (2 * rows)]",
+    ),
 )
 
 
@@ -100,12 +135,27 @@ class Mutant:
 # --- automatic mutants ---------------------------------------------------------------------
 
 BINARY_SWAPS = {
-    ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Div,
-    ast.Mod: ast.FloorDiv, ast.Pow: ast.Mult, ast.BitAnd: ast.BitOr, ast.BitOr: ast.BitAnd,
+    ast.Add: ast.Sub,
+    ast.Sub: ast.Add,
+    ast.Mult: ast.Div,
+    ast.Div: ast.Mult,
+    ast.FloorDiv: ast.Div,
+    ast.Mod: ast.FloorDiv,
+    ast.Pow: ast.Mult,
+    ast.BitAnd: ast.BitOr,
+    ast.BitOr: ast.BitAnd,
 }
 COMPARE_SWAPS = {
-    ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt,
-    ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In,
+    ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq,
+    ast.Lt: ast.LtE,
+    ast.LtE: ast.Lt,
+    ast.Gt: ast.GtE,
+    ast.GtE: ast.Gt,
+    ast.Is: ast.IsNot,
+    ast.IsNot: ast.Is,
+    ast.In: ast.NotIn,
+    ast.NotIn: ast.In,
 }
 
 
@@ -180,8 +230,13 @@ def _expression_mutations(node: ast.AST, parent: ast.AST | None) -> Iterator[tup
             yield ast.Constant(value + 1), f"{value!r} -> {value + 1!r}"
         elif isinstance(value, str) and isinstance(parent, ast.Compare):
             yield ast.Constant(f"XX{value}XX"), f"{value!r} -> 'XX{value}XX'"
-    elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and not node.args
-          and not node.keywords and not isinstance(parent, ast.Expr)):  # a call statement: removed as one
+    elif (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and not node.args
+        and not node.keywords
+        and not isinstance(parent, ast.Expr)
+    ):  # a call statement: removed as one
         yield node.func.value, f".{node.func.attr}() dropped"
 
 
@@ -199,10 +254,30 @@ def _statement_mutations(node: ast.stmt) -> Iterator[tuple[str, str]]:
 
 def _symbol(op: ast.AST) -> str:
     symbols = {
-        ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**",
-        ast.BitAnd: "&", ast.BitOr: "|", ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">",
-        ast.GtE: ">=", ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in", ast.And: "and",
-        ast.Or: "or", ast.Not: "not", ast.USub: "unary -", ast.Invert: "~",
+        ast.Add: "+",
+        ast.Sub: "-",
+        ast.Mult: "*",
+        ast.Div: "/",
+        ast.FloorDiv: "//",
+        ast.Mod: "%",
+        ast.Pow: "**",
+        ast.BitAnd: "&",
+        ast.BitOr: "|",
+        ast.Eq: "==",
+        ast.NotEq: "!=",
+        ast.Lt: "<",
+        ast.LtE: "<=",
+        ast.Gt: ">",
+        ast.GtE: ">=",
+        ast.Is: "is",
+        ast.IsNot: "is not",
+        ast.In: "in",
+        ast.NotIn: "not in",
+        ast.And: "and",
+        ast.Or: "or",
+        ast.Not: "not",
+        ast.USub: "unary -",
+        ast.Invert: "~",
     }
     return symbols[type(op)]
 
@@ -220,8 +295,9 @@ def automatic_mutants(path: str, source: str) -> list[Mutant]:
         if isinstance(node, ast.stmt):
             replacements = list(_statement_mutations(node))
         elif isinstance(node, ast.expr):
-            replacements = [(f"({ast.unparse(new)})", text)
-                            for new, text in _expression_mutations(node, parents.get(id(node)))]
+            replacements = [
+                (f"({ast.unparse(new)})", text) for new, text in _expression_mutations(node, parents.get(id(node)))
+            ]
         else:
             continue
         for text, description in replacements:
@@ -233,8 +309,9 @@ def automatic_mutants(path: str, source: str) -> list[Mutant]:
             original = ast.get_source_segment(source, node) or ""
             shown = " ".join(original.split())
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            mutants.append(Mutant(path, node.lineno, node.col_offset + 1, node.end_lineno,
-                                  f"{description} in `{shown}`", mutated))
+            mutants.append(
+                Mutant(path, node.lineno, node.col_offset + 1, node.end_lineno, f"{description} in `{shown}`", mutated)
+            )
     return sorted(mutants, key=lambda m: (m.path, m.line, m.column, m.description))
 
 
@@ -244,13 +321,24 @@ def named_mutants(package: Path) -> list[Mutant]:
         source = (package / named.path).read_text(encoding="utf-8")
         count = source.count(named.old)
         if count != 1:
-            raise SystemExit(f"named mutation {named.name!r}: {named.old!r} occurs {count} times in {named.path}; "
-                             "update NAMED in benchmarks/mutation.py")
+            raise SystemExit(
+                f"named mutation {named.name!r}: {named.old!r} occurs {count} times in {named.path}; "
+                "update NAMED in benchmarks/mutation.py"
+            )
         start = source.index(named.old)
         line = source[:start].count("\n") + 1
         column = start - (source.rfind("\n", 0, start) + 1) + 1
-        mutants.append(Mutant(named.path, line, column, line + named.old.count("\n"), f"{named.old} -> {named.new}",
-                              source.replace(named.old, named.new), named=named.name))
+        mutants.append(
+            Mutant(
+                named.path,
+                line,
+                column,
+                line + named.old.count("\n"),
+                f"{named.old} -> {named.new}",
+                source.replace(named.old, named.new),
+                named=named.name,
+            )
+        )
     return mutants
 
 
@@ -307,8 +395,9 @@ def _pytest(work: Path, arguments: list[str], plugins: list[object] = (), thread
         torch.set_num_threads = lambda _count: None
     os.chdir(work)
     sys.path.insert(0, str(work / "src"))
-    settings.register_profile("mutation", database=None, derandomize=True, deadline=None,
-                              phases=(Phase.explicit, Phase.reuse, Phase.generate))
+    settings.register_profile(
+        "mutation", database=None, derandomize=True, deadline=None, phases=(Phase.explicit, Phase.reuse, Phase.generate)
+    )
     settings.load_profile("mutation")
     return int(pytest.main(["-q", "-p", "no:cacheprovider", *arguments], plugins=list(plugins)))
 
@@ -357,8 +446,11 @@ def coverage_map(
         raise SystemExit(f"the unmutated test pool did not pass ({outcome}):\n{tail}")
     durations = json.loads(durations_file.read_text())
     slowest = sorted(durations.items(), key=lambda item: -item[1])[:5]
-    print(f"baseline: the pool passes in {seconds:.0f} s (with coverage); slowest: "
-          + ", ".join(f"{test} {duration:.1f} s" for test, duration in slowest), flush=True)
+    print(
+        f"baseline: the pool passes in {seconds:.0f} s (with coverage); slowest: "
+        + ", ".join(f"{test} {duration:.1f} s" for test, duration in slowest),
+        flush=True,
+    )
     data = coverage.CoverageData(basename=str(data_file))
     data.read()
     lines: dict[str, dict[int, list[str]]] = {}
@@ -416,8 +508,12 @@ def main() -> None:
     parser.add_argument("--only", choices=("named", "auto"), help="only the named or the automatic mutants")
     parser.add_argument("--modules", nargs="*", default=list(AUTO_MODULES), help="package files of the automatic set")
     parser.add_argument("--timeout", type=float, default=60.0, help="least seconds a mutant's tests may take")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads for every test (0: as each test sets them; slow on a busy machine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for every test (0: as each test sets them; slow on a busy machine)",
+    )
     parser.add_argument("--output", type=Path, help="write every mutant's result to this JSON file")
     args = parser.parse_args()
 
@@ -432,6 +528,7 @@ def main() -> None:
     import torch  # noqa: F401 - imported once here, shared by every forked child
     import transformers  # noqa: F401
     from transformers import ModernBertForMaskedLM  # noqa: F401
+
     with tempfile.TemporaryDirectory(prefix="diffutron-mutation-") as directory:
         work = Path(directory)
         shutil.copytree(ROOT / "src" / PACKAGE, work / "src" / PACKAGE, ignore=shutil.ignore_patterns("__pycache__"))
@@ -450,13 +547,21 @@ def main() -> None:
         for index, mutant in enumerate(mutants, start=1):
             run_mutant(mutant, work, tests_for(mutant, lines, durations), durations, threads, args.timeout)
             label = mutant.named or mutant.description
-            print(f"[{index}/{len(mutants)}] {mutant.status:9} {mutant.path}:{mutant.line}:{mutant.column} {label}  "
-                  f"({mutant.seconds:.0f} s) {mutant.detail if mutant.status != 'killed' else ''}", flush=True)
+            print(
+                f"[{index}/{len(mutants)}] {mutant.status:9} {mutant.path}:{mutant.line}:{mutant.column} {label}  "
+                f"({mutant.seconds:.0f} s) {mutant.detail if mutant.status != 'killed' else ''}",
+                flush=True,
+            )
         elapsed = time.monotonic() - started
     report(mutants, elapsed)
     if args.output:
-        args.output.write_text(json.dumps([{k: v for k, v in asdict(m).items() if k != "source"} for m in mutants],
-                                          indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        args.output.write_text(
+            json.dumps(
+                [{k: v for k, v in asdict(m).items() if k != "source"} for m in mutants], indent=1, ensure_ascii=False
+            )
+            + "\n",
+            encoding="utf-8",
+        )
 
 
 def report(mutants: list[Mutant], elapsed: float) -> None:
@@ -464,11 +569,16 @@ def report(mutants: list[Mutant], elapsed: float) -> None:
         return sum(m.status in statuses for m in group)
 
     print(f"\n{len(mutants)} mutants in {elapsed / 60:.1f} min")
-    for title, group in (("named", [m for m in mutants if m.named]), ("automatic", [m for m in mutants if not m.named])):
+    for title, group in (
+        ("named", [m for m in mutants if m.named]),
+        ("automatic", [m for m in mutants if not m.named]),
+    ):
         if group:
-            print(f"{title:9}: {len(group)} mutants, {count(group, 'killed', 'timeout', 'error')} caught "
-                  f"({count(group, 'timeout')} by the time limit, {count(group, 'error')} by errors), "
-                  f"{count(group, 'survived')} survived, {count(group, 'uncovered')} not executed by any test")
+            print(
+                f"{title:9}: {len(group)} mutants, {count(group, 'killed', 'timeout', 'error')} caught "
+                f"({count(group, 'timeout')} by the time limit, {count(group, 'error')} by errors), "
+                f"{count(group, 'survived')} survived, {count(group, 'uncovered')} not executed by any test"
+            )
     survivors = [m for m in mutants if m.status in ("survived", "uncovered")]
     if survivors:
         print("\nsurvivors:")

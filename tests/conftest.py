@@ -14,6 +14,7 @@ if TEST_DEVICE == "cpu":
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
 from helpers.tiny import build_model, build_tokenizer, save_checkpoint  # noqa: E402
 
 # Tiny models run fastest on one thread; tests that check thread-dependent numerics set their own.

@@ -5,11 +5,11 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from helpers.answers import reference_answers
 
 from diffutron import Diffutron, DiffutronError, GenerationConfig
 from diffutron.model import loading
 from diffutron.model.chat import render_chat
+from helpers.answers import reference_answers
 
 GREEDY = GenerationConfig(max_new_tokens=8, steps=8, block_length=4, temperature=0.0)
 
@@ -53,7 +53,7 @@ def test_context_overflow_names_both_numbers_or_truncates(lm):
         lm.generate([long_prompt], GREEDY, chat=False)
     events = []
     answer = lm.generate([long_prompt], GREEDY.replace(truncate="left"), chat=False, callback=events.append)[0]
-    kept = lm.encode(long_prompt)[-(lm.context_length - GREEDY.max_new_tokens):]  # the end of the prompt
+    kept = lm.encode(long_prompt)[-(lm.context_length - GREEDY.max_new_tokens) :]  # the end of the prompt
     assert events[0].canvas[0, : len(kept)].tolist() == kept
     assert answer == reference_answers(lm.model, lm.tokenizer, [kept], GREEDY)[0]
 

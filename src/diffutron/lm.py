@@ -113,7 +113,9 @@ class Diffutron:
         if positions is None:
             positions = range(first_index, first_index + len(texts))
         elif len(positions) != len(texts):
-            raise DiffutronError(f"positions has {len(positions)} entries for {len(texts)} prompts: give one per prompt")
+            raise DiffutronError(
+                f"positions has {len(positions)} entries for {len(texts)} prompts: give one per prompt"
+            )
         return self._generate_ids([self.encode(text) for text in texts], config, callback, positions)
 
     def infill(
@@ -153,8 +155,7 @@ class Diffutron:
                 pieces.append(part)
         if len(ids) > self.context_length:
             raise DiffutronError(
-                f"the text is {len(ids)} tokens long, more than the model's context of "
-                f"{self.context_length}"
+                f"the text is {len(ids)} tokens long, more than the model's context of {self.context_length}"
             )
         canvas = torch.tensor([ids], device=self.device)
         filled = denoise(self.model, self.tokenizer, canvas, config, callback=callback)[0].tolist()
@@ -185,7 +186,8 @@ class Diffutron:
             "context_length": self.context_length,
             "vocabulary": len(self.tokenizer),
             "special_tokens": special,
-            "dtype": "int8 (dynamic)" if is_quantized(self.model)
+            "dtype": "int8 (dynamic)"
+            if is_quantized(self.model)
             else str(next(self.model.parameters()).dtype).removeprefix("torch."),
             "device": str(self.device),
         }

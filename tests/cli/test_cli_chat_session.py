@@ -60,7 +60,9 @@ SHORT = GenerationConfig(max_new_tokens=4, steps=4, block_length=4, temperature=
 
 
 def test_commands_do_not_reach_the_model_and_ignore_case(tiny_model, tiny_tokenizer):
-    output, asked = chat_output(Diffutron(tiny_model, tiny_tokenizer), SHORT, "/help", "/HELP", "/Reset", "/nope", "/EXIT")
+    output, asked = chat_output(
+        Diffutron(tiny_model, tiny_tokenizer), SHORT, "/help", "/HELP", "/Reset", "/nope", "/EXIT"
+    )
     assert asked == []
     assert output.count("/reset") == 2 and "unknown command /nope" in output
     assert output.endswith("\n")
@@ -107,8 +109,12 @@ def test_save_animation_draws_the_last_answer(tiny_model, tiny_tokenizer, tmp_pa
 
     target = tmp_path / "answer.gif"
     output, asked = chat_output(
-        Diffutron(tiny_model, tiny_tokenizer), SHORT, f"/save-animation {target}", "Kitap ne demek?",
-        f"/save-animation {target}", f"/save-animation {target}",
+        Diffutron(tiny_model, tiny_tokenizer),
+        SHORT,
+        f"/save-animation {target}",
+        "Kitap ne demek?",
+        f"/save-animation {target}",
+        f"/save-animation {target}",
     )
     assert len(asked) == 1
     assert "no answer to draw yet" in output and "already exists" in output

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers.answers import reference_answers
 from typer.testing import CliRunner
 
 from diffutron import Diffutron, GenerationConfig
 from diffutron.cli import app
 from diffutron.model.chat import render_chat
+from helpers.answers import reference_answers
 
 FAST = ["--max-new-tokens", "6", "--steps", "6", "--block-length", "3", "--temperature", "0"]
 FAST_CONFIG = GenerationConfig(max_new_tokens=6, steps=6, block_length=3, temperature=0.0)
@@ -37,7 +37,8 @@ def expected(tiny_checkpoint):
     """The reference sampler's answers to chat prompts, with the settings of FAST."""
     lm = Diffutron.from_pretrained(tiny_checkpoint)
     return lambda *questions: reference_answers(
-        lm.model, lm.tokenizer, [lm.encode(render_chat(q)) for q in questions], FAST_CONFIG)
+        lm.model, lm.tokenizer, [lm.encode(render_chat(q)) for q in questions], FAST_CONFIG
+    )
 
 
 def test_generate_from_arguments(run, expected):
@@ -155,15 +156,31 @@ def test_generate_under_torchrun_merges_the_parts_into_what_one_process_writes(t
 
     source = tmp_path / "in.jsonl"
     prompts = ["Kitap ne demek?", "Çay?", "Bugün hava", "Güneş", "Ankara", "Okul"]
-    source.write_text("".join(json.dumps({"prompt": p, "id": i}) + "\n" for i, p in enumerate(prompts)), encoding="utf-8")
-    sampled = [*FAST[:-1], "0.8", "--seed", "3", "--batch-size", "2", "--model", str(tiny_checkpoint), "--device", "cpu"]
+    source.write_text(
+        "".join(json.dumps({"prompt": p, "id": i}) + "\n" for i, p in enumerate(prompts)), encoding="utf-8"
+    )
+    sampled = [
+        *FAST[:-1],
+        "0.8",
+        "--seed",
+        "3",
+        "--batch-size",
+        "2",
+        "--model",
+        str(tiny_checkpoint),
+        "--device",
+        "cpu",
+    ]
     single = tmp_path / "single.jsonl"
     assert CliRunner().invoke(app, ["generate", "-i", str(source), "-o", str(single), *sampled]).exit_code == 0
     merged = tmp_path / "merged.jsonl"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "diffutron"]
     process = subprocess.run(
         [*launcher, "generate", "-i", str(source), "-o", str(merged), *sampled],
-        capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert process.returncode == 0, process.stderr[-3000:]
     assert merged.read_text(encoding="utf-8") == single.read_text(encoding="utf-8")

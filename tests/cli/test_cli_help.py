@@ -58,7 +58,7 @@ def test_choice_options_list_and_check_their_choices():
 
 
 def test_former_command_names_still_run_but_are_not_listed():
-    for (group, name), (target_group, target) in ALIASES.items():
+    for (group, name), (target_group, _target) in ALIASES.items():
         listed = CliRunner().invoke(app, [group, "--help"], env={"COLUMNS": "80"}).output
         assert f" {name} " not in listed
         assert name in CliRunner().invoke(app, [target_group, "--help"], env={"COLUMNS": "80"}).output

@@ -9,22 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from diffutron.embedded.installed import InstalledSource
-from diffutron.embedded.kenet import primary_senses, read_kenet
 from diffutron.embedded.corpus import (
-    Document,
     CorpusSource,
+    Document,
     ataturk_documents,
     build_offline_corpus,
-    normalize_corpus_text,
     drop_footnote_marks,
     is_held_out,
     kenet_documents,
     local_sources,
+    normalize_corpus_text,
     read_corpus,
     segments,
     treebank_documents,
 )
+from diffutron.embedded.installed import InstalledSource
+from diffutron.embedded.kenet import primary_senses, read_kenet
 from diffutron.errors import DiffutronError
 
 KENET_XML = """<SYNSETS>
@@ -72,7 +72,9 @@ def test_kenet_parse_and_documents(tmp_path):
     assert synsets[3].words == ()  # placeholders are not words
     assert primary_senses(synsets) == {"kitap": "TUR10-1", "yayın": "TUR10-2", "neşriyat": "TUR10-2", "eser": "TUR10-3"}
     documents = list(kenet_documents(synsets))
-    assert documents[0] == Document("kenet:TUR10-1", "kitap (isim): Ciltli kâğıt yaprakların bütünü.\nKitabı okudum.\nKitap masada.")
+    assert documents[0] == Document(
+        "kenet:TUR10-1", "kitap (isim): Ciltli kâğıt yaprakların bütünü.\nKitabı okudum.\nKitap masada."
+    )
     assert documents[1].text == "yayın, neşriyat (isim): Yayımlanan eser."
     assert documents[3].text == "Bir özel isim."
 
@@ -172,7 +174,9 @@ def test_build_refuses_existing_output_and_leaves_nothing_on_failure(tmp_path):
 def test_local_files_use_the_pretraining_readers(tmp_path):
     text_file = write(tmp_path / "notes.txt", "Birinci paragraf.\nDevamı.\n\nİkinci paragraf.\n")
     jsonl = write(tmp_path / "rows.jsonl", '{"body": "Satır bir."}\n{"body": "Satır iki."}\n')
-    documents = [d.text for s in local_sources([text_file], "CC0") + local_sources([jsonl], "CC0", "body") for d in s.documents()]
+    documents = [
+        d.text for s in local_sources([text_file], "CC0") + local_sources([jsonl], "CC0", "body") for d in s.documents()
+    ]
     assert documents == ["Birinci paragraf.\nDevamı.", "İkinci paragraf.", "Satır bir.", "Satır iki."]
     with pytest.raises(DiffutronError, match="no column 'text'"):
         list(local_sources([jsonl], "CC0")[0].documents())

@@ -9,10 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from diffutron.cli import app
-from diffutron.errors import DiffutronError
 from diffutron.embedded.definitions import chrf, definition_scores, read_questions
-from diffutron.eval.perplexity import masked_sequences
 from diffutron.embedded.unigram import token_log_probabilities, unigram_perplexity
+from diffutron.errors import DiffutronError
+from diffutron.eval.perplexity import masked_sequences
 from diffutron.sampling.config import GenerationConfig
 from helpers.tiny import TURKISH_TEXT
 
@@ -84,19 +84,46 @@ def test_commands_write_json(tiny_checkpoint, tmp_path):
     heldout.write_text("".join(json.dumps({"text": t}) + "\n" for t in HELDOUT), encoding="utf-8")
     train.write_text("".join(json.dumps({"text": t}) + "\n" for t in TRAIN), encoding="utf-8")
     questions.write_text(
-        json.dumps({"question": "«kitap» ne demek?", "definition": "Bir eser.", "split": "heldout"}) + "\n", encoding="utf-8"
+        json.dumps({"question": "«kitap» ne demek?", "definition": "Bir eser.", "split": "heldout"}) + "\n",
+        encoding="utf-8",
     )
     result = runner.invoke(
         app,
-        ["eval", "unigram-baseline", "--data", str(heldout), "--train", str(train), "--tokenizer", str(tiny_checkpoint),
-         "--max-length", "16", "-o", str(tmp_path / "unigram.json")],
+        [
+            "eval",
+            "unigram-baseline",
+            "--data",
+            str(heldout),
+            "--train",
+            str(train),
+            "--tokenizer",
+            str(tiny_checkpoint),
+            "--max-length",
+            "16",
+            "-o",
+            str(tmp_path / "unigram.json"),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "unigram.json").read_text())["perplexity"] > 1
     result = runner.invoke(
         app,
-        ["eval", "definitions", "--questions", str(questions), "--model", str(tiny_checkpoint), "--max-new-tokens", "4",
-         "--steps", "4", "--seed", "0", "-o", str(tmp_path / "definitions.json")],
+        [
+            "eval",
+            "definitions",
+            "--questions",
+            str(questions),
+            "--model",
+            str(tiny_checkpoint),
+            "--max-new-tokens",
+            "4",
+            "--steps",
+            "4",
+            "--seed",
+            "0",
+            "-o",
+            str(tmp_path / "definitions.json"),
+        ],
     )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "definitions.json").read_text())

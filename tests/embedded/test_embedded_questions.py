@@ -7,9 +7,9 @@ import random
 
 import pytest
 
+from diffutron.embedded.corpus import is_held_out
 from diffutron.embedded.kenet import Synset
 from diffutron.embedded.questions import DEFINITION_QUESTIONS, build_kenet_sft, stage2_examples
-from diffutron.embedded.corpus import is_held_out
 from diffutron.errors import DiffutronError
 
 
@@ -26,7 +26,13 @@ def synset(identifier, words, definition, senses=None, examples=(), relations=()
 
 
 SYNSETS = [
-    synset("S-book", ["kitap"], "ciltli kâğıt yaprakların bütünü", examples=["Kitabı okudum."], relations=[("HYPERNYM", "S-pub")]),
+    synset(
+        "S-book",
+        ["kitap"],
+        "ciltli kâğıt yaprakların bütünü",
+        examples=["Kitabı okudum."],
+        relations=[("HYPERNYM", "S-pub")],
+    ),
     synset("S-pub", ["yayın", "neşriyat"], "yayımlanan eser"),
     synset("S-work", ["kitap", "eser", "yapıt"], "herhangi bir konuda yazılmış eser", senses=[2, 1, 1]),
     synset("S-hot", ["sıcak"], "ısısı yüksek olan", relations=[("ANTONYM", "S-cold")]),

@@ -23,8 +23,23 @@ def said(result) -> str:
 
 def test_cetvel_prints_the_table_and_writes_json(tiny_checkpoint, cetvel_data_dir, tmp_path):
     output = tmp_path / "results" / "cetvel.json"
-    result = invoke("cetvel", "--model", tiny_checkpoint, "--tasks", "ironytr,xcopa_tr", "--limit", 2,
-                    "--mc-num", 4, "--bootstrap-iters", 0, "--data-dir", cetvel_data_dir, "--output", output)
+    result = invoke(
+        "cetvel",
+        "--model",
+        tiny_checkpoint,
+        "--tasks",
+        "ironytr,xcopa_tr",
+        "--limit",
+        2,
+        "--mc-num",
+        4,
+        "--bootstrap-iters",
+        0,
+        "--data-dir",
+        cetvel_data_dir,
+        "--output",
+        output,
+    )
     assert result.exit_code == 0, result.output
     for text in ("IronyTR", "XCOPA_TR", "Chance", "Majority", "Average", "Paper"):
         assert text in result.output
@@ -49,8 +64,9 @@ def test_cetvel_bad_input(tiny_checkpoint, monkeypatch, tmp_path):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     monkeypatch.setattr("datasets.config.HF_HUB_OFFLINE", True)
     monkeypatch.delenv("DIFFUTRON_EVAL_DATA", raising=False)
-    result = invoke("cetvel", "--model", tiny_checkpoint, "--tasks", "mnli_tr", "--limit", 1,
-                    "--output", tmp_path / "out.json")
+    result = invoke(
+        "cetvel", "--model", tiny_checkpoint, "--tasks", "mnli_tr", "--limit", 1, "--output", tmp_path / "out.json"
+    )
     assert result.exit_code == 2
     assert "boun-tabi/nli_tr" in said(result) and "download" in said(result) and "--data-dir" in said(result)
     assert not (tmp_path / "out.json").exists()
@@ -58,15 +74,30 @@ def test_cetvel_bad_input(tiny_checkpoint, monkeypatch, tmp_path):
 
 def test_ppl_is_deterministic_and_reports_tokens_and_interval(tiny_checkpoint, tmp_path):
     data = tmp_path / "essays.jsonl"
-    essays = ["Kitap okumak insanın ufkunu genişletir. Bugün hava çok güzel, parka gidelim.",
-              "Öğrenciler sınavdan önce düzenli çalışmalı. İstanbul Boğazı iki kıtayı birbirine bağlar.",
-              "Çay, Türk kültüründe misafirperverliğin simgesidir. Güneş doğudan doğar, batıdan batar."]
+    essays = [
+        "Kitap okumak insanın ufkunu genişletir. Bugün hava çok güzel, parka gidelim.",
+        "Öğrenciler sınavdan önce düzenli çalışmalı. İstanbul Boğazı iki kıtayı birbirine bağlar.",
+        "Çay, Türk kültüründe misafirperverliğin simgesidir. Güneş doğudan doğar, batıdan batar.",
+    ]
     data.write_text("".join(json.dumps({"text": e}, ensure_ascii=False) + "\n" for e in essays * 2), encoding="utf-8")
     outputs = []
     for batch_size in (2, 5):
         output = tmp_path / f"ppl-{batch_size}.json"
-        result = invoke("ppl", "--model", tiny_checkpoint, "--data", data, "--seed", 3, "--max-length", 64,
-                        "--batch-size", batch_size, "--output", output)
+        result = invoke(
+            "ppl",
+            "--model",
+            tiny_checkpoint,
+            "--data",
+            data,
+            "--seed",
+            3,
+            "--max-length",
+            64,
+            "--batch-size",
+            batch_size,
+            "--output",
+            output,
+        )
         assert result.exit_code == 0, result.output
         assert "perplexity" in result.output and "tokens scored" in result.output
         outputs.append(json.loads(output.read_text(encoding="utf-8")))
@@ -97,8 +128,21 @@ def test_ppl_bad_input(tiny_checkpoint, tmp_path, monkeypatch):
 
 def test_lm_eval_cli_runs_with_the_model_and_packaged_tasks(tiny_checkpoint, cetvel_data_dir):
     metadata = json.dumps({"data_dir": str(cetvel_data_dir)})
-    result = invoke("lm-eval", "--model", "diffutron", "--model_args", f"pretrained={tiny_checkpoint},mc_num=2",
-                    "--tasks", "diffutron_xcopa_tr", "--limit", 2, "--metadata", metadata, "--device", "cpu")
+    result = invoke(
+        "lm-eval",
+        "--model",
+        "diffutron",
+        "--model_args",
+        f"pretrained={tiny_checkpoint},mc_num=2",
+        "--tasks",
+        "diffutron_xcopa_tr",
+        "--limit",
+        2,
+        "--metadata",
+        metadata,
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     assert "diffutron_xcopa_tr" in result.output and "acc" in result.output
 

@@ -39,14 +39,30 @@ SCRIPT = textwrap.dedent(
 def test_two_processes_split_the_requests_and_score_like_one(tmp_path, tiny_checkpoint, cetvel_data_dir):
     script = tmp_path / "evaluate.py"
     script.write_text(SCRIPT, encoding="utf-8")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-               str(tiny_checkpoint), str(cetvel_data_dir), str(tmp_path), ",".join(TASKS), json.dumps(MODEL_ARGUMENTS)]
-    process = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False,
-                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(script),
+        str(tiny_checkpoint),
+        str(cetvel_data_dir),
+        str(tmp_path),
+        ",".join(TASKS),
+        json.dumps(MODEL_ARGUMENTS),
+    ]
+    process = subprocess.run(
+        command, capture_output=True, text=True, timeout=240, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
 
-    single = run_cetvel(DiffutronHarnessLM(pretrained=str(tiny_checkpoint), **MODEL_ARGUMENTS),
-                        resolve_tasks(TASKS), data_dir=cetvel_data_dir, bootstrap_iters=0)
+    single = run_cetvel(
+        DiffutronHarnessLM(pretrained=str(tiny_checkpoint), **MODEL_ARGUMENTS),
+        resolve_tasks(TASKS),
+        data_dir=cetvel_data_dir,
+        bootstrap_iters=0,
+    )
     both = json.loads((tmp_path / "report.json").read_text())
     assert [row["task"] for row in both["tasks"]] == [row["task"] for row in single["tasks"]]
     for mine, reference in zip(both["tasks"], single["tasks"]):

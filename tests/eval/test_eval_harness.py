@@ -11,8 +11,8 @@ from diffutron import Diffutron, GenerationConfig
 from diffutron.errors import DiffutronError
 from diffutron.eval.cetvel import TASKS, baselines, resolve_tasks, run_cetvel, task_manager
 from diffutron.eval.harness_model import DiffutronHarnessLM, cut_at
-from helpers.cetvel_rows import gold_rows
 from helpers.answers import reference_answers
+from helpers.cetvel_rows import gold_rows
 from helpers.likelihood import exact_bound
 
 
@@ -52,10 +52,24 @@ def test_cetvel_end_to_end(tiny_lm, cetvel_data_dir):
     report = run_cetvel(harness, TASKS, data_dir=cetvel_data_dir, bootstrap_iters=0)
     rows = {row["task"]: row for row in report["tasks"]}
     assert list(rows) == [task.name for task in TASKS]
-    expected_chance = {"belebele_tr": 25.0, "exams_tr": 100 * (1 / 4 + 1 / 3) / 2, "ironytr": 50.0,
-                       "news_cat": 20.0, "mnli_tr": 100 / 3, "sts_tr": 100 / 6, "xcopa_tr": 50.0}
-    expected_majority = {"belebele_tr": 50.0, "exams_tr": 50.0, "ironytr": 200 / 3, "news_cat": 100 / 3,
-                         "mnli_tr": 100 / 3, "sts_tr": 100 / 3, "xcopa_tr": 100.0}
+    expected_chance = {
+        "belebele_tr": 25.0,
+        "exams_tr": 100 * (1 / 4 + 1 / 3) / 2,
+        "ironytr": 50.0,
+        "news_cat": 20.0,
+        "mnli_tr": 100 / 3,
+        "sts_tr": 100 / 6,
+        "xcopa_tr": 50.0,
+    }
+    expected_majority = {
+        "belebele_tr": 50.0,
+        "exams_tr": 50.0,
+        "ironytr": 200 / 3,
+        "news_cat": 100 / 3,
+        "mnli_tr": 100 / 3,
+        "sts_tr": 100 / 3,
+        "xcopa_tr": 100.0,
+    }
     for name, row in rows.items():
         assert row["n"] == len(gold_rows(f"{name}.jsonl"))
         assert row["dropped_documents"] == (1 if name == "mnli_tr" else 0)  # its pair without gold
@@ -109,10 +123,13 @@ def test_loglikelihood_rolling_chunks_long_texts(tiny_lm):
     ids = tiny_lm.encode(text)
     assert len(ids) > 8
     # chunks of half the window, each after the tokens before it that fit the window of 8
-    expected = sum(exact_bound(tiny_lm.model, tiny_lm.special.mask, ids[max(0, start + 4 - 8) : start],
-                               ids[start : start + 4]) for start in range(0, len(ids), 4))
-    totals = harness.loglikelihood_rolling([request("loglikelihood_rolling", (text,)), request("loglikelihood_rolling", ("",))],
-                                           disable_tqdm=True)
+    expected = sum(
+        exact_bound(tiny_lm.model, tiny_lm.special.mask, ids[max(0, start + 4 - 8) : start], ids[start : start + 4])
+        for start in range(0, len(ids), 4)
+    )
+    totals = harness.loglikelihood_rolling(
+        [request("loglikelihood_rolling", (text,)), request("loglikelihood_rolling", ("",))], disable_tqdm=True
+    )
     assert totals[0] == pytest.approx(expected, abs=1e-4) and totals[0] < 0 and math.isfinite(totals[0])
     assert totals[1] == 0.0
 
@@ -137,6 +154,8 @@ def test_small_helpers(tiny_lm):
     chat = [{"role": "user", "content": "Merhaba"}, {"role": "assistant", "content": "Selam"}]
     assert harness.apply_chat_template(chat[:1]) == "[Question]\nMerhaba\n[/Question]\n\n[Answer]\n"
     assert harness.apply_chat_template(chat, add_generation_prompt=False).endswith("[Answer]\nSelam")
-    samples = [{"arguments": [("c", " A"), ("c", " B")], "target": 1},
-               {"arguments": [("c", " A"), ("c", " B"), ("c", " C")], "target": "B"}]
+    samples = [
+        {"arguments": [("c", " A"), ("c", " B")], "target": 1},
+        {"arguments": [("c", " A"), ("c", " B"), ("c", " C")], "target": "B"},
+    ]
     assert baselines(samples) == pytest.approx((100 * (1 / 2 + 1 / 3) / 2, 100.0))

@@ -1,4 +1,5 @@
-"""The MDLM continuation likelihood (docs/reference-behaviour.md, section 7) against direct computations on a tiny model."""
+"""The MDLM continuation likelihood (docs/reference-behaviour.md, section 7) against direct
+computations on a tiny model."""
 
 from __future__ import annotations
 
@@ -6,17 +7,17 @@ import statistics
 
 import pytest
 import torch
-from helpers.likelihood import exact_bound
-from helpers.stats import P_MIN, goodness_of_fit
 
 from diffutron.errors import DiffutronError
 from diffutron.eval.likelihood import ContinuationScorer, Pair, mask_sets
+from helpers.likelihood import exact_bound
+from helpers.stats import P_MIN, goodness_of_fit
 
 
 def one_token_words(tokenizer, count=2):
     """Texts of a few characters that encode to exactly one token."""
     words = []
-    for token, index in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1]):
+    for _token, index in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1]):
         text = tokenizer.decode([index])
         if len(text) > 2 and tokenizer(text, add_special_tokens=False)["input_ids"] == [index]:
             words.append((text, index))
@@ -42,8 +43,9 @@ def test_one_token_continuation_is_scored_on_that_token(tiny_model, bos_eos_toke
         scores.append(score.logprob)
     assert scores[0] != scores[1]  # with the separator bug every one-token choice scored the same
     with torch.no_grad():
-        best = int(tiny_model(input_ids=torch.tensor([context_ids + [bos_eos_tokenizer.mask_token_id]])).logits[0, -1]
-                   .argmax())
+        best = int(
+            tiny_model(input_ids=torch.tensor([context_ids + [bos_eos_tokenizer.mask_token_id]])).logits[0, -1].argmax()
+        )
     assert scorer.score([Pair(tuple(context_ids), (best,))])[0].is_greedy
 
 
@@ -131,15 +133,19 @@ def test_check_greedy_decodes_multi_token_continuations(tiny_model, tiny_tokeniz
     from diffutron import GenerationConfig, sample
 
     context = tiny_tokenizer("Bugün hava", add_special_tokens=False)["input_ids"]
-    config = GenerationConfig(max_new_tokens=3, steps=3, block_length=3, temperature=0.0,
-                              repetition_penalty=1.0, early_stop=False)
-    greedy = sample(tiny_model, tiny_tokenizer, [context], config)[0, len(context):].tolist()
+    config = GenerationConfig(
+        max_new_tokens=3, steps=3, block_length=3, temperature=0.0, repetition_penalty=1.0, early_stop=False
+    )
+    greedy = sample(tiny_model, tiny_tokenizer, [context], config)[0, len(context) :].tolist()
     scorer = ContinuationScorer(tiny_model, tiny_tokenizer, check_greedy=True)
     other = [(greedy[0] + 1) % 300, *greedy[1:]]
-    flags = [s.is_greedy for s in scorer.score([Pair(tuple(context), tuple(greedy)), Pair(tuple(context), tuple(other))])]
+    flags = [
+        s.is_greedy for s in scorer.score([Pair(tuple(context), tuple(greedy)), Pair(tuple(context), tuple(other))])
+    ]
     assert flags == [True, False]
     unchecked = ContinuationScorer(tiny_model, tiny_tokenizer).score(
-        [Pair(tuple(context), tuple(greedy)), Pair(tuple(context), tuple(greedy[:2]))])
+        [Pair(tuple(context), tuple(greedy)), Pair(tuple(context), tuple(greedy[:2]))]
+    )
     assert [s.is_greedy for s in unchecked] == [False, False]  # not claimed without the L-step check
     assert [s.truncated for s in unchecked] == [False, False]  # pairs built by hand are whole
 

@@ -1,4 +1,5 @@
-"""MLM perplexity (docs/reference-behaviour.md, section 6): a direct recomputation, determinism, special tokens, errors."""
+"""MLM perplexity (docs/reference-behaviour.md, section 6): a direct recomputation, determinism,
+special tokens, errors."""
 
 from __future__ import annotations
 

@@ -15,16 +15,30 @@ from diffutron.eval.sources import DATA_DIR_ENV, cetvel_split
 from helpers.cetvel_rows import gold_rows
 
 TWO_SENTENCES = 'Aşağıda iki cümle verilmektedir:\n\nCümle 1: "{}"\nCümle 2: "{}"\n\n'
-STS_CHOICES = ["Benzerlik Yok", "Düşük Benzerlik", "Orta Benzerlik", "Yüksek Benzerlik",
-               "Çok Yüksek Benzerlik", "Mantıksal Olarak Aynı"]
+STS_CHOICES = [
+    "Benzerlik Yok",
+    "Düşük Benzerlik",
+    "Orta Benzerlik",
+    "Yüksek Benzerlik",
+    "Çok Yüksek Benzerlik",
+    "Mantıksal Olarak Aynı",
+]
 
 # (context, choices, gold index) of each fixture row, written out from docs/reference-behaviour.md, section 8
 EXPECTED = {
     "belebele_tr": [
-        ("P: Ankara, Türkiye'nin başkentidir. Şehir İç Anadolu'dadır.\nQ: Türkiye'nin başkenti neresidir?\n"
-         "A: İstanbul\nB: Ankara\nC: İzmir\nD: Bursa\nAnswer:", ["A", "B", "C", "D"], 1),
-        ("P: Çay, Türk kültüründe misafirperverliğin simgesidir.\nQ: Çay neyin simgesidir?\n"
-         "A: Misafirperverlik\nB: Savaş\nC: Deniz\nD: Kış\nAnswer:", ["A", "B", "C", "D"], 0),
+        (
+            "P: Ankara, Türkiye'nin başkentidir. Şehir İç Anadolu'dadır.\nQ: Türkiye'nin başkenti neresidir?\n"
+            "A: İstanbul\nB: Ankara\nC: İzmir\nD: Bursa\nAnswer:",
+            ["A", "B", "C", "D"],
+            1,
+        ),
+        (
+            "P: Çay, Türk kültüründe misafirperverliğin simgesidir.\nQ: Çay neyin simgesidir?\n"
+            "A: Misafirperverlik\nB: Savaş\nC: Deniz\nD: Kış\nAnswer:",
+            ["A", "B", "C", "D"],
+            0,
+        ),
     ],
     "exams_tr": [
         ("Güneş hangi yönden doğar?", ["Batı", "Doğu", "Kuzey", "Güney"], 1),
@@ -36,13 +50,23 @@ EXPECTED = {
         ("Cümle: Tabii ki sınavdan önce uyumak en iyisi.\nSoru: Bu cümlede ironi var mı?\n", ["Hayır", "Evet"], 1),
     ],
     "news_cat": [
-        (f"Cümle: {text}\nSoru: Bu cümlenin konusu nedir?\n Cevap:", ["spor", "magazin", "siyaset", "sağlık", "ekonomi"], gold)
-        for text, gold in (("Takım dün akşam maçı üç golle kazandı.", 0), ("Merkez bankası faizleri sabit tuttu.", 4),
-                           ("Meclis yeni yasayı kabul etti.", 2))
+        (
+            f"Cümle: {text}\nSoru: Bu cümlenin konusu nedir?\n Cevap:",
+            ["spor", "magazin", "siyaset", "sağlık", "ekonomi"],
+            gold,
+        )
+        for text, gold in (
+            ("Takım dün akşam maçı üç golle kazandı.", 0),
+            ("Merkez bankası faizleri sabit tuttu.", 4),
+            ("Meclis yeni yasayı kabul etti.", 2),
+        )
     ],
     "mnli_tr": [
-        (TWO_SENTENCES.format(premise, hypothesis) + "Bu iki cümle arasındaki ilişki nedir:",
-         ["TUTARLI", "ALAKASIZ", "ÇELİŞKİLİ"], gold)
+        (
+            TWO_SENTENCES.format(premise, hypothesis) + "Bu iki cümle arasındaki ilişki nedir:",
+            ["TUTARLI", "ALAKASIZ", "ÇELİŞKİLİ"],
+            gold,
+        )
         for premise, hypothesis, gold in (
             ("Çocuklar bahçede top oynuyor.", "Çocuklar dışarıda.", 0),
             ("Kitap okumak ufku genişletir.", "Kitap pahalıdır.", 1),
@@ -88,15 +112,23 @@ def test_every_task_builds_the_spec_requests(cetvel_data_dir):
 
 def test_task_files_use_tags_distinct_names_and_spec_metrics():
     metrics = {
-        "belebele_tr": ["acc", "acc_norm"], "exams_tr": ["acc", "acc_norm"], "ironytr": ["acc", "acc_norm", "f1"],
-        "news_cat": ["acc", "acc_norm", "f1"], "mnli_tr": ["acc", "acc_norm"], "sts_tr": ["acc", "acc_norm"],
+        "belebele_tr": ["acc", "acc_norm"],
+        "exams_tr": ["acc", "acc_norm"],
+        "ironytr": ["acc", "acc_norm", "f1"],
+        "news_cat": ["acc", "acc_norm", "f1"],
+        "mnli_tr": ["acc", "acc_norm"],
+        "sts_tr": ["acc", "acc_norm"],
         "xcopa_tr": ["acc"],
     }
-    splits = {"belebele_tr": ("facebook/belebele", "tur_Latn", "test"),
-              "exams_tr": ("mhardalov/exams", "crosslingual_tr", "validation"),
-              "ironytr": ("mcemilg/IronyTR", None, "validation"), "news_cat": ("mcemilg/news-cat", None, "test"),
-              "mnli_tr": ("boun-tabi/nli_tr", "multinli_tr", "validation_matched"),
-              "sts_tr": ("emrecan/stsb-mt-turkish", None, "test"), "xcopa_tr": ("cambridgeltl/xcopa", "tr", "test")}
+    splits = {
+        "belebele_tr": ("facebook/belebele", "tur_Latn", "test"),
+        "exams_tr": ("mhardalov/exams", "crosslingual_tr", "validation"),
+        "ironytr": ("mcemilg/IronyTR", None, "validation"),
+        "news_cat": ("mcemilg/news-cat", None, "test"),
+        "mnli_tr": ("boun-tabi/nli_tr", "multinli_tr", "validation_matched"),
+        "sts_tr": ("emrecan/stsb-mt-turkish", None, "test"),
+        "xcopa_tr": ("cambridgeltl/xcopa", "tr", "test"),
+    }
     common = yaml.safe_load((tasks_dir() / "_cetvel_common").read_text().replace("!function", ""))
     assert common["tag"] == "diffutron_cetvel" and "group" not in common
     for task in TASKS:
@@ -122,7 +154,16 @@ def test_names_do_not_collide_with_lm_eval_builtins():
 
 def test_prompt_helpers():
     assert [task_functions.sts_target({"score": s}) for s in (0.0, 0.49, 0.5, 1.5, 2.4, 3.5, 4.49, 4.5, 5.0)] == [
-        0, 0, 1, 2, 2, 4, 4, 5, 5]
+        0,
+        0,
+        1,
+        2,
+        2,
+        4,
+        4,
+        5,
+        5,
+    ]
     assert task_functions.lower_first("Işık") == "ışık" and task_functions.lower_first("İğne") == "iğne"
     assert task_functions.lower_first("Çay") == "çay"
     assert task_functions.xcopa_context({"premise": " Su kaynadı ", "question": "cause"}) == "Su kaynadı çünkü"
@@ -163,16 +204,33 @@ def test_news_cat_takes_indices_english_names_and_turkish_choices(tmp_path, form
         ("news_cat", {"text": "Haber.", "label": 5}, "label 5 names no choice; a label is one of 0-4"),
         ("news_cat", {"text": "Haber.", "label": -1}, "label -1 names no choice"),
         ("news_cat", {"text": "Haber.", "label": None}, "label None names no choice"),
-        ("ironytr", {"text": "Cümle.", "label": 2},
-         "ironytr row 'Cümle.': label 2 names no choice; a label is one of 0-1"),
+        (
+            "ironytr",
+            {"text": "Cümle.", "label": 2},
+            "ironytr row 'Cümle.': label 2 names no choice; a label is one of 0-1",
+        ),
         ("mnli_tr", {"idx": 7, "premise": "A.", "hypothesis": "B.", "label": 3}, "mnli_tr row idx=7: label 3"),
-        ("xcopa_tr", {"premise": "A.", "choice1": "B.", "choice2": "C.", "question": "cause", "label": 2, "idx": 9},
-         "xcopa_tr row idx=9: label 2 names no choice"),
+        (
+            "xcopa_tr",
+            {"premise": "A.", "choice1": "B.", "choice2": "C.", "question": "cause", "label": 2, "idx": 9},
+            "xcopa_tr row idx=9: label 2 names no choice",
+        ),
         ("sts_tr", {"sentence1": "A.", "sentence2": "B.", "score": 7.5}, "score 7.5 is not a number from 0 to 5"),
         ("sts_tr", {"sentence1": "A.", "sentence2": "B.", "score": float("nan")}, "score nan is not a number"),
-        ("belebele_tr", {"flores_passage": "P.", "question": "Q?", "mc_answer1": "a", "mc_answer2": "b",
-                         "mc_answer3": "c", "mc_answer4": "d", "correct_answer_num": "5", "question_number": 3},
-         "belebele_tr row question_number=3: correct_answer_num '5' is not one of 1, 2, 3, 4"),
+        (
+            "belebele_tr",
+            {
+                "flores_passage": "P.",
+                "question": "Q?",
+                "mc_answer1": "a",
+                "mc_answer2": "b",
+                "mc_answer3": "c",
+                "mc_answer4": "d",
+                "correct_answer_num": "5",
+                "question_number": 3,
+            },
+            "belebele_tr row question_number=3: correct_answer_num '5' is not one of 1, 2, 3, 4",
+        ),
     ],
 )
 def test_a_label_out_of_range_is_an_error_naming_it(tmp_path, name, row, complaint):
@@ -198,12 +256,14 @@ def test_data_directory_from_the_environment(cetvel_data_dir, monkeypatch):
 
 def test_bad_data(tmp_path, monkeypatch):
     with pytest.raises(DiffutronError, match="xcopa_tr.jsonl does not exist"):
-        cetvel_split(hf_dataset="cambridgeltl/xcopa", hf_split="test", local_file="xcopa_tr.jsonl",
-                     data_dir=str(tmp_path))
+        cetvel_split(
+            hf_dataset="cambridgeltl/xcopa", hf_split="test", local_file="xcopa_tr.jsonl", data_dir=str(tmp_path)
+        )
     (tmp_path / "ironytr.jsonl").write_text("\n", encoding="utf-8")
     with pytest.raises(DiffutronError, match="is empty"):
-        cetvel_split(hf_dataset="mcemilg/IronyTR", hf_split="validation", local_file="ironytr.jsonl",
-                     data_dir=str(tmp_path))
+        cetvel_split(
+            hf_dataset="mcemilg/IronyTR", hf_split="validation", local_file="ironytr.jsonl", data_dir=str(tmp_path)
+        )
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     monkeypatch.setattr("datasets.config.HF_HUB_OFFLINE", True)

@@ -17,8 +17,14 @@ def reference_answers(model, tokenizer, prompts: Sequence[Sequence[int]], config
     """Greedy answers (`config.temperature` must be 0) after each token-id prompt."""
     assert config.temperature == 0, "only greedy answers are reproducible"
     canvas = reference_sample(
-        model, tokenizer, [list(p) for p in prompts], max_new_tokens=config.max_new_tokens, steps=config.steps,
-        block_length=config.block_length, cfg_scale=config.cfg_scale, repetition_penalty=config.repetition_penalty,
+        model,
+        tokenizer,
+        [list(p) for p in prompts],
+        max_new_tokens=config.max_new_tokens,
+        steps=config.steps,
+        block_length=config.block_length,
+        cfg_scale=config.cfg_scale,
+        repetition_penalty=config.repetition_penalty,
         penalty_scope=config.penalty_scope,
     )
     ends = {tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.mask_token_id}

@@ -8,18 +8,30 @@ from pathlib import Path
 ROWS = {
     "belebele_tr.jsonl": [
         {
-            "link": "https://tr.wikinews.org/wiki/Ornek", "question_number": 1,
+            "link": "https://tr.wikinews.org/wiki/Ornek",
+            "question_number": 1,
             "flores_passage": "Ankara, Türkiye'nin başkentidir. Şehir İç Anadolu'dadır.",
             "question": "Türkiye'nin başkenti neresidir?",
-            "mc_answer1": "İstanbul", "mc_answer2": "Ankara", "mc_answer3": "İzmir", "mc_answer4": "Bursa",
-            "correct_answer_num": "2", "dialect": "tur_Latn", "ds": "2023-05-03",
+            "mc_answer1": "İstanbul",
+            "mc_answer2": "Ankara",
+            "mc_answer3": "İzmir",
+            "mc_answer4": "Bursa",
+            "correct_answer_num": "2",
+            "dialect": "tur_Latn",
+            "ds": "2023-05-03",
         },
         {
-            "link": "https://tr.wikinews.org/wiki/Ornek2", "question_number": 2,
+            "link": "https://tr.wikinews.org/wiki/Ornek2",
+            "question_number": 2,
             "flores_passage": "Çay, Türk kültüründe misafirperverliğin simgesidir.",
             "question": "Çay neyin simgesidir?",
-            "mc_answer1": "Misafirperverlik", "mc_answer2": "Savaş", "mc_answer3": "Deniz", "mc_answer4": "Kış",
-            "correct_answer_num": "1", "dialect": "tur_Latn", "ds": "2023-05-03",
+            "mc_answer1": "Misafirperverlik",
+            "mc_answer2": "Savaş",
+            "mc_answer3": "Deniz",
+            "mc_answer4": "Kış",
+            "correct_answer_num": "1",
+            "dialect": "tur_Latn",
+            "ds": "2023-05-03",
         },
     ],
     "exams_tr.jsonl": [
@@ -27,8 +39,11 @@ ROWS = {
             "id": "exams-tr-1",
             "question": {
                 "stem": "Güneş hangi yönden doğar?",
-                "choices": {"text": ["Batı", "Doğu", "Kuzey", "Güney"], "label": ["A", "B", "C", "D"],
-                            "para": ["", "", "", ""]},
+                "choices": {
+                    "text": ["Batı", "Doğu", "Kuzey", "Güney"],
+                    "label": ["A", "B", "C", "D"],
+                    "para": ["", "", "", ""],
+                },
             },
             "answerKey": "B",
             "info": {"grade": 12, "subject": "Geography", "language": "Turkish"},
@@ -37,8 +52,11 @@ ROWS = {
             "id": "exams-tr-2",
             "question": {
                 "stem": "İstanbul Boğazı hangi iki kıtayı bağlar?",
-                "choices": {"text": ["Asya ve Avrupa", "Afrika ve Asya", "Avrupa ve Afrika"],
-                            "label": ["A", "B", "C"], "para": ["", "", ""]},
+                "choices": {
+                    "text": ["Asya ve Avrupa", "Afrika ve Asya", "Avrupa ve Afrika"],
+                    "label": ["A", "B", "C"],
+                    "para": ["", "", ""],
+                },
             },
             "answerKey": "A",
             "info": {"grade": 11, "subject": "Geography", "language": "Turkish"},
@@ -66,10 +84,24 @@ ROWS = {
         {"sentence1": "Çocuk koşuyor.", "sentence2": "Bir çocuk hızla koşuyor.", "score": 3.5},
     ],
     "xcopa_tr.jsonl": [
-        {"premise": "Adam bardağı düşürdü.", "choice1": "Bardak kırıldı.", "choice2": "Işıklar söndü.",
-         "question": "effect", "label": 0, "idx": 1, "changed": False},
-        {"premise": "Kız ağladı.", "choice1": "İğne battı.", "choice2": "Güneş doğdu.",
-         "question": "cause", "label": 0, "idx": 2, "changed": False},
+        {
+            "premise": "Adam bardağı düşürdü.",
+            "choice1": "Bardak kırıldı.",
+            "choice2": "Işıklar söndü.",
+            "question": "effect",
+            "label": 0,
+            "idx": 1,
+            "changed": False,
+        },
+        {
+            "premise": "Kız ağladı.",
+            "choice1": "İğne battı.",
+            "choice2": "Güneş doğdu.",
+            "question": "cause",
+            "label": 0,
+            "idx": 2,
+            "changed": False,
+        },
     ],
 }
 

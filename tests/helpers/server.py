@@ -28,14 +28,22 @@ class ServerProcess:
 
     def __init__(self, *options: str, env: dict[str, str] | None = None) -> None:
         environment = {name: value for name, value in os.environ.items() if name != "DIFFUTRON_API_KEY"}
-        environment.update({
-            "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": os.pathsep.join([str(REPOSITORY / "src"), os.environ.get("PYTHONPATH", "")]),
-            **(env or {}),
-        })
+        environment.update(
+            {
+                "OMP_NUM_THREADS": "1",
+                "HF_HUB_OFFLINE": "1",
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": os.pathsep.join([str(REPOSITORY / "src"), os.environ.get("PYTHONPATH", "")]),
+                **(env or {}),
+            }
+        )
         self.process = subprocess.Popen(
-            [*SERVE_COMMAND, "--host", "127.0.0.1", "--port", "0", *options], env=environment,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8",
+            [*SERVE_COMMAND, "--host", "127.0.0.1", "--port", "0", *options],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []

@@ -84,7 +84,9 @@ def test_the_readme_sample_table_reproduces_in_any_batch_size():
     prompts = [prompt.removeprefix("| ") for prompt, _ in rows]
     expected = [answer.removesuffix(" |") for _, answer in rows]
     for batch_size in ("6", "4"):
-        result = CliRunner().invoke(app, ["generate", *prompts, "--seed", "0", "--device", "cpu", "--batch-size", batch_size])
+        result = CliRunner().invoke(
+            app, ["generate", *prompts, "--seed", "0", "--device", "cpu", "--batch-size", batch_size]
+        )
         assert result.exit_code == 0, result.output
         answers = [line for line in result.output.splitlines() if line.strip() and line not in prompts]
         assert answers == expected

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffutron.sampling.reference import reference_sample
-from helpers.tiny import build_model, context_sensitive_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from diffutron import GenerationConfig, sample
+from diffutron.sampling.reference import reference_sample
+from helpers.tiny import build_model, context_sensitive_model
 
 WORDS = ["Kitap", " okumak", " güzel", " Ankara", " çay", "?", " bugün", " hava", "\n", " ne demek"]
 TEXTS = ["Kitap okumak", "Ankara çay bugün hava güzel mi? Kitap okumak insanın ufkunu", "Çay?"]
@@ -31,7 +31,8 @@ def two_threads():
 
 prompt_texts = st.lists(
     st.lists(st.sampled_from(WORDS), min_size=1, max_size=8).map("".join).filter(str.strip),
-    min_size=1, max_size=3,
+    min_size=1,
+    max_size=3,
 )
 
 
@@ -45,17 +46,30 @@ prompt_texts = st.lists(
     penalty_scope=st.sampled_from(["canvas", "generated"]),
     cfg_scale=st.sampled_from([0.0, 0.0, 1.5]),
 )
-def test_canvas_identical_to_reference(tiny_model, tiny_tokenizer, texts, max_new_tokens, steps,
-                                       block_length, repetition_penalty, penalty_scope, cfg_scale):
+def test_canvas_identical_to_reference(
+    tiny_model, tiny_tokenizer, texts, max_new_tokens, steps, block_length, repetition_penalty, penalty_scope, cfg_scale
+):
     prompts = _prompts(tiny_tokenizer, texts)
     expected = reference_sample(
-        tiny_model, tiny_tokenizer, prompts, max_new_tokens=max_new_tokens, steps=steps,
-        block_length=block_length, cfg_scale=cfg_scale, repetition_penalty=repetition_penalty,
+        tiny_model,
+        tiny_tokenizer,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        steps=steps,
+        block_length=block_length,
+        cfg_scale=cfg_scale,
+        repetition_penalty=repetition_penalty,
         penalty_scope=penalty_scope,
     )
     config = GenerationConfig(
-        max_new_tokens=max_new_tokens, steps=steps, block_length=block_length, temperature=0.0,
-        cfg_scale=cfg_scale, repetition_penalty=repetition_penalty, penalty_scope=penalty_scope, early_stop=False,
+        max_new_tokens=max_new_tokens,
+        steps=steps,
+        block_length=block_length,
+        temperature=0.0,
+        cfg_scale=cfg_scale,
+        repetition_penalty=repetition_penalty,
+        penalty_scope=penalty_scope,
+        early_stop=False,
     )
     actual = sample(tiny_model, tiny_tokenizer, prompts, config)
     assert torch.equal(actual, expected)
@@ -71,8 +85,9 @@ def test_canvas_identical_to_reference(tiny_model, tiny_tokenizer, texts, max_ne
     cfg_scale=st.sampled_from([0.0, 1.5]),
     remasking=st.sampled_from(["low_confidence", "low_confidence", "random"]),
 )
-def test_near_zero_temperature_gives_the_greedy_reference(tiny_model, tiny_tokenizer, texts, max_new_tokens, steps,
-                                                          block_length, repetition_penalty, cfg_scale, remasking):
+def test_near_zero_temperature_gives_the_greedy_reference(
+    tiny_model, tiny_tokenizer, texts, max_new_tokens, steps, block_length, repetition_penalty, cfg_scale, remasking
+):
     """The temperature path (noise, Gumbel-max in float64, confidence of the noiseless logits) tends to the
     argmax as T -> 0; at 1e-9 the noise moves an exp(logit) by a factor below 1 + 4e-8, less than a float32
     logit step, so only exact ties could differ. Random remasking at T -> 0: the same multiset of tokens
@@ -80,12 +95,27 @@ def test_near_zero_temperature_gives_the_greedy_reference(tiny_model, tiny_token
     prompts = _prompts(tiny_tokenizer, texts)
     if remasking == "random":
         block_length = 1
-    expected = reference_sample(tiny_model, tiny_tokenizer, prompts, max_new_tokens=max_new_tokens, steps=steps,
-                                block_length=block_length, cfg_scale=cfg_scale,
-                                repetition_penalty=repetition_penalty)
-    config = GenerationConfig(max_new_tokens=max_new_tokens, steps=steps, block_length=block_length,
-                              temperature=1e-9, cfg_scale=cfg_scale, repetition_penalty=repetition_penalty,
-                              remasking=remasking, early_stop=False, seed=0)
+    expected = reference_sample(
+        tiny_model,
+        tiny_tokenizer,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        steps=steps,
+        block_length=block_length,
+        cfg_scale=cfg_scale,
+        repetition_penalty=repetition_penalty,
+    )
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        steps=steps,
+        block_length=block_length,
+        temperature=1e-9,
+        cfg_scale=cfg_scale,
+        repetition_penalty=repetition_penalty,
+        remasking=remasking,
+        early_stop=False,
+        seed=0,
+    )
     assert torch.equal(sample(tiny_model, tiny_tokenizer, prompts, config), expected)
 
 
@@ -96,8 +126,16 @@ def test_guidance_with_rows_of_different_lengths(tiny_tokenizer):
     config = GenerationConfig(max_new_tokens=10, steps=10, block_length=5, temperature=0.0, early_stop=False)
     unguided = sample(model, tiny_tokenizer, prompts, config)
     for cfg_scale in (0.5, 2.0):
-        expected = reference_sample(model, tiny_tokenizer, prompts, max_new_tokens=10, steps=10, block_length=5,
-                                    cfg_scale=cfg_scale, repetition_penalty=config.repetition_penalty)
+        expected = reference_sample(
+            model,
+            tiny_tokenizer,
+            prompts,
+            max_new_tokens=10,
+            steps=10,
+            block_length=5,
+            cfg_scale=cfg_scale,
+            repetition_penalty=config.repetition_penalty,
+        )
         guided = sample(model, tiny_tokenizer, prompts, config.replace(cfg_scale=cfg_scale))
         assert torch.equal(guided, expected)
         for row in range(len(prompts)):  # guidance moves every row here, so a wrong row would show
@@ -114,12 +152,27 @@ def test_generated_scope_leaves_the_prompt_unpenalized(tiny_tokenizer):
         model.decoder.bias[favourite] += 3.0
     generated = {}
     for scope in ("canvas", "generated"):
-        config = GenerationConfig(max_new_tokens=8, steps=8, block_length=8, temperature=0.0, repetition_penalty=4.0,
-                                  penalty_scope=scope, early_stop=False)
+        config = GenerationConfig(
+            max_new_tokens=8,
+            steps=8,
+            block_length=8,
+            temperature=0.0,
+            repetition_penalty=4.0,
+            penalty_scope=scope,
+            early_stop=False,
+        )
         canvas = sample(model, tiny_tokenizer, prompts, config)
-        expected = reference_sample(model, tiny_tokenizer, prompts, max_new_tokens=8, steps=8, block_length=8,
-                                    repetition_penalty=4.0, penalty_scope=scope)
+        expected = reference_sample(
+            model,
+            tiny_tokenizer,
+            prompts,
+            max_new_tokens=8,
+            steps=8,
+            block_length=8,
+            repetition_penalty=4.0,
+            penalty_scope=scope,
+        )
         assert torch.equal(canvas, expected)
-        generated[scope] = canvas[0, len(prompts[0]):].tolist()
+        generated[scope] = canvas[0, len(prompts[0]) :].tolist()
     assert favourite not in generated["canvas"]
     assert favourite in generated["generated"]

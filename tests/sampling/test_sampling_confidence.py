@@ -8,8 +8,9 @@ import torch
 from diffutron import GenerationConfig, sample
 
 PROMPTS = ["Kitap okumak", "Çay?"]
-BASE = GenerationConfig(max_new_tokens=12, steps=12, block_length=6, temperature=0.0, repetition_penalty=1.0,
-                        early_stop=False)
+BASE = GenerationConfig(
+    max_new_tokens=12, steps=12, block_length=6, temperature=0.0, repetition_penalty=1.0, early_stop=False
+)
 
 
 def _encode(tokenizer, texts):
@@ -35,8 +36,9 @@ def test_confidence_is_the_probability_of_the_committed_token(tiny_model, tiny_t
 
     prompts = _encode(tiny_tokenizer, PROMPTS)
     config = BASE.replace(remasking=remasking, seed=0)
-    recorder = Recorder(build_canvas(prompts, config.max_new_tokens, SpecialIds.from_tokenizer(tiny_tokenizer),
-                                     torch.device("cpu")))
+    recorder = Recorder(
+        build_canvas(prompts, config.max_new_tokens, SpecialIds.from_tokenizer(tiny_tokenizer), torch.device("cpu"))
+    )
     sample(tiny_model, tiny_tokenizer, prompts, config, callback=recorder)
     assert len(recorder.steps) == config.steps
     for before, committed, confidence, after in recorder.steps:
@@ -59,8 +61,11 @@ def test_confidence_on_the_fast_path_respects_the_threshold():
     threshold = 0.7
     config = lm.config.replace(threshold=threshold, cache="dual", seed=0)
     events = []
-    lm.chat("«kitap» ne demek?", config,
-            callback=lambda event: events.append((event.committed.clone(), event.confidence.clone())))
+    lm.chat(
+        "«kitap» ne demek?",
+        config,
+        callback=lambda event: events.append((event.committed.clone(), event.confidence.clone())),
+    )
     saw_parallel = False
     for committed, confidence in events:
         assert torch.equal(torch.isfinite(confidence), committed)

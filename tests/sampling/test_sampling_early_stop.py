@@ -9,20 +9,21 @@ from __future__ import annotations
 
 from functools import cache
 
-from diffutron.sampling.reference import reference_sample
-from helpers.steered import ForcedTokens
-from helpers.tiny import build_model, build_tokenizer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from diffutron import GenerationConfig, sample
 from diffutron.lm import Diffutron
 from diffutron.model.chat import ANSWER_END, render_chat
+from diffutron.sampling.reference import reference_sample
+from helpers.steered import ForcedTokens
+from helpers.tiny import build_model, build_tokenizer
 
 WORDS = ["Kitap", " okumak", " güzel", " Ankara", " çay", "?", " bugün", " hava", "\n", " ne demek"]
 prompt_texts = st.lists(
     st.lists(st.sampled_from(WORDS), min_size=1, max_size=8).map("".join).filter(str.strip),
-    min_size=1, max_size=3,
+    min_size=1,
+    max_size=3,
 )
 
 
@@ -66,8 +67,13 @@ def _answer_complete(row, start, tokenizer):
 def _runs(model, tokenizer, prompts, config):
     """(canvas, calls) with early stopping, and the canvases of every step of the run to the end."""
     snapshots = []
-    full = sample(model, tokenizer, prompts, config.replace(early_stop=False),
-                  callback=lambda event: snapshots.append(event.canvas.tolist()))
+    full = sample(
+        model,
+        tokenizer,
+        prompts,
+        config.replace(early_stop=False),
+        callback=lambda event: snapshots.append(event.canvas.tolist()),
+    )
     events = []
     early = sample(model, tokenizer, prompts, config, callback=events.append)
     return early, events[-1].calls, full, snapshots
@@ -113,11 +119,20 @@ def test_early_stop_with_answers_ending_at_different_points(tiny_tokenizer):
     assert calls == _first_complete_step(snapshots, prompts, tiny_tokenizer) < NEW_TOKENS
     answers = lm.generate(questions, config)
     assert answers == lm.generate(questions, config.replace(early_stop=False))
-    reference = reference_sample(model, tiny_tokenizer, prompts, max_new_tokens=NEW_TOKENS, steps=NEW_TOKENS,
-                                 block_length=8, repetition_penalty=config.repetition_penalty)
+    reference = reference_sample(
+        model,
+        tiny_tokenizer,
+        prompts,
+        max_new_tokens=NEW_TOKENS,
+        steps=NEW_TOKENS,
+        block_length=8,
+        repetition_penalty=config.repetition_penalty,
+    )
     assert answers == [lm.answer(row, len(p)) for row, p in zip(reference.tolist(), prompts)]
     # the answers are the forced lengths: not empty, and each ends somewhere else
     lengths = [len(tiny_tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers]
     assert all(answers) and len(set(lengths)) == 3
     assert [row[len(p) + end] for row, p, end in zip(full.tolist(), prompts, ends)][::2] == [
-        tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id]
+        tiny_tokenizer.eos_token_id,
+        tiny_tokenizer.pad_token_id,
+    ]

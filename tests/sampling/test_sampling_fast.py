@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from helpers.tiny import context_sensitive_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import BertConfig, BertForMaskedLM
@@ -16,6 +15,7 @@ from diffutron.model.parts import MaskedLMParts
 from diffutron.sampling.cache import BlockCache
 from diffutron.sampling.commit import Factor, Threshold
 from diffutron.sampling.sampler import _recomputed_positions
+from helpers.tiny import context_sensitive_model
 
 INF = math.inf
 TEXTS = ["Kitap okumak", "Ankara çay bugün hava güzel mi? Kitap okumak insanın ufkunu", "Çay?"]
@@ -38,11 +38,13 @@ def _encode(tokenizer, texts):
 
 
 def test_threshold_commits_every_confident_position_and_at_least_one():
-    confidence = torch.tensor([
-        [0.95, 0.50, 0.91, -INF, 0.90],
-        [0.20, 0.40, -INF, 0.10, -INF],  # nothing reaches the threshold: the best one only
-        [-INF, -INF, -INF, -INF, -INF],  # nothing eligible (finished row / no masks)
-    ])
+    confidence = torch.tensor(
+        [
+            [0.95, 0.50, 0.91, -INF, 0.90],
+            [0.20, 0.40, -INF, 0.10, -INF],  # nothing reaches the threshold: the best one only
+            [-INF, -INF, -INF, -INF, -INF],  # nothing eligible (finished row / no masks)
+        ]
+    )
     chosen = Threshold(0.9).choose(confidence, None)
     assert chosen.tolist() == [
         [True, False, True, False, True],
@@ -75,8 +77,9 @@ def test_factor_rule_example():
 
 @settings(max_examples=200, deadline=None)
 @given(
-    confidences=st.lists(st.lists(st.one_of(st.floats(0, 1), st.just(-INF)), min_size=1, max_size=9),
-                         min_size=1, max_size=3).filter(lambda rows: len({len(r) for r in rows}) == 1),
+    confidences=st.lists(
+        st.lists(st.one_of(st.floats(0, 1), st.just(-INF)), min_size=1, max_size=9), min_size=1, max_size=3
+    ).filter(lambda rows: len({len(r) for r in rows}) == 1),
     factor=st.floats(0.01, 6.0),
 )
 def test_factor_rule_matches_its_definition(confidences, factor):
@@ -87,7 +90,8 @@ def test_factor_rule_matches_its_definition(confidences, factor):
         assert int(picked.sum()) == _factor_by_hand(finite, factor)
         if finite:  # the chosen ones are the most confident
             assert min(c for c, p in zip(row, picked.tolist()) if p) >= max(
-                [c for c, p in zip(row, picked.tolist()) if not p and c != -INF], default=-INF)
+                [c for c, p in zip(row, picked.tolist()) if not p and c != -INF], default=-INF
+            )
 
 
 # --- the cache, proved against a plain forward pass --------------------------------------
@@ -157,7 +161,9 @@ def test_recomputed_positions_lead_the_block_with_the_masks_left_open():
     still_masked = torch.tensor([[False, True, False, True, True, True], [False, False, False, False, True, False]])
     # row 0 has two earlier masks open (4 and 6); row 1 none, so it repeats its block's first position
     assert _recomputed_positions(open_positions, still_masked, block_start=4).tolist() == [
-        [4, 6, 7, 8], [14, 14, 14, 15]]
+        [4, 6, 7, 8],
+        [14, 14, 14, 15],
+    ]
     assert _recomputed_positions(open_positions, still_masked & False, 4).tolist() == [[7, 8], [14, 15]]
     assert _recomputed_positions(open_positions, still_masked, 0).tolist() == open_positions.tolist()
 
@@ -208,8 +214,13 @@ def test_cached_steps_recompute_the_masks_left_open(tiny_tokenizer, mode, monkey
     monkeypatch.setattr(BlockCache, "hidden", checking_hidden)
     prompts = _encode(tiny_tokenizer, TEXTS[:2])
     events = []
-    canvas = sample(model, tiny_tokenizer, prompts, GREEDY.replace(cache=mode),
-                    callback=lambda event: (stop_preferring_masks(event), events.append(event)))
+    canvas = sample(
+        model,
+        tiny_tokenizer,
+        prompts,
+        GREEDY.replace(cache=mode),
+        callback=lambda event: (stop_preferring_masks(event), events.append(event)),
+    )
     assert not any(bool(event.committed.any()) for event in events[:8])  # block 0 wrote masks back
     assert max(checked) > 8  # cached steps saw more open masks than one block holds
     for row, prompt in enumerate(prompts):
@@ -230,8 +241,13 @@ def test_cache_refreshed_every_call_gives_the_uncached_canvas(
     tiny_tokenizer, sensitive, texts, max_new_tokens, steps, block_length, mode, cfg_scale, repetition_penalty
 ):
     prompts = _encode(tiny_tokenizer, texts)
-    config = GREEDY.replace(max_new_tokens=max_new_tokens, steps=steps, block_length=block_length,
-                            cfg_scale=cfg_scale, repetition_penalty=repetition_penalty)
+    config = GREEDY.replace(
+        max_new_tokens=max_new_tokens,
+        steps=steps,
+        block_length=block_length,
+        cfg_scale=cfg_scale,
+        repetition_penalty=repetition_penalty,
+    )
     expected = sample(sensitive, tiny_tokenizer, prompts, config)
     actual = sample(sensitive, tiny_tokenizer, prompts, config.replace(cache=mode, refresh_every=1))
     assert torch.equal(actual, expected)
@@ -242,8 +258,9 @@ def test_cache_refreshed_per_block_stays_close_to_the_uncached_sampler(tiny_toke
     prompts = _encode(tiny_tokenizer, TEXTS)
     uncached = sample(sensitive, tiny_tokenizer, prompts, GREEDY)
     cached = sample(sensitive, tiny_tokenizer, prompts, GREEDY.replace(cache=mode))
-    generated = torch.cat([uncached[row, len(p) : len(p) + 24] == cached[row, len(p) : len(p) + 24]
-                           for row, p in enumerate(prompts)])
+    generated = torch.cat(
+        [uncached[row, len(p) : len(p) + 24] == cached[row, len(p) : len(p) + 24] for row, p in enumerate(prompts)]
+    )
     assert not bool((cached == tiny_tokenizer.mask_token_id).any())
     # an approximation, on a model built to be sensitive to it: mostly the same tokens, not all
     assert 0.6 <= generated.float().mean().item() < 1.0
@@ -319,8 +336,15 @@ def test_threshold_one_is_allowed():
 
 def test_cache_with_a_model_that_is_not_modernbert(tiny_tokenizer):
     torch.manual_seed(0)
-    bert = BertForMaskedLM(BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=16, num_hidden_layers=1,
-                                      num_attention_heads=2, intermediate_size=32)).eval()
+    bert = BertForMaskedLM(
+        BertConfig(
+            vocab_size=len(tiny_tokenizer),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+        )
+    ).eval()
     prompts = _encode(tiny_tokenizer, TEXTS[:1])
     config = GenerationConfig(max_new_tokens=4, steps=4, block_length=4, temperature=0.0)
     with pytest.raises(DiffutronError, match="ModernBERT models only.*BertForMaskedLM.*cache='none'"):
@@ -337,4 +361,6 @@ def test_infill_with_a_cache_and_parallel_decoding(tiny_tokenizer, sensitive, mo
     assert filled.startswith("Kitap") and " güzel" in filled and " Ankara" in filled
     assert "<mask>" not in filled
     exact = lm.infill("Kitap [MASK:4] güzel [MASK] Ankara [MASK:2]", config.replace(refresh_every=1, threshold=None))
-    assert exact == lm.infill("Kitap [MASK:4] güzel [MASK] Ankara [MASK:2]", config.replace(cache="none", threshold=None))
+    assert exact == lm.infill(
+        "Kitap [MASK:4] güzel [MASK] Ankara [MASK:2]", config.replace(cache="none", threshold=None)
+    )

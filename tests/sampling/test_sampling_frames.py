@@ -27,15 +27,21 @@ class Both:
         self.frames = []
 
     def __call__(self, event):
-        self.events.append((event.canvas.clone(), event.committed.clone(), event.confidence.clone(),
-                            event.block, event.calls))
+        self.events.append(
+            (event.canvas.clone(), event.committed.clone(), event.confidence.clone(), event.block, event.calls)
+        )
         self.frames.append(self.builder.frames(event))
 
 
 @pytest.mark.parametrize("speed", ["exact", "fast"])
 def test_frames_follow_the_step_callback_and_end_on_the_answer(lm, speed):
-    config = lm.config.replace(**({"threshold": 0.9, "cache": "dual"} if speed == "fast" else {}), seed=0,
-                               max_new_tokens=32, steps=32, block_length=16)
+    config = lm.config.replace(
+        **({"threshold": 0.9, "cache": "dual"} if speed == "fast" else {}),
+        seed=0,
+        max_new_tokens=32,
+        steps=32,
+        block_length=16,
+    )
     prompts = [lm.encode(render_chat(question)) for question in QUESTIONS]
     seen = Both(FrameBuilder.for_prompts(lm.tokenizer, [len(p) for p in prompts], config.max_new_tokens))
     answers = lm.generate(QUESTIONS, config, callback=seen)
@@ -71,8 +77,9 @@ def test_regions_default_to_the_masked_positions(lm):
 
     builder = FrameBuilder(lm.tokenizer)
     frames = []
-    filled = lm.infill("Çocuklar bahçede [MASK:2] oynuyor.", config,
-                       callback=lambda event: frames.append(builder.frame(event, 0)))
+    filled = lm.infill(
+        "Çocuklar bahçede [MASK:2] oynuyor.", config, callback=lambda event: frames.append(builder.frame(event, 0))
+    )
     assert len(frames[-1]["tokens"]) == 2 and None not in frames[-1]["tokens"]
     assert filled == "Çocuklar bahçede " + "".join(frames[-1]["tokens"]) + " oynuyor."
 

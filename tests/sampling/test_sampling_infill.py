@@ -26,7 +26,7 @@ def test_infill_keeps_the_text_and_fills_every_gap(tiny_model, tiny_tokenizer):
     config = GenerationConfig(temperature=0.0, steps=8, block_length=4)
     result = lm.infill("Kitap [MASK:3] güzel. Çay [MASK] içelim.", config)
     assert result.startswith("Kitap ")
-    middle, rest = result[len("Kitap "):].split(" güzel. Çay ", 1)
+    middle, rest = result[len("Kitap ") :].split(" güzel. Çay ", 1)
     assert rest.endswith(" içelim.")
     assert tiny_tokenizer.mask_token not in result
     events = []

@@ -134,17 +134,18 @@ def run(tiny_checkpoint):
 def test_cli_speed_presets_and_fast_options(run, tmp_path, tiny_checkpoint):
     source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     source.write_text('{"prompt": "Kitap ne demek?"}\n{"prompt": "Çay?"}\n', encoding="utf-8")
-    result = run("generate", "--input", str(source), "--output", str(target), "--speed", "fastest",
-                 "--threshold", "0.3", *SHORT)
+    result = run(
+        "generate", "--input", str(source), "--output", str(target), "--speed", "fastest", "--threshold", "0.3", *SHORT
+    )
     assert result.exit_code == 0, result.output
     settings = json.loads(target.read_text(encoding="utf-8").splitlines()[0])["settings"]
     assert settings["threshold"] == 0.3 and settings["factor"] is None
     assert settings["cache"] == PRESETS["fastest"].sampler["cache"]
-    result = run("generate", "Kitap ne demek?", "--speed", "exact", "--cache", "prefix", "--refresh-every", "2",
-                 *SHORT)
+    result = run("generate", "Kitap ne demek?", "--speed", "exact", "--cache", "prefix", "--refresh-every", "2", *SHORT)
     assert result.exit_code == 0, result.output
-    config = GenerationConfig(max_new_tokens=6, steps=6, block_length=3, temperature=0.0, cache="prefix",
-                              refresh_every=2)
+    config = GenerationConfig(
+        max_new_tokens=6, steps=6, block_length=3, temperature=0.0, cache="prefix", refresh_every=2
+    )
     assert result.output.split() == Diffutron.from_pretrained(tiny_checkpoint).chat("Kitap ne demek?", config).split()
     result = run("info", "--dtype", "int8")
     assert result.exit_code == 0 and "int8 (dynamic)" in result.output

@@ -13,13 +13,13 @@ from collections import Counter
 
 import pytest
 import torch
-from diffutron.sampling.reference import reference_sample
-from helpers.stats import P_MIN, goodness_of_fit, same_distribution
-from helpers.steered import FixedLogits
 from scipy import stats
 
 from diffutron import GenerationConfig, sample
+from diffutron.sampling.reference import reference_sample
 from diffutron.sampling.schedule import stochastic_transfer_counts
+from helpers.stats import P_MIN, goodness_of_fit, same_distribution
+from helpers.steered import FixedLogits
 
 RUNS = 150  # seeded runs per distribution compared
 FAVOURED = {10: 2.0, 11: 1.5, 12: 1.0, 13: 0.5, 14: 0.0, 15: -0.5, 16: -1.0, 17: -1.5}
@@ -45,8 +45,9 @@ def _softmax(fixed, temperature):
 
 def _one_step(new_tokens, **options):
     """All `new_tokens` positions drawn in one model call: independent draws from the same logits."""
-    return GenerationConfig(max_new_tokens=new_tokens, steps=1, block_length=new_tokens, repetition_penalty=1.0,
-                            early_stop=False, **options)
+    return GenerationConfig(
+        max_new_tokens=new_tokens, steps=1, block_length=new_tokens, repetition_penalty=1.0, early_stop=False, **options
+    )
 
 
 # --- temperature: the Gumbel-max draw ----------------------------------------------------
@@ -58,8 +59,9 @@ def test_draws_follow_softmax_of_logits_over_temperature(fixed, tiny_tokenizer, 
     canvas = sample(fixed, tiny_tokenizer, [[20]], _one_step(draws, temperature=temperature, seed=0))
     assert goodness_of_fit(canvas[0, 1:].tolist(), _softmax(fixed, temperature)) > P_MIN
     torch.manual_seed(0)
-    reference = reference_sample(fixed, tiny_tokenizer, [[20]], max_new_tokens=draws, steps=1, block_length=draws,
-                                 temperature=temperature)
+    reference = reference_sample(
+        fixed, tiny_tokenizer, [[20]], max_new_tokens=draws, steps=1, block_length=draws, temperature=temperature
+    )
     assert goodness_of_fit(reference[0, 1:].tolist(), _softmax(fixed, temperature)) > P_MIN
 
 
@@ -87,15 +89,17 @@ def test_seed_fixes_the_draws_and_different_seeds_differ(fixed, tiny_tokenizer):
 
 def _sampler_outputs(model, tokenizer, prompt, config, runs=RUNS):
     """The generated tokens of `runs` single-row calls with seeds 0, 1, ..."""
-    return [tuple(sample(model, tokenizer, [prompt], config.replace(seed=seed))[0, len(prompt):].tolist())
-            for seed in range(runs)]
+    return [
+        tuple(sample(model, tokenizer, [prompt], config.replace(seed=seed))[0, len(prompt) :].tolist())
+        for seed in range(runs)
+    ]
 
 
 def _reference_outputs(model, tokenizer, prompt, runs=RUNS, **options):
     """The reference draws every row independently: one batched call gives `runs` samples."""
     torch.manual_seed(0)
     canvas = reference_sample(model, tokenizer, [prompt] * runs, **options)
-    return [tuple(row) for row in canvas[:, len(prompt):].tolist()]
+    return [tuple(row) for row in canvas[:, len(prompt) :].tolist()]
 
 
 def test_temperature_sampling_has_the_reference_distribution(tiny_model, tiny_tokenizer):
@@ -113,8 +117,9 @@ def test_temperature_sampling_has_the_reference_distribution(tiny_model, tiny_to
 
 def test_random_remasking_commits_positions_in_uniform_order(tiny_model, tiny_tokenizer):
     prompt = _encode(tiny_tokenizer, "Kitap okumak")
-    config = GenerationConfig(max_new_tokens=4, steps=4, block_length=4, temperature=0.0, remasking="random",
-                              early_stop=False)
+    config = GenerationConfig(
+        max_new_tokens=4, steps=4, block_length=4, temperature=0.0, remasking="random", early_stop=False
+    )
     orders = []
     for seed in range(RUNS):
         events = []
@@ -127,8 +132,14 @@ def test_random_remasking_commits_positions_in_uniform_order(tiny_model, tiny_to
 
 def test_random_remasking_has_the_reference_distribution(tiny_model, tiny_tokenizer):
     prompt = _encode(tiny_tokenizer, "Bugün hava")
-    options = {"max_new_tokens": 4, "steps": 4, "block_length": 4, "temperature": 0.0, "remasking": "random",
-               "repetition_penalty": 1.2}
+    options = {
+        "max_new_tokens": 4,
+        "steps": 4,
+        "block_length": 4,
+        "temperature": 0.0,
+        "remasking": "random",
+        "repetition_penalty": 1.2,
+    }
     ours = _sampler_outputs(tiny_model, tiny_tokenizer, prompt, GenerationConfig(early_stop=False, **options))
     theirs = _reference_outputs(tiny_model, tiny_tokenizer, prompt, **options)
     assert len(set(ours)) > 1  # the order changes the output here
@@ -173,8 +184,9 @@ def _nonzero(distribution):
 def test_stochastic_transfer_in_the_sampler(tiny_model, tiny_tokenizer):
     """Per call, the number of positions committed follows the binomial schedule; each seed its own."""
     prompt = _encode(tiny_tokenizer, "Kitap okumak")
-    config = GenerationConfig(max_new_tokens=12, steps=6, block_length=6, temperature=0.0, stochastic_transfer=True,
-                              early_stop=False)
+    config = GenerationConfig(
+        max_new_tokens=12, steps=6, block_length=6, temperature=0.0, stochastic_transfer=True, early_stop=False
+    )
     per_block = []
     for seed in range(RUNS):
         events = []
@@ -187,8 +199,14 @@ def test_stochastic_transfer_in_the_sampler(tiny_model, tiny_tokenizer):
 
 def test_stochastic_transfer_has_the_reference_distribution(tiny_model, tiny_tokenizer):
     prompt = _encode(tiny_tokenizer, "Bugün hava")
-    options = {"max_new_tokens": 4, "steps": 4, "block_length": 4, "temperature": 0.0, "stochastic_transfer": True,
-               "repetition_penalty": 1.2}
+    options = {
+        "max_new_tokens": 4,
+        "steps": 4,
+        "block_length": 4,
+        "temperature": 0.0,
+        "stochastic_transfer": True,
+        "repetition_penalty": 1.2,
+    }
     ours = _sampler_outputs(tiny_model, tiny_tokenizer, prompt, GenerationConfig(early_stop=False, **options))
     theirs = _reference_outputs(tiny_model, tiny_tokenizer, prompt, **options)
     assert len(set(ours)) > 1
@@ -198,8 +216,9 @@ def test_stochastic_transfer_has_the_reference_distribution(tiny_model, tiny_tok
 def test_stochastic_transfer_takes_no_call_that_reveals_nothing(tiny_model, tiny_tokenizer):
     """Steps where no row reveals anything are dropped; 8 masks in 8 steps have many such steps."""
     prompt = _encode(tiny_tokenizer, "Kitap okumak")
-    config = GenerationConfig(max_new_tokens=8, steps=8, block_length=8, temperature=0.0, stochastic_transfer=True,
-                              early_stop=False)
+    config = GenerationConfig(
+        max_new_tokens=8, steps=8, block_length=8, temperature=0.0, stochastic_transfer=True, early_stop=False
+    )
     calls = set()
     for seed in range(20):
         events = []

@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
-from diffutron.sampling.reference import reference_transfer_counts
 from hypothesis import given
 from hypothesis import strategies as st
 
+from diffutron.sampling.reference import reference_transfer_counts
 from diffutron.sampling.schedule import reveal_fraction, stochastic_transfer_counts, transfer_counts
 
 

@@ -43,8 +43,14 @@ def test_resume_answers_only_what_is_missing(tmp_path):
     with pytest.raises(DiffutronError, match="unfinished run"):
         generate_sharded(RECORDS, shout, output, batch_size=2, launch=Launch())
     asked = []
-    results = generate_sharded(RECORDS, lambda b: asked.extend(r["prompt"] for r in b) or shout(b), output,
-                               batch_size=2, resume=True, launch=Launch())
+    results = generate_sharded(
+        RECORDS,
+        lambda b: asked.extend(r["prompt"] for r in b) or shout(b),
+        output,
+        batch_size=2,
+        resume=True,
+        launch=Launch(),
+    )
     assert asked == ["Çay", "Kitap okumak", "Ankara"]
     assert results[0]["answer"] == "kept" and results[1:] == shout(RECORDS[1:])
     assert generate_sharded(RECORDS, shout, output, batch_size=2, resume=True, launch=Launch()) == results
@@ -80,10 +86,19 @@ SCRIPT = textwrap.dedent(
 def test_two_processes_merge_to_the_single_process_file(tmp_path, monkeypatch):
     script = tmp_path / "generate.py"
     script.write_text(SCRIPT, encoding="utf-8")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-               json.dumps(RECORDS), str(tmp_path / "two.jsonl")]
-    process = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False,
-                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(script),
+        json.dumps(RECORDS),
+        str(tmp_path / "two.jsonl"),
+    ]
+    process = subprocess.run(
+        command, capture_output=True, text=True, timeout=240, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
     monkeypatch.setattr(sys, "argv", ["generate.py", json.dumps(RECORDS), str(tmp_path / "one.jsonl")])
     runpy.run_path(str(script))  # the same script in this one process: a plain run

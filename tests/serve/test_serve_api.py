@@ -28,8 +28,9 @@ def test_models(openai_client):
 
 def test_chat_answers_what_the_library_answers(openai_client, lm):
     messages = [{"role": "system", "content": "Kısa cevap ver."}, {"role": "user", "content": QUESTION}]
-    response = openai_client.chat.completions.create(model=MODEL, messages=messages, max_tokens=16,
-                                                     temperature=0, seed=1, user="ignored")
+    response = openai_client.chat.completions.create(
+        model=MODEL, messages=messages, max_tokens=16, temperature=0, seed=1, user="ignored"
+    )
     [choice] = response.choices
     expected = lm.chat(messages, GenerationConfig(max_new_tokens=16, temperature=0))
     assert choice.message.role == "assistant"
@@ -43,11 +44,15 @@ def test_chat_answers_what_the_library_answers(openai_client, lm):
 
 
 def test_streamed_deltas_join_to_the_answer(openai_client):
-    request = dict(model=MODEL, messages=[{"role": "user", "content": QUESTION}], max_tokens=40, temperature=0,
-                   extra_body={"block_length": 8})
+    request = dict(
+        model=MODEL,
+        messages=[{"role": "user", "content": QUESTION}],
+        max_tokens=40,
+        temperature=0,
+        extra_body={"block_length": 8},
+    )
     answer = openai_client.chat.completions.create(**request).choices[0].message.content
-    chunks = list(openai_client.chat.completions.create(**request, stream=True,
-                                                         stream_options={"include_usage": True}))
+    chunks = list(openai_client.chat.completions.create(**request, stream=True, stream_options={"include_usage": True}))
     deltas = [chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices]
     assert "".join(deltas) == answer
     assert sum(1 for delta in deltas if delta) >= 2  # the text arrives in pieces, block by block
@@ -56,8 +61,9 @@ def test_streamed_deltas_join_to_the_answer(openai_client):
 
 
 def test_streamed_copies_join_to_their_answers(openai_client):
-    request = dict(model=MODEL, messages=[{"role": "user", "content": QUESTION}], max_tokens=16, temperature=0.8,
-                   seed=9, n=2)
+    request = dict(
+        model=MODEL, messages=[{"role": "user", "content": QUESTION}], max_tokens=16, temperature=0.8, seed=9, n=2
+    )
     answers = [choice.message.content for choice in openai_client.chat.completions.create(**request).choices]
     joined = ["", ""]
     for chunk in openai_client.chat.completions.create(**request, stream=True):
@@ -98,17 +104,33 @@ def test_stop_string_cuts_the_answer(openai_client):
 
 
 def test_diffusion_settings_as_extra_fields(openai_client):
-    settings = {"steps": 6, "block_length": 6, "remasking": "random", "repetition_penalty": 1.0,
-                "penalty_scope": "generated", "cfg_scale": 0.5, "stochastic_transfer": True}
+    settings = {
+        "steps": 6,
+        "block_length": 6,
+        "remasking": "random",
+        "repetition_penalty": 1.0,
+        "penalty_scope": "generated",
+        "cfg_scale": 0.5,
+        "stochastic_transfer": True,
+    }
     response = openai_client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": QUESTION}], max_tokens=6, temperature=0.5, seed=3,
-        extra_body=settings)
+        model=MODEL,
+        messages=[{"role": "user", "content": QUESTION}],
+        max_tokens=6,
+        temperature=0.5,
+        seed=3,
+        extra_body=settings,
+    )
     extension = response.model_extra["diffutron"]
     assert {name: extension["settings"][name] for name in settings} == settings
     assert extension["model_calls"] <= 6
     fast = openai_client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": QUESTION}], max_tokens=8, temperature=0,
-        extra_body={"speed": "fastest", "threshold": 0.5, "refresh_every": 2})
+        model=MODEL,
+        messages=[{"role": "user", "content": QUESTION}],
+        max_tokens=8,
+        temperature=0,
+        extra_body={"speed": "fastest", "threshold": 0.5, "refresh_every": 2},
+    )
     extension = fast.model_extra["diffutron"]
     assert extension["speed"] == "fastest" and extension["settings"]["cache"] == "dual"
     assert extension["settings"]["threshold"] == 0.5 and extension["settings"]["refresh_every"] == 2
@@ -127,11 +149,17 @@ def test_infill_over_plain_http(server, lm):
 
 def test_denoising_frames_stream_the_canvas(server, lm):
     messages = [{"role": "user", "content": "«kitap» ne demek?"}]
-    request = {"model": MODEL, "messages": messages, "max_tokens": 24, "temperature": 0, "block_length": 12,
-               "stream": True, "stream_options": {"include_denoising": True, "include_usage": True}}
+    request = {
+        "model": MODEL,
+        "messages": messages,
+        "max_tokens": 24,
+        "temperature": 0,
+        "block_length": 12,
+        "stream": True,
+        "stream_options": {"include_denoising": True, "include_usage": True},
+    }
     with server.client() as http, http.stream("POST", "/v1/chat/completions", json=request) as response:
-        events = [json.loads(line[len("data: "):]) for line in response.iter_lines()
-                  if line.startswith("data: {")]
+        events = [json.loads(line[len("data: ") :]) for line in response.iter_lines() if line.startswith("data: {")]
     # not kept alive: a browser that stops a stream closes its socket instead of reading on (see app.py)
     assert response.headers["connection"] == "close"
     frames = [event["denoising"] for event in events if "denoising" in event]
@@ -150,8 +178,10 @@ def test_denoising_frames_stream_the_canvas(server, lm):
 
     # the same frames as the sampler's own step callback gives for this request in this process
     recorder = FrameRecorder(lm.tokenizer)
-    assert lm.chat(messages, GenerationConfig(max_new_tokens=24, block_length=12, temperature=0),
-                   callback=recorder) == answer
+    assert (
+        lm.chat(messages, GenerationConfig(max_new_tokens=24, block_length=12, temperature=0), callback=recorder)
+        == answer
+    )
     assert "" in frames[-1]["tokens"]  # the answer ends inside the region: its end and padding tokens read ""
     expected = recorder.frames[: len(frames)]  # the server stops a row once its answer is decided
     assert [{**frame, "confidence": None} for frame in frames] == [{**frame, "confidence": None} for frame in expected]
@@ -163,7 +193,13 @@ def test_health_and_metrics(server):
     with server.client() as http:
         assert http.get("/health").json()["status"] == "ok"
         metrics = http.get("/metrics").text
-    for name in ("diffutron_requests_total", "diffutron_request_seconds_bucket", "diffutron_queue_depth",
-                 "diffutron_batch_rows_bucket", "diffutron_model_calls_total", "diffutron_generated_tokens_total"):
+    for name in (
+        "diffutron_requests_total",
+        "diffutron_request_seconds_bucket",
+        "diffutron_queue_depth",
+        "diffutron_batch_rows_bucket",
+        "diffutron_model_calls_total",
+        "diffutron_generated_tokens_total",
+    ):
         assert name in metrics
     assert 'diffutron_requests_total{endpoint="/v1/chat/completions",status="200"}' in metrics

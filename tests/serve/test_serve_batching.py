@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import openai
 import pytest
+
 from helpers.server import API_KEY, MODEL
 
 OTHERS = ["Bugün hava nasıl?", "Çay Türk kültüründe ne anlama gelir? Kısaca anlat.", "Güneş nereden doğar?"]
@@ -39,8 +40,16 @@ def test_answer_is_the_same_alone_and_in_a_batch(server, fields):
 def test_client_leaving_a_stream_frees_its_row(server):
     left_before = server.metric("diffutron_dropped_rows_total", reason="client_left")
     calls_before = server.metric("diffutron_model_calls_total")
-    long_request = {"model": MODEL, "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 200,
-                    "steps": 200, "block_length": 200, "remasking": "random", "temperature": 0, "stream": True}
+    long_request = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": QUESTION}],
+        "max_tokens": 200,
+        "steps": 200,
+        "block_length": 200,
+        "remasking": "random",
+        "temperature": 0,
+        "stream": True,
+    }
     with server.client() as http, http.stream("POST", "/v1/chat/completions", json=long_request) as response:
         assert response.status_code == 200
         lines = response.iter_lines()  # kept: dropping the iterator would close the connection at once
@@ -57,8 +66,15 @@ def test_client_leaving_a_stream_frees_its_row(server):
 
 def test_client_leaving_a_plain_request_frees_its_row(server):
     left_before = server.metric("diffutron_dropped_rows_total", reason="client_left")
-    long_request = {"model": MODEL, "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 200,
-                    "steps": 200, "block_length": 200, "remasking": "random", "temperature": 0}
+    long_request = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": QUESTION}],
+        "max_tokens": 200,
+        "steps": 200,
+        "block_length": 200,
+        "remasking": "random",
+        "temperature": 0,
+    }
     with server.client(timeout=1.5) as http, pytest.raises(httpx.ReadTimeout):
         http.post("/v1/chat/completions", json=long_request)  # the client gives up and closes the connection
     deadline = time.monotonic() + 30
@@ -70,14 +86,18 @@ def test_client_leaving_a_plain_request_frees_its_row(server):
 
 def test_bounded_load(server):
     """32 clients x 2 requests: each answered once or refused with 429; healthy and no memory growth after."""
+
     def client_session(number: int) -> list[int]:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
         statuses = []
         for turn in range(2):
             try:
                 response = client.chat.completions.create(
-                    model=MODEL, max_tokens=8, temperature=0,
-                    messages=[{"role": "user", "content": f"{OTHERS[number % 3]} ({number}.{turn})"}])
+                    model=MODEL,
+                    max_tokens=8,
+                    temperature=0,
+                    messages=[{"role": "user", "content": f"{OTHERS[number % 3]} ({number}.{turn})"}],
+                )
                 assert response.choices[0].message.content is not None
                 statuses.append(200)
             except openai.RateLimitError as error:
@@ -88,15 +108,20 @@ def test_bounded_load(server):
     with ThreadPoolExecutor(16) as pool:  # warm-up: the first full batches allocate their buffers
         list(pool.map(client_session, range(16)))
     memory_before = server.rss_bytes()
-    requests_before = {status: server.metric("diffutron_requests_total", endpoint="/v1/chat/completions",
-                                      status=status) for status in ("200", "429")}
+    requests_before = {
+        status: server.metric("diffutron_requests_total", endpoint="/v1/chat/completions", status=status)
+        for status in ("200", "429")
+    }
     started = time.monotonic()
     with ThreadPoolExecutor(32) as pool:
         statuses = [status for session in pool.map(client_session, range(32)) for status in session]
     assert time.monotonic() - started < 120
     assert len(statuses) == 64 and set(statuses) <= {200, 429}
-    counted = {status: server.metric("diffutron_requests_total", endpoint="/v1/chat/completions", status=status)
-               - requests_before[status] for status in ("200", "429")}
+    counted = {
+        status: server.metric("diffutron_requests_total", endpoint="/v1/chat/completions", status=status)
+        - requests_before[status]
+        for status in ("200", "429")
+    }
     assert counted == {"200": statuses.count(200), "429": statuses.count(429)}  # none lost, none answered twice
     assert httpx.get(server.url + "/health").status_code == 200
     assert server.metric("diffutron_queue_depth") == 0

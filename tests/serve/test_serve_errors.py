@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from helpers.server import MODEL
 
 USER = [{"role": "user", "content": "Merhaba"}]
@@ -25,8 +26,11 @@ BAD_CHAT_REQUESTS = {
     "no content": (chat(messages=[{"role": "user"}]), 400, "messages.0.content"),
     "empty question": (chat(messages=[{"role": "user", "content": "  "}]), 400, "messages"),
     "two user turns": (chat(messages=USER + USER), 400, "messages"),
-    "image part": (chat(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}]),
-                   400, "messages.0.content.0.type"),
+    "image part": (
+        chat(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}]),
+        400,
+        "messages.0.content.0.type",
+    ),
     "temperature below 0": (chat(temperature=-0.5), 400, "temperature"),
     "temperature as text": (chat(temperature="hot"), 400, "temperature"),
     "max_tokens 0": (chat(max_tokens=0), 400, "max_tokens"),
@@ -43,8 +47,11 @@ BAD_CHAT_REQUESTS = {
     "n above the batch size": (chat(n=17), 400, "n"),
     "stream not a bool": (chat(stream="yes"), 400, "stream"),
     "too many stop strings": (chat(stop=["x"] * 17), 400, "stop"),
-    "unknown stream option": (chat(stream=True, stream_options={"include_logits": True}), 400,
-                              "stream_options.include_logits"),
+    "unknown stream option": (
+        chat(stream=True, stream_options={"include_logits": True}),
+        400,
+        "stream_options.include_logits",
+    ),
     "tools": (chat(tools=[{"type": "function", "function": {"name": "f"}}]), 400, "tools"),
     "logprobs": (chat(logprobs=True), 400, "logprobs"),
     "top_p below 1": (chat(top_p=0.5), 400, "top_p"),
@@ -79,14 +86,21 @@ def test_context_error_names_both_numbers(server):
     assert "max_tokens is 250" in message and "context of 256" in message
 
 
-@pytest.mark.parametrize("content, param", [
-    (b'{"model": "diffutron-embedded", "messages": [', None),  # malformed JSON
-    (b"[1, 2, 3]", None),  # not an object
-    (b'{"model": "diffutron-embedded", "messages": [{"role": "user", "content": "a"}], "temperature": 1e999}',
-     "temperature"),  # infinite
-    (b'{"model": "diffutron-embedded", "messages": [{"role": "user", "content": "a"}], "temperature": NaN}',
-     "temperature"),
-])
+@pytest.mark.parametrize(
+    "content, param",
+    [
+        (b'{"model": "diffutron-embedded", "messages": [', None),  # malformed JSON
+        (b"[1, 2, 3]", None),  # not an object
+        (
+            b'{"model": "diffutron-embedded", "messages": [{"role": "user", "content": "a"}], "temperature": 1e999}',
+            "temperature",
+        ),  # infinite
+        (
+            b'{"model": "diffutron-embedded", "messages": [{"role": "user", "content": "a"}], "temperature": NaN}',
+            "temperature",
+        ),
+    ],
+)
 def test_malformed_body(server, content, param):
     with server.client() as http:
         response = http.post("/v1/chat/completions", content=content, headers={"Content-Type": "application/json"})
@@ -94,15 +108,18 @@ def test_malformed_body(server, content, param):
     assert response.json()["error"]["param"] == param
 
 
-@pytest.mark.parametrize("endpoint, body, param", [
-    ("/v1/completions", {"model": MODEL, "prompt": []}, "prompt"),
-    ("/v1/completions", {"model": MODEL, "prompt": ["Kitap", ""]}, "prompt.1"),
-    ("/v1/completions", {"model": MODEL, "prompt": "Kitap", "echo": True}, "echo"),
-    ("/v1/infill", {"model": MODEL, "text": "no placeholder here"}, "text"),
-    ("/v1/infill", {"model": MODEL, "text": "[MASK:0]"}, "text"),
-    ("/v1/infill", {"model": MODEL, "text": "x [MASK:300]"}, None),
-    ("/v1/infill", {"model": MODEL, "text": "x [MASK]", "max_tokens": 3}, "max_tokens"),
-])
+@pytest.mark.parametrize(
+    "endpoint, body, param",
+    [
+        ("/v1/completions", {"model": MODEL, "prompt": []}, "prompt"),
+        ("/v1/completions", {"model": MODEL, "prompt": ["Kitap", ""]}, "prompt.1"),
+        ("/v1/completions", {"model": MODEL, "prompt": "Kitap", "echo": True}, "echo"),
+        ("/v1/infill", {"model": MODEL, "text": "no placeholder here"}, "text"),
+        ("/v1/infill", {"model": MODEL, "text": "[MASK:0]"}, "text"),
+        ("/v1/infill", {"model": MODEL, "text": "x [MASK:300]"}, None),
+        ("/v1/infill", {"model": MODEL, "text": "x [MASK]", "max_tokens": 3}, "max_tokens"),
+    ],
+)
 def test_bad_completion_and_infill_requests(server, endpoint, body, param):
     with server.client() as http:
         response = http.post(endpoint, json=body)

@@ -6,13 +6,22 @@ import threading
 import time
 
 import httpx
+
 from helpers.server import MODEL, ServerProcess
 
 TIMEOUT_S = 3.0
 # about 200 model calls on 8 rows (random order delays the early stop): far longer than the timeout on a CPU
-SLOW = {"model": MODEL, "messages": [{"role": "user", "content": "Kitap okumak neden önemlidir?"}],
-        "max_tokens": 200, "steps": 200, "block_length": 200, "remasking": "random", "temperature": 0,
-        "cfg_scale": 1.0, "n": 4}
+SLOW = {
+    "model": MODEL,
+    "messages": [{"role": "user", "content": "Kitap okumak neden önemlidir?"}],
+    "max_tokens": 200,
+    "steps": 200,
+    "block_length": 200,
+    "remasking": "random",
+    "temperature": 0,
+    "cfg_scale": 1.0,
+    "n": 4,
+}
 
 
 def post_in_background(url: str, body: dict, results: list) -> threading.Thread:
@@ -35,8 +44,9 @@ def wait_until(condition, timeout: float = 60) -> None:
 
 
 def test_queue_full_timeout_and_sigterm_while_busy():
-    server = ServerProcess("--max-queue", "1", "--max-batch-size", "4", "--batch-wait-ms", "0",
-                           "--request-timeout", str(TIMEOUT_S))
+    server = ServerProcess(
+        "--max-queue", "1", "--max-batch-size", "4", "--batch-wait-ms", "0", "--request-timeout", str(TIMEOUT_S)
+    )
     try:
         running, queued = [], []
         first = post_in_background(server.url, SLOW, running)

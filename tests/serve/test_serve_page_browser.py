@@ -24,8 +24,16 @@ from helpers.server import API_KEY, MODEL
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SEED = 0
 QUESTIONS = ["«kitap» ne demek?", "«ev» ne demek?", "«güzel» kelimesinin eş anlamlısı nedir?"]
 SYSTEM = "Sen yardımsever bir asistansın."
@@ -125,9 +133,14 @@ def test_chat_page_streams_frames_stops_keeps_the_conversation_and_asks_for_a_ke
 
     # first turn: placeholders while it denoises, then the answer, with calls, tokens and seconds
     _ask(driver, QUESTIONS[0])
-    _wait(driver, lambda: driver.find_elements(By.CSS_SELECTOR, ".turn.assistant .canvas .mask")
-          and driver.find_elements(By.CSS_SELECTOR, ".turn.assistant .canvas .fresh"),
-          message="no frame showed a newly committed token among the placeholders")
+    _wait(
+        driver,
+        lambda: (
+            driver.find_elements(By.CSS_SELECTOR, ".turn.assistant .canvas .mask")
+            and driver.find_elements(By.CSS_SELECTOR, ".turn.assistant .canvas .fresh")
+        ),
+        message="no frame showed a newly committed token among the placeholders",
+    )
     _wait(driver, lambda: _finished(driver, 1))
     answer = _answers(driver)[0]
     assert not answer.find_elements(By.CSS_SELECTOR, ".mask, .fresh, .end")
@@ -141,12 +154,21 @@ def test_chat_page_streams_frames_stops_keeps_the_conversation_and_asks_for_a_ke
     _wait(driver, lambda: _finished(driver, 2))
     [request] = _chat_requests(driver)
     assert request["messages"] == [
-        {"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTIONS[0]},
-        {"role": "assistant", "content": first}, {"role": "user", "content": QUESTIONS[1]}]
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": QUESTIONS[0]},
+        {"role": "assistant", "content": first},
+        {"role": "user", "content": QUESTIONS[1]},
+    ]
     assert request["stream"] is True
     assert request["stream_options"] == {"include_denoising": True, "include_usage": True}
     assert {name: request[name] for name in ("model", "seed", "steps", "block_length", "max_tokens", "speed")} == {
-        "model": MODEL, "seed": SEED, "steps": 64, "block_length": 32, "max_tokens": 64, "speed": "exact"}
+        "model": MODEL,
+        "seed": SEED,
+        "steps": 64,
+        "block_length": 32,
+        "max_tokens": 64,
+        "speed": "exact",
+    }
     second = _check_against_the_api(server, _answers(driver)[1], request)
     driver.save_screenshot(str(tmp_path / "chat.png"))
 
@@ -156,15 +178,21 @@ def test_chat_page_streams_frames_stops_keeps_the_conversation_and_asks_for_a_ke
     for field, value in SLOW.items():
         _set(driver, field, value)
     _ask(driver, QUESTIONS[2])
-    _wait(driver, lambda: len(_answers(driver)) == 3
-          and _answers(driver)[2].find_elements(By.CSS_SELECTOR, ".canvas .fresh"))
+    _wait(
+        driver,
+        lambda: len(_answers(driver)) == 3 and _answers(driver)[2].find_elements(By.CSS_SELECTOR, ".canvas .fresh"),
+    )
     driver.save_screenshot(str(tmp_path / "denoising.png"))
     driver.find_element(By.ID, "stop").click()
     _wait(driver, lambda: "stopped" in _answers(driver)[2].get_attribute("class"))
     assert _answers(driver)[2].find_elements(By.CSS_SELECTOR, ".canvas .mask")  # it was stopped mid-way
     assert driver.find_element(By.ID, "send").is_displayed()
-    _wait(driver, lambda: server.metric("diffutron_dropped_rows_total", reason="client_left") == dropped + 1,
-          timeout=20, message="the server never dropped the stopped row")
+    _wait(
+        driver,
+        lambda: server.metric("diffutron_dropped_rows_total", reason="client_left") == dropped + 1,
+        timeout=20,
+        message="the server never dropped the stopped row",
+    )
     assert server.metric("diffutron_generated_tokens_total") == generated  # nothing was answered
     [request] = _chat_requests(driver)
     assert {name: request[name] for name in SLOW} == SLOW
@@ -177,11 +205,19 @@ def test_chat_page_streams_frames_stops_keeps_the_conversation_and_asks_for_a_ke
     _wait(driver, lambda: _finished(driver, 4))
     [request] = _chat_requests(driver)
     assert request["messages"][1:] == [
-        {"role": "user", "content": QUESTIONS[0]}, {"role": "assistant", "content": first},
-        {"role": "user", "content": QUESTIONS[1]}, {"role": "assistant", "content": second},
-        {"role": "user", "content": QUESTIONS[0]}]
+        {"role": "user", "content": QUESTIONS[0]},
+        {"role": "assistant", "content": first},
+        {"role": "user", "content": QUESTIONS[1]},
+        {"role": "assistant", "content": second},
+        {"role": "user", "content": QUESTIONS[0]},
+    ]
     assert {name: request[name] for name in ("speed", "seed", *SLOW)} == {
-        "speed": "fast", "seed": SEED, "max_tokens": 64, "steps": 64, "block_length": 32}
+        "speed": "fast",
+        "seed": SEED,
+        "max_tokens": 64,
+        "steps": 64,
+        "block_length": 32,
+    }
     _check_against_the_api(server, _answers(driver)[3], request)
     assert _severe(driver) == []
 

@@ -15,8 +15,12 @@ from diffutron.serve.app import ServeOptions, create_app
 from diffutron.serve.metrics import Metrics
 from diffutron.serve.scheduler import Failed, Job, Row, Scheduler
 
-BODY = {"model": "tiny", "messages": [{"role": "user", "content": "Kitap ne demek?"}], "max_tokens": 4,
-        "temperature": 0}
+BODY = {
+    "model": "tiny",
+    "messages": [{"role": "user", "content": "Kitap ne demek?"}],
+    "max_tokens": 4,
+    "temperature": 0,
+}
 
 
 def test_a_failing_batch_gets_500_and_the_next_one_is_served(tiny_model, tiny_tokenizer, monkeypatch):
@@ -50,8 +54,13 @@ def test_a_request_given_up_while_its_batch_fills_is_dropped_and_answered(tiny_m
     scheduler = Scheduler(lm, metrics, max_batch_size=4, batch_wait_s=0.5, max_queue=4)
 
     async def scenario() -> Failed:
-        job = Job("generate", [Row(lm.encode("Kitap ne demek?"), 0, 0)], GenerationConfig(max_new_tokens=4),
-                  time.monotonic() + 30, asyncio.get_running_loop())
+        job = Job(
+            "generate",
+            [Row(lm.encode("Kitap ne demek?"), 0, 0)],
+            GenerationConfig(max_new_tokens=4),
+            time.monotonic() + 30,
+            asyncio.get_running_loop(),
+        )
         scheduler.start()
         scheduler.submit(job)
         while scheduler.pending:  # taken by the worker, which now waits for more requests

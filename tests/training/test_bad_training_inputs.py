@@ -22,8 +22,8 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from diffutron.data.prepared import MANIFEST
-from diffutron.model.tokens import tokenizer_fingerprint
 from diffutron.errors import DiffutronError
+from diffutron.model.tokens import tokenizer_fingerprint
 from diffutron.training import run
 from diffutron.training.callbacks import LOG_NAME, read_log
 from diffutron.training.config import load_training_recipe
@@ -520,7 +520,6 @@ def test_plot_replaces_an_earlier_plot(tmp_path):
     plot_loss([_log(tmp_path, GOOD_LOG)], output, smoothing=2)
     assert output.read_bytes()[:8] == first[:8] == b"\x89PNG\r\n\x1a\n" and output.read_bytes() != first
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []  # no temporary left
-
 
 
 class InfiniteLastUpdate(TrainerCallback):

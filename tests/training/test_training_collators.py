@@ -1,4 +1,5 @@
-"""Pretraining and SFT batches (docs/reference-behaviour.md, section 4): what is padded, labelled, attended and masked."""
+"""Pretraining and SFT batches (docs/reference-behaviour.md, section 4): what is padded, labelled,
+attended and masked."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import pytest
 import torch
 
 from diffutron.errors import DiffutronError
-from diffutron.training.collators import PretrainCollator, SFTCollator
 from diffutron.model.tokens import IGNORE_INDEX
+from diffutron.training.collators import PretrainCollator, SFTCollator
 from diffutron.training.objective import MDLMObjective
 from helpers.training_data import sft_rows
 
@@ -25,7 +26,7 @@ def test_sft_batch_masks_exactly_the_answer_and_padding(tiny_tokenizer):
     ids, labels, prompt_lengths = sft_rows(tiny_tokenizer)
     pad = tiny_tokenizer.pad_token_id
     batch = SFTCollator(pad_token_id=pad, max_length=512)(
-        [{"input_ids": i, "labels": l} for i, l in zip(ids, labels)]
+        [{"input_ids": i, "labels": label} for i, label in zip(ids, labels)]
     )
     assert set(batch) == {"input_ids", "labels"}  # no attention mask: padding is attended to
     width = max(map(len, ids))

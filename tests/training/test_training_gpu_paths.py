@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.training_data import write_recipe
 from safetensors.torch import load_file
 
 from diffutron.errors import DiffutronError
@@ -26,6 +25,7 @@ from diffutron.training.run import (
     training_arguments,
 )
 from diffutron.training.trainer import NOISE_STATE
+from helpers.training_data import write_recipe
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -91,15 +91,21 @@ def test_final_lora_merge_uses_the_saved_adapter_and_a_fresh_base(tmp_path, tiny
 
     monkeypatch.setattr(run_module, "merge_lora", spy)
     recipe = write_recipe(
-        tmp_path / "lora.yaml", task="sft", output_dir=str(tmp_path / "run"),
-        model={"name_or_path": str(tiny_checkpoint)}, data={"train": str(sft_dir)},
-        lora={"r": 4, "alpha": 8, "dropout": 0.0}, optimizer={"lr": 0.05, "warmup": 0},
+        tmp_path / "lora.yaml",
+        task="sft",
+        output_dir=str(tmp_path / "run"),
+        model={"name_or_path": str(tiny_checkpoint)},
+        data={"train": str(sft_dir)},
+        lora={"r": 4, "alpha": 8, "dropout": 0.0},
+        optimizer={"lr": 0.05, "warmup": 0},
         training={"batch_size": 4, "max_steps": 2, "max_length": 96, "precision": "fp32"},
-        checkpoints={"save_steps": 10, "keep_last": 1}, logging={"tensorboard": False},
+        checkpoints={"save_steps": 10, "keep_last": 1},
+        logging={"tensorboard": False},
     )
     final = train(load_training_recipe(recipe))
-    assert calls == [(tmp_path / "run" / "adapter", final, {"base": str(tiny_checkpoint), "tolerance": 1e-4,
-                                                             "overwrite": True})]
+    assert calls == [
+        (tmp_path / "run" / "adapter", final, {"base": str(tiny_checkpoint), "tolerance": 1e-4, "overwrite": True})
+    ]
     assert all(t.dtype == torch.float32 for t in load_file(final / "model.safetensors").values())
 
 
@@ -126,8 +132,9 @@ def test_noise_state_of_another_device_is_reseeded_with_a_warning(tiny_trainer, 
     expected = noise_generator(tiny_trainer.args.seed, 0, step=40)
     assert torch.equal(torch.rand(8, generator=tiny_trainer.noise), torch.rand(8, generator=expected))
     fresh = noise_generator(tiny_trainer.args.seed, 0)
-    assert not torch.equal(torch.rand(8, generator=noise_generator(tiny_trainer.args.seed, 0, step=40)),
-                           torch.rand(8, generator=fresh))  # not the stream the run started with
+    assert not torch.equal(
+        torch.rand(8, generator=noise_generator(tiny_trainer.args.seed, 0, step=40)), torch.rand(8, generator=fresh)
+    )  # not the stream the run started with
 
 
 def test_attention_implementation_is_applied_or_refused(pretrain_recipe):
@@ -141,8 +148,10 @@ def test_attention_implementation_is_applied_or_refused(pretrain_recipe):
 
 def test_group_by_length_reaches_the_trainer(tmp_path):
     arguments = training_arguments(tiny_recipe(tmp_path, "training.group_by_length=true"), has_eval=False)
-    assert "group_by_length" in (str(getattr(arguments, "train_sampling_strategy", "")),
-                                 "group_by_length" if getattr(arguments, "group_by_length", False) else "")
+    assert "group_by_length" in (
+        str(getattr(arguments, "train_sampling_strategy", "")),
+        "group_by_length" if getattr(arguments, "group_by_length", False) else "",
+    )
     plain = training_arguments(tiny_recipe(tmp_path), has_eval=False)
     assert "group_by_length" not in str(getattr(plain, "train_sampling_strategy", ""))
 

@@ -66,9 +66,18 @@ def test_chunked_cross_entropy_equals_the_plain_one(chunk_rows, rows):
 def tiny_masked_lm(vocabulary: int = 1000) -> ModernBertForMaskedLM:
     torch.manual_seed(0)
     config = ModernBertConfig(
-        vocab_size=vocabulary, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
-        local_attention=8, max_position_embeddings=64, pad_token_id=0, eos_token_id=1, bos_token_id=2,
-        cls_token_id=2, sep_token_id=1,
+        vocab_size=vocabulary,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        local_attention=8,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+        cls_token_id=2,
+        sep_token_id=1,
     )
     model = ModernBertForMaskedLM(config)
     with torch.no_grad():
@@ -179,8 +188,9 @@ print(tracker.peak)
 def test_only_one_chunk_of_logits_is_alive_at_a_time():
     # measured in a fresh process: the counter sees every tensor the process allocates
     benchmarks = Path(__file__).resolve().parents[2] / "benchmarks"
-    result = subprocess.run([sys.executable, "-c", PEAK_PROBE, str(benchmarks)], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_PROBE, str(benchmarks)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     peak = int(result.stdout.strip().splitlines()[-1])
     rows, chunk_rows, vocabulary = 96, 32, 4000

@@ -38,7 +38,18 @@ MMBERT_BASE = {
 }
 
 
-@pytest.mark.parametrize("name", ["paper/cpt-mmbert", "paper/sft-stage1", "paper/sft-stage2", "tiny-cpu", "embedded/pretrain", "embedded/sft1", "embedded/sft2"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "paper/cpt-mmbert",
+        "paper/sft-stage1",
+        "paper/sft-stage2",
+        "tiny-cpu",
+        "embedded/pretrain",
+        "embedded/sft1",
+        "embedded/sft2",
+    ],
+)
 def test_shipped_recipes_load(name):
     recipe = load_training_recipe(CONFIGS / f"{name}.yaml")
     assert recipe.task == ("sft" if name.split("/")[-1].startswith("sft") else "pretrain")
@@ -92,7 +103,9 @@ def test_bad_values_are_reported():
 
 
 def test_cli_reports_a_bad_key_in_one_line():
-    result = CliRunner().invoke(app, ["train", str(CONFIGS / "tiny-cpu.yaml"), "--set", "trainng.epochs=1", "--dry-run"])
+    result = CliRunner().invoke(
+        app, ["train", str(CONFIGS / "tiny-cpu.yaml"), "--set", "trainng.epochs=1", "--dry-run"]
+    )
     assert result.exit_code == 2
     assert "unknown key 'trainng'" in " ".join(result.output.split()) and "Traceback" not in result.output
 
@@ -107,9 +120,8 @@ def test_lora_target_matching_nothing_lists_linear_modules(tiny_model):
 
 
 def test_lora_leaves_the_head_alone(tiny_tokenizer):
-    from helpers.tiny import build_model
-
     from diffutron.training.config import LoraSettings
+    from helpers.tiny import build_model
 
     model = apply_lora(build_model(tiny_tokenizer), LoraSettings(r=2))
     adapted = {name for name, _ in model.named_modules() if name.endswith("lora_A")}

@@ -75,7 +75,9 @@ def test_tiny_run_learns_logs_and_saves_a_loadable_model(pretrain_recipe, pretra
 
     assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-40", "checkpoint-60"]  # keep_last 2
     assert (run / "recipe.yaml").is_file()
-    answer = trained.generate(["Türkiye'nin başkenti"], GenerationConfig(steps=4, max_new_tokens=8, block_length=8, seed=0))
+    answer = trained.generate(
+        ["Türkiye'nin başkenti"], GenerationConfig(steps=4, max_new_tokens=8, block_length=8, seed=0)
+    )
     assert isinstance(answer[0], str)
 
     plot = tmp_path / "loss.png"

@@ -25,8 +25,9 @@ def lm():
 @pytest.fixture(scope="module")
 def recorded(lm):
     recorder = FrameRecorder(lm.tokenizer)
-    answer = lm.chat(QUESTION, lm.config.replace(seed=0, max_new_tokens=32, steps=32, block_length=16),
-                     callback=recorder)
+    answer = lm.chat(
+        QUESTION, lm.config.replace(seed=0, max_new_tokens=32, steps=32, block_length=16), callback=recorder
+    )
     return answer, recorder.frames
 
 
@@ -80,8 +81,10 @@ def test_turkish_letters_have_glyphs_in_the_font():
 def test_long_answers_wrap_inside_the_margins(tmp_path):
     words = ["Çekoslovakyalılaştıramadıklarımızdan", *["kelime"] * 60]
     tokens = [f" {word}" for word in words] + [None] * 20
-    frames = [{"index": 0, "call": call, "block": 0, "tokens": tokens, "committed": [call], "confidence": [0.5]}
-              for call in (1, 2)]
+    frames = [
+        {"index": 0, "call": call, "block": 0, "tokens": tokens, "committed": [call], "confidence": [0.5]}
+        for call in (1, 2)
+    ]
     path = write_animation(frames, tmp_path / "long.gif")
     with Image.open(path) as image:
         for index in range(image.n_frames):

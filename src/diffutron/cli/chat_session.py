@@ -91,7 +91,12 @@ def run_chat(
     history: list[Message] = list(opening)
     warned = False
     last: tuple[list, str] | None = None  # the last answer's frames and question, for /save-animation
-    console.print(Text("Diffutron chat: /help lists the commands, /save-animation PATH draws the last answer, /exit quits.", style="dim"))
+    console.print(
+        Text(
+            "Diffutron chat: /help lists the commands, /save-animation PATH draws the last answer, /exit quits.",
+            style="dim",
+        )
+    )
     while True:
         text = _read_message(ask, console)
         if text is None:
@@ -105,7 +110,9 @@ def run_chat(
         if command == "/help":
             for name, meaning in COMMANDS.items():
                 console.print(Text(f"{name:<21} {meaning}", style="dim"))
-            console.print(Text(f"End a line with {CONTINUATION} to continue the message on the next line.", style="dim"))
+            console.print(
+                Text(f"End a line with {CONTINUATION} to continue the message on the next line.", style="dim")
+            )
             continue
         if command == "/reset":
             history = list(opening)

@@ -1,6 +1,5 @@
 """`diffutron data pretrain | sft`: training data from a recipe (SFT also from flags alone)."""
 
-
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -40,13 +39,16 @@ def sft(
         typer.Option(help="How a row becomes a conversation.", rich_help_panel=SOURCE_PANEL),
     ] = "messages",
     column: Annotated[
-        Optional[list[str]], typer.Option(help="ROLE=COLUMN, e.g. user=Input (repeatable).", rich_help_panel=SOURCE_PANEL)
+        Optional[list[str]],
+        typer.Option(help="ROLE=COLUMN, e.g. user=Input (repeatable).", rich_help_panel=SOURCE_PANEL),
     ] = None,
     split: Annotated[str, typer.Option(help="The dataset split.", rich_help_panel=SOURCE_PANEL)] = "train",
     tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer directory or hub id.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output directory.")] = None,
     max_length: Annotated[Optional[int], typer.Option(help="Tokens per example (longer ones are cut).")] = None,
-    eval_size: Annotated[Optional[float], typer.Option(help="Held-out examples: a count, or a fraction below 1.")] = None,
+    eval_size: Annotated[
+        Optional[float], typer.Option(help="Held-out examples: a count, or a fraction below 1.")
+    ] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the held-out split.")] = None,
     overrides: SetOption = None,
     overwrite: OverwriteOption = False,

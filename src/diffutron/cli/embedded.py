@@ -4,7 +4,6 @@ offline-corpus -> train-tokenizer -> kenet-sft -> (data pretrain / sft, train) -
 definitions; docs/embedded-model.md walks through it.
 """
 
-
 import dataclasses
 import json
 from pathlib import Path
@@ -48,13 +47,19 @@ def offline_corpus(
     sources = package_sources() + local_sources(local or [], local_license, text_field)
     with console.status("Reading the sources ..."):
         manifest = build_offline_corpus(
-            out_dir, sources=sources, seed=seed, heldout_fraction=heldout_fraction, max_chars=max_chars, overwrite=overwrite
+            out_dir,
+            sources=sources,
+            seed=seed,
+            heldout_fraction=heldout_fraction,
+            max_chars=max_chars,
+            overwrite=overwrite,
         )
     for source in manifest["sources"]:
         characters = source["characters_by_split"]
         say(
-            f"{source['name']:>10}: {source['documents']:,} documents ({source['exact_duplicates_removed']:,} duplicates "
-            f"removed), {characters['train']:,} train / {characters['heldout']:,} held-out characters, {source['license']}"
+            f"{source['name']:>10}: {source['documents']:,} documents "
+            f"({source['exact_duplicates_removed']:,} duplicates removed), {characters['train']:,} train / "
+            f"{characters['heldout']:,} held-out characters, {source['license']}"
         )
     say(f"wrote {out_dir}")
 
@@ -62,7 +67,9 @@ def offline_corpus(
 def train_tokenizer(
     corpus_dir: Annotated[Path, typer.Argument(help="An offline corpus directory (train.jsonl, heldout.jsonl).")],
     out_dir: Annotated[Path, typer.Argument(help="Directory for tokenizer.json and tokenizer_config.json.")],
-    vocab_size: Annotated[int, typer.Option(help="Vocabulary size, special, byte and chat-tag tokens included.")] = 12000,
+    vocab_size: Annotated[
+        int, typer.Option(help="Vocabulary size, special, byte and chat-tag tokens included.")
+    ] = 12000,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Train a Turkish BPE tokenizer (byte fallback, NFC) and report its fertility on held-out text."""
@@ -114,7 +121,9 @@ def unigram_baseline(
         Path, typer.Option("--data", "-d", help="Held-out text: .txt (paragraphs), .jsonl, .json or .parquet.")
     ],
     train: Annotated[Path, typer.Option("--train", help="Training text whose token frequencies the baseline uses.")],
-    tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer directory (default: the embedded model's).")] = None,
+    tokenizer: Annotated[
+        Optional[str], typer.Option(help="Tokenizer directory (default: the embedded model's).")
+    ] = None,
     mlm_probability: Annotated[float, typer.Option(help="Share of tokens masked, as for `eval ppl`.")] = 0.15,
     max_length: Annotated[int, typer.Option(help="Tokens per sequence, as for `eval ppl`.")] = 512,
     seed: Annotated[int, typer.Option(help="The masks' seed, as for `eval ppl`.")] = 0,

@@ -1,6 +1,5 @@
 """`diffutron eval ppl | cetvel | lm-eval`: the paper's evaluations, and lm-eval's own command line."""
 
-
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
@@ -8,13 +7,14 @@ import typer
 
 from diffutron.cli.console import console, say, warn
 from diffutron.cli.options import DeviceOption, DtypeOption, JsonOutputOption, ModelOption, OverwriteOption, load
-from diffutron.files import check_destination
 from diffutron.errors import DiffutronError
+from diffutron.files import check_destination
 
 
 def ppl(
     data: Annotated[
-        str, typer.Option("--data", "-d", help="A .txt (paragraphs), .jsonl, .json or .parquet file, or a hub dataset id.")
+        str,
+        typer.Option("--data", "-d", help="A .txt (paragraphs), .jsonl, .json or .parquet file, or a hub dataset id."),
     ],
     model: ModelOption = None,
     mlm_probability: Annotated[float, typer.Option(help="Share of tokens masked (paper: 0.15).")] = 0.15,

@@ -1,6 +1,5 @@
 """`diffutron generate | chat | infill | info`: use a model."""
 
-
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -39,7 +38,9 @@ def generate(
     batch_size: Annotated[int, typer.Option(help="Prompts per batch.", rich_help_panel=IO_PANEL)] = 8,
     animation: Annotated[
         Optional[Path],
-        typer.Option(help="Also draw the denoising of the answer: a .gif or .svg (one prompt).", rich_help_panel=IO_PANEL),
+        typer.Option(
+            help="Also draw the denoising of the answer: a .gif or .svg (one prompt).", rich_help_panel=IO_PANEL
+        ),
     ] = None,
     overwrite: OverwriteOption = False,
     resume: Annotated[
@@ -77,7 +78,6 @@ def generate(
     records = read_prompts(input) if input is not None else [{"prompt": p} for p in prompts or []]
     if sharded:
         from diffutron.cli.jsonl_batch import generate_jsonl_sharded
-
         from diffutron.distributed import launch_device
 
         lm = load(model, launch_device(current_launch(), device), dtype)

@@ -42,16 +42,19 @@ def generate_jsonl(
     results: list[dict[str, Any]] = []
     settings = {**config.to_dict(), "chat": chat, "model": lm.info()["model"]}
     progress = Progress(
-        TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        transient=True, disable=len(records) <= batch_size,
+        TextColumn("generating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+        disable=len(records) <= batch_size,
     )
     with progress:
         task = progress.add_task("generate", total=len(records))
         for start in range(0, len(records), batch_size):
             batch = records[start : start + batch_size]
             answers = lm.generate([record["prompt"] for record in batch], config, chat=chat, first_index=start)
-            results.extend({**record, "answer": answer, "settings": settings}
-                           for record, answer in zip(batch, answers))
+            results.extend({**record, "answer": answer, "settings": settings} for record, answer in zip(batch, answers))
             progress.advance(task, len(batch))
     if output is not None:
         with atomic_file(output) as handle:

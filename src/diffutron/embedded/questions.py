@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diffutron.data.turkish import as_sentence
-from diffutron.embedded.kenet import Synset, primary_senses, read_kenet
 from diffutron.embedded.corpus import DEFAULT_HELDOUT_FRACTION, DEFAULT_SEED, is_held_out
+from diffutron.embedded.kenet import Synset, primary_senses, read_kenet
 from diffutron.errors import DiffutronError
 from diffutron.files import atomic_directory, atomic_file, check_destination
 

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from diffutron.model.tokens import encode
 from diffutron.errors import DiffutronError
 from diffutron.eval.perplexity import masked_sequences
+from diffutron.model.tokens import encode
 
 
 @dataclass(frozen=True)

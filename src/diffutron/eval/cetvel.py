@@ -55,9 +55,7 @@ def resolve_tasks(names: Sequence[str] | None) -> list[CetvelTask]:
     known = {task.name: task for task in TASKS} | {task.harness_name: task for task in TASKS}
     unknown = sorted(wanted - set(known))
     if unknown:
-        raise DiffutronError(
-            f"unknown task(s) {', '.join(unknown)}; the tasks are: {', '.join(t.name for t in TASKS)}"
-        )
+        raise DiffutronError(f"unknown task(s) {', '.join(unknown)}; the tasks are: {', '.join(t.name for t in TASKS)}")
     chosen = {known[name].name for name in wanted}
     return [task for task in TASKS if task.name in chosen]
 

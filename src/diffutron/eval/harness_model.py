@@ -92,8 +92,13 @@ class DiffutronHarnessLM(LM):
         requested = _batch_size(batch_size)
         self.batch_size = requested or auto_batch_size(self.lm.model, window, self.lm.device)
         self.scorer = ContinuationScorer(
-            self.lm.model, self.lm.tokenizer, mc_num=mc_num, batch_size=self.batch_size,
-            max_length=window, seed=seed, check_greedy=check_greedy,
+            self.lm.model,
+            self.lm.tokenizer,
+            mc_num=mc_num,
+            batch_size=self.batch_size,
+            max_length=window,
+            seed=seed,
+            check_greedy=check_greedy,
         )
         self._steps_given = "steps" in generation
         self.generation = GenerationConfig(**{"truncate": "left", "seed": seed, **generation})
@@ -185,9 +190,7 @@ class DiffutronHarnessLM(LM):
             for start in range(0, len(indices), self.batch_size):
                 batch = indices[start : start + self.batch_size]
                 prompts = [self._fit_prompt(requests[i], config) for i in batch]
-                canvas = sample(
-                    self.lm.model, self.lm.tokenizer, prompts, config, stop_texts=(*until, ANSWER_END)
-                )
+                canvas = sample(self.lm.model, self.lm.tokenizer, prompts, config, stop_texts=(*until, ANSWER_END))
                 for i, row, prompt in zip(batch, canvas.tolist(), prompts):
                     outputs[i] = cut_at(self.lm.answer(row, len(prompt)), until)
                     self.cache_hook.add_partial("generate_until", requests[i].args, outputs[i])
@@ -237,7 +240,9 @@ class DiffutronHarnessLM(LM):
         if count:
             log.warning(
                 "%d %s longer than the model window of %d tokens were cut from the left",
-                count, what, self.max_length,
+                count,
+                what,
+                self.max_length,
             )
 
 

@@ -36,6 +36,7 @@ from diffutron.model.tokens import SpecialIds, cut_to_fit, encode_text
 from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.sampler import denoise
 
+
 @dataclass(frozen=True)
 class Pair:
     """Context and continuation token ids (no special tokens), fitted to the model window."""
@@ -199,8 +200,12 @@ class ContinuationScorer:
         length = len(pair.continuation)
         canvas = torch.tensor([pair.context + (self.ids.mask,) * length], device=self.device)
         config = GenerationConfig(
-            max_new_tokens=length, steps=length, block_length=length, temperature=0.0,
-            repetition_penalty=1.0, early_stop=False,
+            max_new_tokens=length,
+            steps=length,
+            block_length=length,
+            temperature=0.0,
+            repetition_penalty=1.0,
+            early_stop=False,
         )
         decoded = denoise(self.model, self.tokenizer, canvas, config)[0, len(pair.context) :]
         return decoded.tolist() == list(pair.continuation)

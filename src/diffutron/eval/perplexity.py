@@ -19,11 +19,10 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from diffutron.model.tokens import encode, encode_text
 from diffutron.errors import DiffutronError
 from diffutron.eval.scoring import cross_entropy_at, pad_right
 from diffutron.model.parts import MaskedLMParts
-from diffutron.model.tokens import SpecialIds
+from diffutron.model.tokens import SpecialIds, encode, encode_text
 
 Corruption = Literal["mask", "bert"]
 CORRUPTIONS = ("mask", "bert")
@@ -122,8 +121,11 @@ def mlm_perplexity(
         interval=_bootstrap(loss[count > 0], count[count > 0], bootstrap_samples, confidence, seed),
         confidence=confidence,
         settings={
-            "mlm_probability": mlm_probability, "max_length": max_length, "seed": seed,
-            "corruption": corruption, "bootstrap_samples": bootstrap_samples,
+            "mlm_probability": mlm_probability,
+            "max_length": max_length,
+            "seed": seed,
+            "corruption": corruption,
+            "bootstrap_samples": bootstrap_samples,
         },
     )
 
@@ -165,9 +167,7 @@ def masked_sequences(
     return sequences
 
 
-def _bootstrap(
-    loss: np.ndarray, count: np.ndarray, samples: int, confidence: float, seed: int
-) -> tuple[float, float]:
+def _bootstrap(loss: np.ndarray, count: np.ndarray, samples: int, confidence: float, seed: int) -> tuple[float, float]:
     """Percentile interval of exp(sum loss / sum count) over documents drawn with replacement."""
     point = math.exp(loss.sum() / count.sum())
     if samples == 0 or len(loss) < 2:
@@ -187,9 +187,7 @@ def _max_length(model: PreTrainedModel, max_length: int | None) -> int:
             raise DiffutronError("the model's config does not give its context length: set max_length")
         return int(context)
     if context is not None and max_length > context:
-        raise DiffutronError(
-            f"max_length {max_length} exceeds the model's context of {context}: use at most {context}"
-        )
+        raise DiffutronError(f"max_length {max_length} exceeds the model's context of {context}: use at most {context}")
     return max_length
 
 

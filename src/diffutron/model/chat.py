@@ -76,13 +76,9 @@ def _unpack(message: Message, index: int) -> tuple[str, str]:
     try:
         role, content = message["role"], message["content"]
     except (KeyError, TypeError):
-        raise DiffutronError(
-            f"message {index} must be a mapping with 'role' and 'content', got {message!r}"
-        ) from None
+        raise DiffutronError(f"message {index} must be a mapping with 'role' and 'content', got {message!r}") from None
     if role not in ("system", "user", "assistant"):
-        raise DiffutronError(
-            f"message {index} has unknown role {role!r}; use system, user or assistant"
-        )
+        raise DiffutronError(f"message {index} has unknown role {role!r}; use system, user or assistant")
     if not isinstance(content, str):
         raise DiffutronError(f"message {index} content must be text, got {type(content).__name__}")
     return role, content

@@ -31,9 +31,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     """
     device = next(model.parameters()).device
     if device.type != "cpu":
-        raise DiffutronError(
-            f"int8 works on the CPU only (the model is on {device}); use bfloat16 on an accelerator"
-        )
+        raise DiffutronError(f"int8 works on the CPU only (the model is on {device}); use bfloat16 on an accelerator")
     if next(model.parameters()).dtype != torch.float32:
         raise DiffutronError("int8 quantization starts from float32 weights; load the model in float32")
     with warnings.catch_warnings():

@@ -23,8 +23,8 @@ from typing import Literal
 import torch
 from torch import nn
 from transformers import AttentionInterface
-from transformers.models.modernbert.modeling_modernbert import ModernBertModel, eager_attention_forward
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.modernbert.modeling_modernbert import ModernBertModel, eager_attention_forward
 
 from diffutron.errors import DiffutronError
 from diffutron.model.parts import MaskedLMParts
@@ -117,13 +117,17 @@ class BlockCache:
         """
         keys = torch.arange(width, device=positions.device)
         itself = positions[:, :, None] == keys
-        visible = torch.ones_like(itself) if attention_mask is None else attention_mask.bool()[:, None, :].expand_as(itself)
+        visible = (
+            torch.ones_like(itself) if attention_mask is None else attention_mask.bool()[:, None, :].expand_as(itself)
+        )
         near = (positions[:, :, None] - keys).abs() <= self.window
         masks = {"full_attention": visible | itself, "sliding_attention": (visible & near) | itself}
         if self.additive_mask:
             lowest = torch.finfo(self.encoder.dtype).min
-            masks = {name: torch.zeros(mask.shape, dtype=self.encoder.dtype, device=mask.device)
-                     .masked_fill_(~mask, lowest) for name, mask in masks.items()}
+            masks = {
+                name: torch.zeros(mask.shape, dtype=self.encoder.dtype, device=mask.device).masked_fill_(~mask, lowest)
+                for name, mask in masks.items()
+            }
         return {name: mask[:, None] for name, mask in masks.items()}
 
 
@@ -172,4 +176,3 @@ def _attention_implementation(encoder: ModernBertModel, name: str) -> Iterator[N
         yield
     finally:
         config._attn_implementation = original
-

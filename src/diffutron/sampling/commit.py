@@ -40,13 +40,19 @@ class CountSchedule:
     def budgets(self, masked: int, streams: RowStreams) -> list[torch.Tensor]:
         """Per-call (rows,) counts; with stochastic transfer each row's own schedule, zero-padded at its end."""
         if not self.stochastic:
-            counts = torch.tensor(transfer_counts(masked, self.steps_per_block), dtype=torch.long, device=streams.device)
+            counts = torch.tensor(
+                transfer_counts(masked, self.steps_per_block), dtype=torch.long, device=streams.device
+            )
             return list(counts.expand(len(streams), -1).unbind(dim=1))
-        schedules = [stochastic_transfer_counts(masked, self.steps_per_block, generator, streams.device)
-                     for generator in streams.generators]
+        schedules = [
+            stochastic_transfer_counts(masked, self.steps_per_block, generator, streams.device)
+            for generator in streams.generators
+        ]
         calls = max(len(schedule) for schedule in schedules)
         padded = torch.tensor(
-            [schedule + [0] * (calls - len(schedule)) for schedule in schedules], dtype=torch.long, device=streams.device
+            [schedule + [0] * (calls - len(schedule)) for schedule in schedules],
+            dtype=torch.long,
+            device=streams.device,
         )
         return list(padded.unbind(dim=1))
 

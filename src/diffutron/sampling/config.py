@@ -58,14 +58,13 @@ class GenerationConfig:
         if self.temperature < 0:
             raise DiffutronError(f"temperature must be >= 0, got {self.temperature}")
         if self.repetition_penalty <= 0:
-            raise DiffutronError(
-                f"repetition_penalty must be > 0 (1.0 disables it), got {self.repetition_penalty}"
-            )
+            raise DiffutronError(f"repetition_penalty must be > 0 (1.0 disables it), got {self.repetition_penalty}")
         if self.cfg_scale < 0:
             raise DiffutronError(f"cfg_scale must be >= 0 (0 disables guidance), got {self.cfg_scale}")
         if self.seed is not None:
-            self._normalize("seed", _integer("seed", self.seed, minimum=0, maximum=MAX_SEED,
-                                             hint=" (None draws a random one)"))
+            self._normalize(
+                "seed", _integer("seed", self.seed, minimum=0, maximum=MAX_SEED, hint=" (None draws a random one)")
+            )
         _check_choice("remasking", self.remasking, REMASKING_CHOICES)
         _check_choice("penalty_scope", self.penalty_scope, PENALTY_SCOPES)
         _check_choice("truncate", self.truncate, TRUNCATE_CHOICES)
@@ -95,9 +94,7 @@ class GenerationConfig:
                     f"{rule} decoding compares model confidences, so it needs remasking='low_confidence'"
                 )
             if self.stochastic_transfer:
-                raise DiffutronError(
-                    f"{rule} decoding replaces the transfer schedule: drop stochastic_transfer"
-                )
+                raise DiffutronError(f"{rule} decoding replaces the transfer schedule: drop stochastic_transfer")
         if self.refresh_every is not None:
             self._normalize("refresh_every", _integer("refresh_every", self.refresh_every, minimum=1))
             if self.cache == "none":
@@ -117,8 +114,7 @@ def checked_config(config: object, default: GenerationConfig | None = None) -> G
         return default or GenerationConfig()
     if not isinstance(config, GenerationConfig):
         raise DiffutronError(
-            f"config must be a GenerationConfig (GenerationConfig(**options) builds one), got "
-            f"{type(config).__name__}"
+            f"config must be a GenerationConfig (GenerationConfig(**options) builds one), got {type(config).__name__}"
         )
     return config
 

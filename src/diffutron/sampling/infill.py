@@ -35,9 +35,7 @@ def parse_placeholders(text: str) -> list[str | int]:
     if position < len(text):
         parts.append(text[position:])
     if not any(isinstance(part, int) for part in parts):
-        raise DiffutronError(
-            "no placeholder to fill: mark the gaps with [MASK] (one token) or [MASK:5] (five tokens)"
-        )
+        raise DiffutronError("no placeholder to fill: mark the gaps with [MASK] (one token) or [MASK:5] (five tokens)")
     return parts
 
 

@@ -52,9 +52,21 @@ def reference_stochastic_counts(mask_num: int, steps: int) -> list[int]:
 
 
 @torch.no_grad()
-def reference_sample(model, tokenizer, prompts, *, max_new_tokens, steps, block_length, temperature=0.0,
-                     cfg_scale=0.0, repetition_penalty=1.0, remasking="low_confidence",
-                     stochastic_transfer=False, penalty_scope="canvas"):
+def reference_sample(
+    model,
+    tokenizer,
+    prompts,
+    *,
+    max_new_tokens,
+    steps,
+    block_length,
+    temperature=0.0,
+    cfg_scale=0.0,
+    repetition_penalty=1.0,
+    remasking="low_confidence",
+    stochastic_transfer=False,
+    penalty_scope="canvas",
+):
     mask_id, eos_id = tokenizer.mask_token_id, tokenizer.eos_token_id
     B = len(prompts)
     lens = [len(p) for p in prompts]

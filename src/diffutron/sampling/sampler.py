@@ -92,14 +92,17 @@ def sample(
         if len(prompt) == 0:
             raise DiffutronError(f"prompt {row} is empty: give some text to answer or continue")
         if ids.mask in prompt:
-            raise DiffutronError(
-                f"prompt {row} contains the mask token; to fill gaps inside a text use infill"
-            )
+            raise DiffutronError(f"prompt {row} contains the mask token; to fill gaps inside a text use infill")
     device = next(model.parameters()).device
     canvas = build_canvas(prompts, config.max_new_tokens, ids, device)
     return denoise(
-        model, tokenizer, canvas, config, stop_texts=stop_texts if config.early_stop else None,
-        callback=callback, row_seeds=row_seeds,
+        model,
+        tokenizer,
+        canvas,
+        config,
+        stop_texts=stop_texts if config.early_stop else None,
+        callback=callback,
+        row_seeds=row_seeds,
     )
 
 
@@ -140,9 +143,7 @@ def denoise(
     attention_mask = (canvas != ids.eos).long() if rows > 1 else None
     given = ~region_mask & (canvas != ids.eos)
     streams = RowStreams.for_rows(rows, config.seed, row_seeds, canvas.device)
-    stopper = (
-        AnswerEnd(tokenizer, region, ids.mask, ids.stops, stop_texts) if stop_texts is not None else None
-    )
+    stopper = AnswerEnd(tokenizer, region, ids.mask, ids.stops, stop_texts) if stop_texts is not None else None
     done = torch.zeros(rows, dtype=torch.bool, device=canvas.device)
     dropped = torch.zeros_like(done)
     num_blocks = math.ceil(total / config.block_length)
@@ -158,8 +159,12 @@ def denoise(
             if budget is not None:  # a row with nothing to commit at this call draws nothing either
                 still_masked &= (budget > 0).to(still_masked.device)[:, None]
             refresh = step == 0 or (config.refresh_every is not None and step % config.refresh_every == 0)
-            hidden = forward(_model_input(canvas, given, ids, config), _doubled(attention_mask, config),
-                             _recomputed_positions(open_positions, still_masked, block_start), refresh)
+            hidden = forward(
+                _model_input(canvas, given, ids, config),
+                _doubled(attention_mask, config),
+                _recomputed_positions(open_positions, still_masked, block_start),
+                refresh,
+            )
             candidates, confidence, probability = _predict(
                 parts, hidden, canvas, given, open_positions, still_masked, ids, config, streams
             )
@@ -169,9 +174,17 @@ def denoise(
             done = dropped.clone() if stopper is None else stopper.update(canvas) | dropped
             if callback is not None:
                 filled = committed & (canvas != ids.mask)  # a mask written back fills nothing
-                callback(StepEvent(canvas=canvas, committed=filled, block=block, calls=calls,
-                                   confidence=torch.where(filled, probability, math.nan), finished=done,
-                                   dropped=dropped))
+                callback(
+                    StepEvent(
+                        canvas=canvas,
+                        committed=filled,
+                        block=block,
+                        calls=calls,
+                        confidence=torch.where(filled, probability, math.nan),
+                        finished=done,
+                        dropped=dropped,
+                    )
+                )
                 done = done | dropped
             if bool(done.all()):
                 return canvas

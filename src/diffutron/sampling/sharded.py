@@ -118,7 +118,11 @@ def generate_sharded(
 
 
 def _answer_into_part(
-    records: Sequence[Record], indices: list[int], answer_batch: AnswerBatch, part: Path, fingerprint: str,
+    records: Sequence[Record],
+    indices: list[int],
+    answer_batch: AnswerBatch,
+    part: Path,
+    fingerprint: str,
     batch_size: int,
 ) -> None:
     if not indices:

@@ -78,8 +78,13 @@ class ClientGone(Exception):
 def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
     """The application; its lifespan starts and stops the model worker."""
     metrics = Metrics()
-    scheduler = Scheduler(lm, metrics, max_batch_size=options.max_batch_size,
-                          batch_wait_s=options.batch_wait_ms / 1000, max_queue=options.max_queue)
+    scheduler = Scheduler(
+        lm,
+        metrics,
+        max_batch_size=options.max_batch_size,
+        batch_wait_s=options.batch_wait_ms / 1000,
+        max_queue=options.max_queue,
+    )
     created = int(time.time())
 
     @asynccontextmanager
@@ -101,8 +106,12 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
 
     def check_model(name: str) -> None:
         if name != options.model_id:
-            raise APIError(404, f"model {name!r} is not served here; this server serves {options.model_id!r}",
-                           param="model", code="model_not_found")
+            raise APIError(
+                404,
+                f"model {name!r} is not served here; this server serves {options.model_id!r}",
+                param="model",
+                code="model_not_found",
+            )
 
     def settings(body: DiffusionSettings, max_tokens: int | None) -> tuple[GenerationConfig, int, Json]:
         """The request's sampler settings, its seed (drawn if not given) and the extension's record of them."""
@@ -123,14 +132,19 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
             raise APIError(400, f"{param} is empty: give some text", param=param, code="invalid_value")
         ids = lm.encode(text)
         if lm.special.mask in ids:
-            raise APIError(400, f"{param} contains the mask token; to fill gaps inside a text use /v1/infill",
-                           param=param, code="invalid_value")
+            raise APIError(
+                400,
+                f"{param} contains the mask token; to fill gaps inside a text use /v1/infill",
+                param=param,
+                code="invalid_value",
+            )
         if len(ids) + config.max_new_tokens > lm.context_length:
             raise APIError(
                 400,
                 f"the prompt has {len(ids)} tokens and max_tokens is {config.max_new_tokens}: together more than "
                 f"the model's context of {lm.context_length} tokens; shorten the prompt or lower max_tokens",
-                param=param, code="context_length_exceeded",
+                param=param,
+                code="context_length_exceeded",
             )
         return ids
 
@@ -138,13 +152,25 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
         """n rows per prompt, seeded seed, seed + 1, ... in choice order (as a seeded call's rows are)."""
         copies = [ids for ids in prompts for _ in range(body.n)]
         if body.n < 1 or len(copies) > options.max_batch_size:
-            raise APIError(400, f"n must be between 1 and {options.max_batch_size // len(prompts)} here "
-                                f"(--max-batch-size {options.max_batch_size}), got {body.n}", param="n")
+            raise APIError(
+                400,
+                f"n must be between 1 and {options.max_batch_size // len(prompts)} here "
+                f"(--max-batch-size {options.max_batch_size}), got {body.n}",
+                param="n",
+            )
         seeds = row_seeds_for(seed, len(copies))
         rows = [Row(ids, row_seed, choice) for choice, (ids, row_seed) in enumerate(zip(copies, seeds))]
         denoising = bool(body.stream and body.stream_options and body.stream_options.include_denoising)
-        return Job("generate", rows, config, deadline(), asyncio.get_running_loop(), stops=body.stop_texts(),
-                   stream=body.stream, denoising=denoising)
+        return Job(
+            "generate",
+            rows,
+            config,
+            deadline(),
+            asyncio.get_running_loop(),
+            stops=body.stop_texts(),
+            stream=body.stream,
+            denoising=denoising,
+        )
 
     def deadline() -> float:
         return time.monotonic() + options.request_timeout
@@ -155,8 +181,12 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
             remaining = job.deadline - time.monotonic()
             if remaining <= 0:
                 scheduler.withdraw(job, "timeout")
-                raise APIError(504, f"no answer within the request timeout ({options.request_timeout:g} s): "
-                                    "ask for fewer tokens or retry later", code="timeout")
+                raise APIError(
+                    504,
+                    f"no answer within the request timeout ({options.request_timeout:g} s): "
+                    "ask for fewer tokens or retry later",
+                    code="timeout",
+                )
             try:
                 return await asyncio.wait_for(job.events.get(), min(remaining, DISCONNECT_POLL_S))
             except asyncio.TimeoutError:
@@ -164,12 +194,16 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
                     scheduler.withdraw(job, "client_left")
                     raise ClientGone from None
 
-    async def answer(job: Job, output: Format, request: Request, prompt_tokens: int, extension: Json,
-                     include_usage: bool) -> Response:
+    async def answer(
+        job: Job, output: Format, request: Request, prompt_tokens: int, extension: Json, include_usage: bool
+    ) -> Response:
         scheduler.submit(job)
         if job.stream:
-            return StreamingResponse(stream(job, output, prompt_tokens, extension, include_usage),
-                                     media_type="text/event-stream", headers=STREAM_HEADERS)
+            return StreamingResponse(
+                stream(job, output, prompt_tokens, extension, include_usage),
+                media_type="text/event-stream",
+                headers=STREAM_HEADERS,
+            )
         finished: list[Finished] = []
         try:
             while True:
@@ -179,14 +213,14 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
                 elif isinstance(event, Failed):
                     raise event.error
                 elif isinstance(event, Done):
-                    body = output.response(finished, usage(prompt_tokens, finished),
-                                           extension | event.summary())
+                    body = output.response(finished, usage(prompt_tokens, finished), extension | event.summary())
                     return JSONResponse(body)
         except ClientGone:
             return Response(status_code=499)  # nobody reads it; nginx's code for a client that left
 
-    async def stream(job: Job, output: Format, prompt_tokens: int, extension: Json,
-                     include_usage: bool) -> AsyncIterator[str]:
+    async def stream(
+        job: Job, output: Format, prompt_tokens: int, extension: Json, include_usage: bool
+    ) -> AsyncIterator[str]:
         """Server-sent events; a closed connection cancels this generator, which drops the job's rows."""
         finished: list[Finished] = []
         try:
@@ -248,8 +282,10 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
         texts = body.prompts()
         if not texts:
             raise APIError(400, "prompt is an empty list: give at least one prompt", param="prompt")
-        prompts = [prompt_ids(text, config, "prompt" if len(texts) == 1 else f"prompt.{index}")
-                   for index, text in enumerate(texts)]
+        prompts = [
+            prompt_ids(text, config, "prompt" if len(texts) == 1 else f"prompt.{index}")
+            for index, text in enumerate(texts)
+        ]
         job = generation_job(body, prompts, config, seed)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         prompt_tokens = sum(len(ids) for ids in prompts)
@@ -275,11 +311,16 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
                 elif isinstance(event, Failed):
                     raise event.error
                 elif isinstance(event, Done):
-                    return JSONResponse({
-                        "id": f"infill-{uuid.uuid4().hex}", "object": "infill", "created": int(time.time()),
-                        "model": options.model_id, "text": filled,
-                        "diffutron": extension | event.summary(),
-                    })
+                    return JSONResponse(
+                        {
+                            "id": f"infill-{uuid.uuid4().hex}",
+                            "object": "infill",
+                            "created": int(time.time()),
+                            "model": options.model_id,
+                            "text": filled,
+                            "diffutron": extension | event.summary(),
+                        }
+                    )
         except ClientGone:
             return Response(status_code=499)
 
@@ -316,8 +357,12 @@ class BearerAuth:
             headers = dict(scope["headers"])
             scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.api_key.encode()):
-                error = APIError(401, "missing or wrong API key: send 'Authorization: Bearer KEY'",
-                                 code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+                error = APIError(
+                    401,
+                    "missing or wrong API key: send 'Authorization: Bearer KEY'",
+                    code="invalid_api_key",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
                 await error.response()(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -30,8 +30,20 @@ ERROR_TYPES = {
 }
 _UNION_MEMBER = re.compile(r"^(str|int|float|bool|list\[.*\]|dict\[.*\])$")
 # request fields whose name may open a sampler error message ("steps must be ...")
-_SETTING_NAMES = ("max_new_tokens", "steps", "block_length", "temperature", "repetition_penalty", "cfg_scale",
-                  "threshold", "factor", "refresh_every", "remasking", "penalty_scope", "cache")
+_SETTING_NAMES = (
+    "max_new_tokens",
+    "steps",
+    "block_length",
+    "temperature",
+    "repetition_penalty",
+    "cfg_scale",
+    "threshold",
+    "factor",
+    "refresh_every",
+    "remasking",
+    "penalty_scope",
+    "cache",
+)
 
 
 class APIError(Exception):
@@ -62,8 +74,14 @@ class APIError(Exception):
         return cls(400, message.replace("max_new_tokens", "max_tokens"), param=param, code="invalid_value")
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": ERROR_TYPES.get(self.status, "invalid_request_error"),
-                          "param": self.param, "code": self.code}}
+        return {
+            "error": {
+                "message": self.message,
+                "type": ERROR_TYPES.get(self.status, "invalid_request_error"),
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
@@ -156,7 +174,8 @@ def validation_error(errors: list[dict[str, Any]]) -> APIError:
     if first.get("type") == "missing":
         return APIError(400, f"{param} is required", param=param or None, code="missing_required_parameter")
     if first.get("type") == "extra_forbidden":
-        return APIError(400, f"unknown field {param!r}: this server does not take it", param=param or None,
-                        code="unknown_parameter")
+        return APIError(
+            400, f"unknown field {param!r}: this server does not take it", param=param or None, code="unknown_parameter"
+        )
     message = f"{param}: {first.get('msg', 'invalid value')}" if param else first.get("msg", "invalid request")
     return APIError(400, message, param=param or None, code="invalid_value")

@@ -15,20 +15,38 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("diffutron_requests", "HTTP requests by endpoint and status code",
-                                ["endpoint", "status"], registry=self.registry)
-        self.latency = Histogram("diffutron_request_seconds", "Time from request to the end of its response",
-                                 ["endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.queue_depth = Gauge("diffutron_queue_depth", "Requests waiting for the model worker",
-                                 registry=self.registry)
-        self.batch_rows = Histogram("diffutron_batch_rows", "Rows (answers) decoded together in one batch",
-                                    buckets=BATCH_BUCKETS, registry=self.registry)
-        self.model_calls = Counter("diffutron_model_calls", "Forward passes of the model",
-                                   registry=self.registry)
-        self.dropped_rows = Counter("diffutron_dropped_rows", "Answers dropped before the end, by reason "
-                                    "(client_left, timeout, shutdown)", ["reason"], registry=self.registry)
-        self.generated_tokens = Counter("diffutron_generated_tokens", "Tokens of the answers sent",
-                                        registry=self.registry)
+        self.requests = Counter(
+            "diffutron_requests",
+            "HTTP requests by endpoint and status code",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "diffutron_request_seconds",
+            "Time from request to the end of its response",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "diffutron_queue_depth", "Requests waiting for the model worker", registry=self.registry
+        )
+        self.batch_rows = Histogram(
+            "diffutron_batch_rows",
+            "Rows (answers) decoded together in one batch",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.model_calls = Counter("diffutron_model_calls", "Forward passes of the model", registry=self.registry)
+        self.dropped_rows = Counter(
+            "diffutron_dropped_rows",
+            "Answers dropped before the end, by reason (client_left, timeout, shutdown)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.generated_tokens = Counter(
+            "diffutron_generated_tokens", "Tokens of the answers sent", registry=self.registry
+        )
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -23,15 +23,30 @@ class Format:
 
     def response(self, finished: list[Finished], usage: Json, extension: Json) -> Json:
         choices = [self._choice(item) for item in sorted(finished, key=lambda item: item.choice)]
-        return {**self._head("chat.completion" if self.chat else "text_completion"), "choices": choices,
-                "usage": usage, "diffutron": extension}
+        return {
+            **self._head("chat.completion" if self.chat else "text_completion"),
+            "choices": choices,
+            "usage": usage,
+            "diffutron": extension,
+        }
 
     def start(self, choices: int) -> list[Json]:
         """Chat streams open each choice with the assistant role, as OpenAI's do."""
         if not self.chat:
             return []
-        return [self._chunk([{"index": index, "delta": {"role": "assistant", "content": ""},
-                              "finish_reason": None, "logprobs": None}]) for index in range(choices)]
+        return [
+            self._chunk(
+                [
+                    {
+                        "index": index,
+                        "delta": {"role": "assistant", "content": ""},
+                        "finish_reason": None,
+                        "logprobs": None,
+                    }
+                ]
+            )
+            for index in range(choices)
+        ]
 
     def delta(self, choice: int, text: str) -> Json:
         return self._chunk([self._piece(choice, text, None)])
@@ -54,14 +69,22 @@ class Format:
 
     def _piece(self, choice: int, text: str, finish_reason: str | None) -> Json:
         if self.chat:
-            return {"index": choice, "delta": {"content": text} if text else {}, "finish_reason": finish_reason,
-                    "logprobs": None}
+            return {
+                "index": choice,
+                "delta": {"content": text} if text else {},
+                "finish_reason": finish_reason,
+                "logprobs": None,
+            }
         return {"index": choice, "text": text, "finish_reason": finish_reason, "logprobs": None}
 
     def _choice(self, item: Finished) -> Json:
         if self.chat:
-            return {"index": item.choice, "message": {"role": "assistant", "content": item.text},
-                    "finish_reason": item.finish_reason, "logprobs": None}
+            return {
+                "index": item.choice,
+                "message": {"role": "assistant", "content": item.text},
+                "finish_reason": item.finish_reason,
+                "logprobs": None,
+            }
         return {"index": item.choice, "text": item.text, "finish_reason": item.finish_reason, "logprobs": None}
 
 

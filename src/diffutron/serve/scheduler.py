@@ -143,8 +143,12 @@ class Scheduler:
             if self.stopping or not self.thread.is_alive():
                 raise APIError(503, "the server is shutting down or its model worker stopped: retry elsewhere")
             if len(self.pending) >= self.max_queue:
-                raise APIError(429, f"the queue is full ({self.max_queue} requests waiting): retry in a moment",
-                               code="queue_full", headers={"Retry-After": "1"})
+                raise APIError(
+                    429,
+                    f"the queue is full ({self.max_queue} requests waiting): retry in a moment",
+                    code="queue_full",
+                    headers={"Retry-After": "1"},
+                )
             self.pending.append(job)
             self.metrics.queue_depth.set(len(self.pending))
             self.condition.notify_all()
@@ -226,8 +230,9 @@ class Scheduler:
         entries = [(job, row) for job in batch for row in job.rows]
         config = batch[0].config
         trackers = [AnswerTracker(self.lm, len(row.prompt), config.max_new_tokens, job.stops) for job, row in entries]
-        frames = FrameBuilder.for_prompts(self.lm.tokenizer, [len(row.prompt) for _, row in entries],
-                                          config.max_new_tokens)
+        frames = FrameBuilder.for_prompts(
+            self.lm.tokenizer, [len(row.prompt) for _, row in entries], config.max_new_tokens
+        )
         open_rows = {job.number: len(job.rows) for job in batch}
         gone: set[int] = set()  # rows dropped because nobody waits for them any more
         calls = 0
@@ -273,8 +278,14 @@ class Scheduler:
                 elif job.stream and delta:
                     job.emit(Delta(row.choice, delta))
 
-        final = sample(self.lm.model, self.lm.tokenizer, [row.prompt for _, row in entries], config,
-                       callback=on_step, row_seeds=[row.seed for _, row in entries]).tolist()
+        final = sample(
+            self.lm.model,
+            self.lm.tokenizer,
+            [row.prompt for _, row in entries],
+            config,
+            callback=on_step,
+            row_seeds=[row.seed for _, row in entries],
+        ).tolist()
         for index, ((job, _), tracker) in enumerate(zip(entries, trackers)):
             if not tracker.finished and self._drop_reason(job) is None:
                 finish(index, tracker.close(final[index]))

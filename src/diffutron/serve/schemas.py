@@ -144,13 +144,29 @@ class InfillRequest(DiffusionSettings):
 
 
 # request fields that are not sampler settings
-_REQUEST_ONLY = {"model", "max_tokens", "max_completion_tokens", "n", "stop", "stream", "stream_options",
-                 "messages", "prompt", "text"}
+_REQUEST_ONLY = {
+    "model",
+    "max_tokens",
+    "max_completion_tokens",
+    "n",
+    "stop",
+    "stream",
+    "stream_options",
+    "messages",
+    "prompt",
+    "text",
+}
 
 
 def _same(given: Any, neutral: Any) -> bool:
     """Equal and of a comparable type (so that `true` does not pass for 1)."""
-    return type(given) is type(neutral) and given == neutral or (
-        isinstance(given, (int, float)) and not isinstance(given, bool)
-        and isinstance(neutral, (int, float)) and given == neutral
+    return (
+        type(given) is type(neutral)
+        and given == neutral
+        or (
+            isinstance(given, (int, float))
+            and not isinstance(given, bool)
+            and isinstance(neutral, (int, float))
+            and given == neutral
+        )
     )

@@ -45,8 +45,13 @@ def run_server(
     listener = bind(host, port)
     try:
         lm = Diffutron.from_pretrained(model, device=device, dtype=dtype, speed=options.speed)
-        config = uvicorn.Config(create_app(lm, options), log_level="warning", access_log=False, lifespan="on",
-                                timeout_graceful_shutdown=max(1, int(options.request_timeout) + 1))
+        config = uvicorn.Config(
+            create_app(lm, options),
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=max(1, int(options.request_timeout) + 1),
+        )
         address, bound_port = listener.getsockname()[:2]
         shown = f"[{address}]" if ":" in address else address
         server = _AnnouncingServer(config, lambda: on_ready(f"http://{shown}:{bound_port}"))

@@ -185,9 +185,7 @@ def _check_model_sizes(settings: dict[str, Any]) -> None:
             raise DiffutronError(f"model.from_scratch.{name} must be a whole number >= 1, got {value!r}")
     hidden, heads = sizes["hidden_size"], sizes["num_attention_heads"]
     if hidden % heads:
-        raise DiffutronError(
-            f"model.from_scratch.hidden_size {hidden} is not divisible by num_attention_heads {heads}"
-        )
+        raise DiffutronError(f"model.from_scratch.hidden_size {hidden} is not divisible by num_attention_heads {heads}")
     if (hidden // heads) % 2:
         raise DiffutronError(
             f"model.from_scratch: hidden_size / num_attention_heads = {hidden // heads} must be even "

@@ -16,9 +16,8 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from diffutron.errors import DiffutronError
-from diffutron.files import read_json_object, atomic_directory, check_destination, file_damage
-from diffutron.model.loading import load_checkpoint
-from diffutron.model.loading import load_tokenizer
+from diffutron.files import atomic_directory, check_destination, file_damage, read_json_object
+from diffutron.model.loading import load_checkpoint, load_tokenizer
 
 PROBE_SHAPE = (2, 48)
 ADAPTER_CONFIG = "adapter_config.json"

@@ -124,9 +124,7 @@ class MDLMObjective:
             return weights / labelled.sum().clamp_min(1.0)
         return weights / (labelled.clamp_min(1.0)[rows] * labels.shape[0])
 
-    def loss(
-        self, logits: torch.Tensor, labels: torch.Tensor, masked: torch.Tensor, t: torch.Tensor
-    ) -> torch.Tensor:
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, masked: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Weighted masked cross-entropy, normalized by labelled positions, from full logits.
 
         Only masked positions enter the cross-entropy. With nothing masked the result is an exact

@@ -28,11 +28,11 @@ from transformers import PreTrainedTokenizerBase, TrainingArguments
 
 from diffutron.errors import DiffutronError
 from diffutron.files import atomic_file, check_destination
+from diffutron.model.loading import load_tokenizer
 from diffutron.model.tokens import SpecialIds
 from diffutron.training import checkpoints
 from diffutron.training.callbacks import LOG_NAME, JsonlLogger, StopOnNonFiniteLoss
 from diffutron.training.collators import PretrainCollator, SFTCollator
-from diffutron.model.loading import load_tokenizer
 from diffutron.training.config import Recipe, load_training_recipe
 from diffutron.training.merge import merge_lora
 from diffutron.training.models import apply_lora, build_meta_model, build_model, describe_parameters
@@ -60,7 +60,7 @@ EIGHT_BIT_OPTIMIZERS = ("paged_adamw_8bit",)
 
 
 def sharded_launch() -> str | None:
-    """"FSDP" or "DeepSpeed" when `accelerate launch` was given such a config, else None."""
+    """ "FSDP" or "DeepSpeed" when `accelerate launch` was given such a config, else None."""
     for variable, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
         if os.environ.get(variable, "false").strip().lower() in ("1", "true", "yes", "on"):
             return name
@@ -380,7 +380,10 @@ def save_final(trainer: MDLMTrainer, recipe: Recipe) -> Path:
     _save_through_trainer(trainer, run_dir, "adapter")
     if trainer.args.should_save:
         merge_lora(
-            run_dir / "adapter", run_dir / "final", base=recipe.model.name_or_path, tolerance=MERGE_TOLERANCE,
+            run_dir / "adapter",
+            run_dir / "final",
+            base=recipe.model.name_or_path,
+            tolerance=MERGE_TOLERANCE,
             overwrite=True,
         )
     trainer.accelerator.wait_for_everyone()

@@ -281,8 +281,16 @@ class _Layout:
                 else:
                     text_width = self.fonts.width(text, TOKEN_SIZE)
                     if position in fresh and text.strip():
-                        shapes.append(Box(MARGIN + x - 1, top + 3, text_width + 2, LINE_HEIGHT - 6,
-                                          confidence_colour(fresh[position]), radius=5))
+                        shapes.append(
+                            Box(
+                                MARGIN + x - 1,
+                                top + 3,
+                                text_width + 2,
+                                LINE_HEIGHT - 6,
+                                confidence_colour(fresh[position]),
+                                radius=5,
+                            )
+                        )
                     shapes.append(Label(MARGIN + x, top + 24, text, TOKEN_SIZE))
                 x += self._part_width((position, text))
         return shapes, (line + 1) * LINE_HEIGHT
@@ -365,8 +373,9 @@ def _gif(scenes: list[list[Shape]], height: int, durations: list[int]) -> bytes:
                 box = (shape.x, shape.y, shape.x + shape.width, shape.y + shape.height)
                 draw.rounded_rectangle(box, radius=shape.radius, fill=shape.fill, outline=shape.outline)
             else:
-                draw.text((shape.x, shape.y), shape.text, font=fonts.pil(shape.size, shape.bold), fill=shape.fill,
-                          anchor="ls")
+                draw.text(
+                    (shape.x, shape.y), shape.text, font=fonts.pil(shape.size, shape.bold), fill=shape.fill, anchor="ls"
+                )
         images.append(image)
     sample = [images[index] for index in sorted({*range(0, len(images), max(1, len(images) // 8)), len(images) - 1})]
     montage = Image.new("RGB", (WIDTH, height * len(sample)))
@@ -381,8 +390,16 @@ def _gif(scenes: list[list[Shape]], height: int, durations: list[int]) -> bytes:
         frame.putpalette(palette.astype(np.uint8).flatten().tolist())
         frames.append(frame)
     buffer = io.BytesIO()
-    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0,
-                   optimize=False, disposal=1)
+    frames[0].save(
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=frames[1:],
+        duration=durations,
+        loop=0,
+        optimize=False,
+        disposal=1,
+    )
     return buffer.getvalue()
 
 
@@ -413,8 +430,10 @@ def _svg(scenes: list[list[Shape]], height: int, durations: list[int], descripti
     for index, (scene, duration) in enumerate(zip(scenes, durations)):
         body = "".join(_svg_shape(shape, glyphs) for shape in scene if shape not in common)
         last = index == len(scenes) - 1
-        groups.append(f'<g visibility="{"visible" if last else "hidden"}">'
-                      f"{_visibility(start / total, (start + duration) / total, total)}{body}</g>")
+        groups.append(
+            f'<g visibility="{"visible" if last else "hidden"}">'
+            f"{_visibility(start / total, (start + duration) / total, total)}{body}</g>"
+        )
         start += duration
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
@@ -433,9 +452,11 @@ def _visibility(begin: float, end: float, total_ms: int) -> str:
         values, times = ("hidden", "visible"), (0.0, begin)
     else:
         values, times = ("hidden", "visible", "hidden"), (0.0, begin, end)
-    return (f'<animate attributeName="visibility" calcMode="discrete" values="{";".join(values)}" '
-            f'keyTimes="{";".join(f"{time:.5f}" for time in times)}" dur="{total_ms / 1000:.3f}s" '
-            'repeatCount="indefinite"/>')
+    return (
+        f'<animate attributeName="visibility" calcMode="discrete" values="{";".join(values)}" '
+        f'keyTimes="{";".join(f"{time:.5f}" for time in times)}" dur="{total_ms / 1000:.3f}s" '
+        'repeatCount="indefinite"/>'
+    )
 
 
 def _svg_shape(shape: Shape, glyphs: _SvgDefinitions) -> str:
@@ -471,12 +492,15 @@ class _SvgDefinitions:
     def _element(self, shape: Shape, identifier: str) -> str:
         if isinstance(shape, Box):
             stroke = f' stroke="{shape.outline}"' if shape.outline else ""
-            return (f'<rect id="{identifier}" width="{shape.width:.1f}" height="{shape.height:.1f}" '
-                    f'rx="{shape.radius}" fill="{shape.fill}"{stroke}/>')
+            return (
+                f'<rect id="{identifier}" width="{shape.width:.1f}" height="{shape.height:.1f}" '
+                f'rx="{shape.radius}" fill="{shape.fill}"{stroke}/>'
+            )
         glyphs = "".join(
             f'<use xlink:href="#{self._glyph(character, shape.size, shape.bold)}" '
             f'x="{self.fonts.width(shape.text[:index], shape.size, shape.bold):.1f}"/>'
-            for index, character in enumerate(shape.text) if not character.isspace()
+            for index, character in enumerate(shape.text)
+            if not character.isspace()
         )
         return f'<g id="{identifier}">{glyphs}</g>'
 
