@@ -37,8 +37,9 @@ FLAGS = [
 SEED = 0
 QUESTIONS = ["«kitap» ne demek?", "«ev» ne demek?", "«güzel» kelimesinin eş anlamlısı nedir?"]
 SYSTEM = "Sen yardımsever bir asistansın."
-# The turn that is stopped: one block of 128 positions takes about 128 model calls, seconds on a CPU
-SLOW = {"max_tokens": 128, "steps": 128, "block_length": 128}
+# The turn that is stopped: one block of 128 positions in 256 model calls, several seconds on a CPU,
+# so the stop reaches the server while it is still denoising even on a fast machine
+SLOW = {"max_tokens": 128, "steps": 256, "block_length": 128}
 CHAT = "/v1/chat/completions"
 
 if CHROMIUM is None or CHROMEDRIVER is None:
@@ -182,10 +183,10 @@ def test_chat_page_streams_frames_stops_keeps_the_conversation_and_asks_for_a_ke
         driver,
         lambda: len(_answers(driver)) == 3 and _answers(driver)[2].find_elements(By.CSS_SELECTOR, ".canvas .fresh"),
     )
-    driver.save_screenshot(str(tmp_path / "denoising.png"))
-    driver.find_element(By.ID, "stop").click()
+    driver.find_element(By.ID, "stop").click()  # at once: a screenshot first would give the server time to end
     _wait(driver, lambda: "stopped" in _answers(driver)[2].get_attribute("class"))
     assert _answers(driver)[2].find_elements(By.CSS_SELECTOR, ".canvas .mask")  # it was stopped mid-way
+    driver.save_screenshot(str(tmp_path / "stopped.png"))
     assert driver.find_element(By.ID, "send").is_displayed()
     _wait(
         driver,
