@@ -160,12 +160,12 @@ def test_recomputed_positions_lead_the_block_with_the_masks_left_open():
     open_positions = torch.tensor([[3, 4, 5, 6, 7, 8], [10, 11, 12, 13, 14, 15]])
     still_masked = torch.tensor([[False, True, False, True, True, True], [False, False, False, False, True, False]])
     # row 0 has two earlier masks open (4 and 6); row 1 none, so it repeats its block's first position
-    assert _recomputed_positions(open_positions, still_masked, block_start=4).tolist() == [
+    assert _recomputed_positions(open_positions, still_masked, block_start=4, width=2).tolist() == [
         [4, 6, 7, 8],
         [14, 14, 14, 15],
     ]
-    assert _recomputed_positions(open_positions, still_masked & False, 4).tolist() == [[7, 8], [14, 15]]
-    assert _recomputed_positions(open_positions, still_masked, 0).tolist() == open_positions.tolist()
+    assert _recomputed_positions(open_positions, still_masked & False, 4, width=0).tolist() == [[7, 8], [14, 15]]
+    assert _recomputed_positions(open_positions, still_masked, 0, width=0).tolist() == open_positions.tolist()
 
 
 @pytest.mark.parametrize("mode", ["prefix", "dual"])

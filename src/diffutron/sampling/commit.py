@@ -9,22 +9,31 @@ parallel rules commit as many confident tokens as they can and run until the blo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 
 from diffutron.sampling.config import GenerationConfig
-from diffutron.sampling.schedule import stochastic_transfer_counts, transfer_counts
+from diffutron.sampling.schedule import nonzero_counts, stochastic_draws, transfer_counts
 from diffutron.sampling.streams import RowStreams
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many positions each row may commit at one call, on the host (free to read) and on the device."""
+
+    counts: tuple[int, ...]
+    on_device: torch.Tensor  # (rows,) long, the same counts
 
 
 class CommitRule(Protocol):
     until_filled: bool  # the block loop ends once no mask up to the block's end is left
 
-    def budgets(self, masked: int, streams: RowStreams) -> Sequence[torch.Tensor | None]:
+    def budgets(self, masked: int, streams: RowStreams) -> Sequence[Budget | None]:
         """One entry per model call planned for a block of `masked` masks per row (drawn up front)."""
 
-    def choose(self, confidence: torch.Tensor, budget: torch.Tensor | None) -> torch.Tensor:
+    def choose(self, confidence: torch.Tensor, budget: Budget | None) -> torch.Tensor:
         """(rows, width) bool: the positions to commit at this call."""
 
 
@@ -37,33 +46,41 @@ class CountSchedule:
         self.steps_per_block = steps_per_block
         self.stochastic = stochastic
 
-    def budgets(self, masked: int, streams: RowStreams) -> list[torch.Tensor]:
-        """Per-call (rows,) counts; with stochastic transfer each row's own schedule, zero-padded at its end."""
-        if not self.stochastic:
-            counts = torch.tensor(
-                transfer_counts(masked, self.steps_per_block), dtype=torch.long, device=streams.device
-            )
-            return list(counts.expand(len(streams), -1).unbind(dim=1))
-        schedules = [
-            stochastic_transfer_counts(masked, self.steps_per_block, generator, streams.device)
-            for generator in streams.generators
-        ]
-        calls = max(len(schedule) for schedule in schedules)
-        padded = torch.tensor(
-            [schedule + [0] * (calls - len(schedule)) for schedule in schedules],
-            dtype=torch.long,
-            device=streams.device,
-        )
-        return list(padded.unbind(dim=1))
+    def budgets(self, masked: int, streams: RowStreams) -> list[Budget]:
+        """Per-call counts; with stochastic transfer each row's own schedule, zero-padded at its end.
 
-    def choose(self, confidence: torch.Tensor, budget: torch.Tensor | None) -> torch.Tensor:
+        Reading the stochastic draws back and uploading the padded counts happen once per block.
+        """
+        rows, device = len(streams), streams.device
+        if not self.stochastic:
+            return [
+                Budget((count,) * rows, torch.full((rows,), count, dtype=torch.long, device=device))
+                for count in transfer_counts(masked, self.steps_per_block)
+            ]
+        drawn = torch.stack(
+            [stochastic_draws(masked, self.steps_per_block, generator, device) for generator in streams.generators]
+        )
+        schedules = [nonzero_counts(draws) for draws in drawn.tolist()]  # one read per block for all rows
+        calls = max(len(schedule) for schedule in schedules)
+        padded = [schedule + [0] * (calls - len(schedule)) for schedule in schedules]
+        on_device = torch.tensor(padded, dtype=torch.long, device=device)
+        return [Budget(counts, on_device[:, call]) for call, counts in enumerate(zip(*padded, strict=True))]
+
+    def choose(self, confidence: torch.Tensor, budget: Budget | None) -> torch.Tensor:
+        """A row's `count` best positions, or all of its eligible ones if it has fewer.
+
+        One batched `topk` per distinct count (a single one without stochastic transfer) picks,
+        row by row, what a per-row `topk(k=count)` picks, and costs no host sync.
+        """
         assert budget is not None
         committed = torch.zeros(confidence.shape, dtype=torch.bool, device=confidence.device)
-        left = torch.isfinite(confidence).sum(dim=1)
-        for row in range(confidence.shape[0]):
-            count = min(int(budget[row]), int(left[row]))
-            if count > 0:
-                committed[row, torch.topk(confidence[row], k=count).indices] = True
+        distinct = set(budget.counts) - {0}
+        for count in sorted(distinct):
+            scores, chosen = confidence.topk(min(count, confidence.shape[1]), dim=1)
+            taken = torch.isfinite(scores)
+            if len(set(budget.counts)) > 1:
+                taken &= (budget.on_device == count)[:, None]
+            committed |= torch.zeros_like(committed).scatter_(1, chosen, taken)
         return committed
 
 

@@ -39,8 +39,8 @@ class StepEvent:
     block: int
     calls: int  # model calls so far
     confidence: torch.Tensor | None = None  # (rows, width) float32: P(token) where committed, NaN elsewhere
-    finished: torch.Tensor | None = None  # (rows,) bool, rows the sampler no longer works on
-    dropped: torch.Tensor | None = None  # (rows,) bool, rows a callback asked to stop (see `drop`)
+    finished: torch.Tensor | None = None  # (rows,) bool on the CPU, rows the sampler no longer works on
+    dropped: torch.Tensor | None = None  # (rows,) bool on the CPU, rows a callback asked to stop (see `drop`)
 
     def drop(self, row: int) -> None:
         """Stop working on `row` (its answer is no longer wanted: a client went away); the call ends
@@ -140,12 +140,15 @@ def denoise(
 
     parts = MaskedLMParts(model)
     forward = _forward(model, parts, config)
-    attention_mask = (canvas != ids.eos).long() if rows > 1 else None
+    padded = rows > 1 and bool((canvas == ids.eos).any())
+    attention_mask = (canvas != ids.eos).long() if padded else None  # None spares the model a check per call
     given = ~region_mask & (canvas != ids.eos)
     streams = RowStreams.for_rows(rows, config.seed, row_seeds, canvas.device)
     stopper = AnswerEnd(tokenizer, region, ids.mask, ids.stops, stop_texts) if stop_texts is not None else None
-    done = torch.zeros(rows, dtype=torch.bool, device=canvas.device)
-    dropped = torch.zeros_like(done)
+    finished = [False] * rows  # host flags: reading them costs no sync
+    dropped = torch.zeros(rows, dtype=torch.bool)  # on the CPU, where callbacks set them
+    working = torch.ones(rows, dtype=torch.bool, device=canvas.device)  # device copy of "not done"
+    ended_rows = 0  # how many rows `working` has switched off
     num_blocks = math.ceil(total / config.block_length)
     rule = commit_rule(config, steps_per_block=math.ceil(config.steps / num_blocks))
     calls = 0
@@ -153,25 +156,28 @@ def denoise(
         block_start = block * config.block_length
         open_positions = region[:, : block_start + config.block_length]  # every mask up to the block's end
         for step, budget in enumerate(rule.budgets(open_positions.shape[1] - block_start, streams)):
-            still_masked = (canvas.gather(1, open_positions) == ids.mask) & ~done[:, None]
-            if rule.until_filled and not bool(still_masked.any()):
+            still_masked = (canvas.gather(1, open_positions) == ids.mask) & working[:, None]
+            if budget is not None and 0 in budget.counts:  # a row with nothing to commit draws nothing either
+                still_masked &= (budget.on_device > 0)[:, None]
+            # the step's one read before the model call: per row, the masks due and those of earlier blocks
+            due, earlier = torch.stack([still_masked.sum(dim=1), still_masked[:, :block_start].sum(dim=1)]).tolist()
+            if rule.until_filled and not any(due):
                 break
-            if budget is not None:  # a row with nothing to commit at this call draws nothing either
-                still_masked &= (budget > 0).to(still_masked.device)[:, None]
             refresh = step == 0 or (config.refresh_every is not None and step % config.refresh_every == 0)
             hidden = forward(
                 _model_input(canvas, given, ids, config),
                 _doubled(attention_mask, config),
-                _recomputed_positions(open_positions, still_masked, block_start),
+                _recomputed_positions(open_positions, still_masked, block_start, max(earlier)),
                 refresh,
             )
             candidates, confidence, probability = _predict(
-                parts, hidden, canvas, given, open_positions, still_masked, ids, config, streams
+                parts, hidden, canvas, given, open_positions, still_masked, due, ids, config, streams
             )
             committed = rule.choose(confidence, budget)
-            canvas[committed] = candidates[committed]
+            canvas = torch.where(committed, candidates, canvas)
             calls += 1
-            done = dropped.clone() if stopper is None else stopper.update(canvas) | dropped
+            if stopper is not None:
+                finished = stopper.update(canvas)
             if callback is not None:
                 filled = committed & (canvas != ids.mask)  # a mask written back fills nothing
                 callback(
@@ -181,13 +187,16 @@ def denoise(
                         block=block,
                         calls=calls,
                         confidence=torch.where(filled, probability, math.nan),
-                        finished=done,
+                        finished=torch.tensor(finished) | dropped,
                         dropped=dropped,
                     )
                 )
-                done = done | dropped
-            if bool(done.all()):
+            done = finished if callback is None else [f or d for f, d in zip(finished, dropped.tolist(), strict=True)]
+            if all(done):
                 return canvas
+            if sum(done) != ended_rows:  # a row just ended: upload the new flags (the only upload in the loop)
+                working = torch.tensor([not row_done for row_done in done], device=canvas.device)
+                ended_rows = sum(done)
     return canvas
 
 
@@ -205,20 +214,21 @@ def _forward(model: PreTrainedModel, parts: MaskedLMParts, config: GenerationCon
     return BlockCache(model, config.cache).hidden
 
 
-def _recomputed_positions(open_positions: torch.Tensor, still_masked: torch.Tensor, block_start: int) -> torch.Tensor:
+def _recomputed_positions(
+    open_positions: torch.Tensor, still_masked: torch.Tensor, block_start: int, width: int
+) -> torch.Tensor:
     """What a cached step must recompute: the block, led by the masks of earlier blocks still open.
 
-    Rows with fewer such masks repeat their block's first position (same query, same result),
-    so that the first column is each row's earliest position (where the prefix cache starts).
+    `width` is the most such masks any row has. Rows with fewer repeat their block's first position
+    (same query, same result), so that the first column is each row's earliest position (where the
+    prefix cache starts).
     """
     block = open_positions[:, block_start:]
-    earlier = still_masked[:, :block_start]
-    open_counts = earlier.sum(dim=1, keepdim=True)
-    width = int(open_counts.max()) if block_start else 0
     if width == 0:
         return block
+    earlier = still_masked[:, :block_start]
     first_open = (~earlier).to(torch.int8).argsort(dim=1, stable=True)[:, :width]
-    padding = torch.arange(width, device=block.device) >= open_counts
+    padding = torch.arange(width, device=block.device) >= earlier.sum(dim=1, keepdim=True)
     leftover = torch.where(padding, block[:, :1], open_positions.gather(1, first_open))
     return torch.cat([leftover, block], dim=1)
 
@@ -243,16 +253,19 @@ def _predict(
     given: torch.Tensor,
     open_positions: torch.Tensor,
     still_masked: torch.Tensor,
+    due: list[int],
     ids: SpecialIds,
     config: GenerationConfig,
     streams: RowStreams,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Candidate tokens, ranking scores (-inf where nothing is due) and the candidates' probabilities (NaN).
 
-    The score is the probability with low-confidence remasking, a random number otherwise.
+    `due` counts the True entries of each row of `still_masked` (known on the host, so finding
+    them costs no sync). The score is the probability with low-confidence remasking, a random
+    number otherwise.
     """
     rows, width = canvas.shape
-    row_index, column = still_masked.nonzero(as_tuple=True)
+    row_index, column = torch.nonzero_static(still_masked, size=sum(due)).unbind(dim=1)
     position = open_positions[row_index, column]
     sources = [row_index, row_index + rows] if config.cfg_scale > 0 else [row_index]
     if parts.split and hidden.shape[0] * hidden.shape[1] >= MIN_GEMM_ROWS:
@@ -268,9 +281,9 @@ def _predict(
         logits = logits[0]
 
     if config.repetition_penalty != 1.0:
-        _penalize(logits, row_index, _penalized_tokens(canvas, given, ids, config), config.repetition_penalty)
+        _penalize(logits, row_index, canvas, given, ids, config)
     if config.temperature > 0:
-        noise = streams.rand(row_index, logits.shape[1], dtype=torch.float64)
+        noise = streams.rand(due, logits.shape[1], dtype=torch.float64)
         tokens = (logits.to(torch.float64).exp() / (-noise.log()) ** config.temperature).argmax(dim=-1)
     else:
         tokens = logits.argmax(dim=-1)
@@ -278,7 +291,7 @@ def _predict(
     if config.remasking == "low_confidence":
         scores = probabilities
     else:
-        scores = streams.rand(row_index)
+        scores = streams.rand(due)
 
     candidates = torch.full_like(canvas, ids.mask)
     candidates[row_index, position] = tokens
@@ -289,21 +302,24 @@ def _predict(
     return candidates, confidence, probability
 
 
-def _penalized_tokens(
-    canvas: torch.Tensor, given: torch.Tensor, ids: SpecialIds, config: GenerationConfig
-) -> list[torch.Tensor]:
-    """Per row, the distinct tokens on the canvas (or only its generated part), minus mask/EOS."""
+def _penalize(
+    logits: torch.Tensor,
+    row_index: torch.Tensor,
+    canvas: torch.Tensor,
+    given: torch.Tensor,
+    ids: SpecialIds,
+    config: GenerationConfig,
+) -> None:
+    """In place: for each token on the row's canvas (or its generated part) but mask and EOS, a logit > 0
+    is divided by the penalty, others multiplied.
+
+    One gather and one scatter over the canvas's columns, no host sync: a token that appears twice
+    writes the same value twice, and the vocabulary-wide logits are never swept.
+    """
     source = canvas if config.penalty_scope == "canvas" else torch.where(given, ids.mask, canvas)
-    excluded = torch.tensor([ids.mask, ids.eos], device=canvas.device)
-    return [row[~torch.isin(row, excluded)].unique() for row in source]
-
-
-def _penalize(logits: torch.Tensor, row_index: torch.Tensor, tokens: list[torch.Tensor], penalty: float) -> None:
-    """In place, on the penalized columns only: a logit > 0 is divided by the penalty, others multiplied."""
-    for row, columns in enumerate(tokens):
-        selected = (row_index == row).nonzero()
-        if selected.numel() == 0 or columns.numel() == 0:
-            continue
-        index = (selected, columns[None, :])
-        values = logits[index]
-        logits[index] = torch.where(values > 0, values / penalty, values * penalty)
+    columns = source[row_index]  # (positions, width): each position's row of tokens
+    values = logits.gather(1, columns)
+    penalty = config.repetition_penalty
+    penalized = torch.where(values > 0, values / penalty, values * penalty)
+    exempt = (columns == ids.mask) | (columns == ids.eos)
+    logits.scatter_(1, columns, torch.where(exempt, values, penalized))

@@ -38,22 +38,33 @@ def transfer_counts(masked: int, steps: int) -> list[int]:
     return counts
 
 
+def stochastic_draws(
+    masked: int, steps: int, generator: torch.Generator | None = None, device: torch.device | None = None
+) -> torch.Tensor:
+    """One row's binomial reveal counts (docs/reference-behaviour.md, section 3), zeros included, as a
+    (steps,) float64 tensor on `device`: drawn without reading anything back to the host.
+
+    Each row draws from its own generator (`sampling/streams.py`), so its schedule does not
+    depend on the other rows of the batch. Once nothing is left, the draws are binomials of 0
+    trials, which are 0 (and on the CPU consume no random numbers).
+    """
+    left = torch.full((1,), float(masked), dtype=torch.float64, device=device)
+    draws = []
+    for step in range(steps):
+        probability = torch.full_like(left, reveal_fraction(step, steps))
+        count = torch.minimum(torch.binomial(left, probability, generator=generator), left)
+        left = left - count
+        draws.append(count)
+    return torch.cat(draws)
+
+
+def nonzero_counts(draws: list[float]) -> list[int]:
+    """The counts of a schedule without its zeros (they would cost a model call and change nothing)."""
+    return [int(count) for count in draws if count > 0]
+
+
 def stochastic_transfer_counts(
     masked: int, steps: int, generator: torch.Generator | None = None, device: torch.device | None = None
 ) -> list[int]:
-    """One row's binomial reveal counts (docs/reference-behaviour.md, section 3); zero counts dropped too.
-
-    Each row draws from its own generator (`sampling/streams.py`), so its schedule does not
-    depend on the other rows of the batch.
-    """
-    left = torch.full((1,), float(masked), dtype=torch.float64, device=device)
-    counts: list[int] = []
-    for step in range(steps):
-        if not bool(left > 0):
-            break
-        probability = torch.full_like(left, reveal_fraction(step, steps))
-        count = torch.minimum(torch.binomial(left, probability, generator=generator), left)
-        left -= count
-        if bool(count > 0):
-            counts.append(int(count))
-    return counts
+    """One row's binomial reveal counts, zero counts dropped."""
+    return nonzero_counts(stochastic_draws(masked, steps, generator, device).tolist())

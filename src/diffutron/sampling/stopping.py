@@ -27,28 +27,37 @@ class AnswerEnd:
         self.tokenizer = tokenizer
         self.region = region
         self.mask_id = mask_id
-        self.stop_ids = torch.tensor(sorted(set(stop_ids)), device=region.device)
+        self.stop_ids = frozenset(stop_ids)
         self.stop_texts = tuple(stop_texts)
         # a stop text of n bytes spans at most n tokens (+1 for a partial first one)
         self.lookback = max((len(t.encode()) for t in self.stop_texts), default=0) + 1
         rows = region.shape[0]
         self.frontier = [0] * rows
-        self.done = torch.zeros(rows, dtype=torch.bool, device=region.device)
+        self.done = [False] * rows
 
-    def update(self, canvas: torch.Tensor) -> torch.Tensor:
-        """Look at the newly decided tokens; returns the per-row `done` flags."""
-        tokens = canvas.gather(1, self.region)
-        decided = (tokens != self.mask_id).long().cumprod(dim=1).sum(dim=1).tolist()
-        for row, end in enumerate(decided):
+    def update(self, canvas: torch.Tensor) -> list[bool]:
+        """Look at the newly decided tokens; returns the per-row `done` flags.
+
+        The answer region is copied to the host once per call (the only sync); the rest is Python.
+        """
+        for row, tokens in enumerate(canvas.gather(1, self.region).tolist()):
             start = self.frontier[row]
+            end = _first(tokens, self.mask_id, start)
             if self.done[row] or end == start:
                 continue
             self.frontier[row] = end
-            fresh = tokens[row, start:end]
-            if torch.isin(fresh, self.stop_ids).any():
+            if any(token in self.stop_ids for token in tokens[start:end]):
                 self.done[row] = True
             elif self.stop_texts:
-                window = tokens[row, max(0, start - self.lookback) : end].tolist()
+                window = tokens[max(0, start - self.lookback) : end]
                 text = self.tokenizer.decode(window, skip_special_tokens=False)
                 self.done[row] = any(stop in text for stop in self.stop_texts)
         return self.done
+
+
+def _first(tokens: list[int], token: int, start: int) -> int:
+    """Index of the first `token` at or after `start`; len(tokens) if there is none."""
+    try:
+        return tokens.index(token, start)
+    except ValueError:
+        return len(tokens)

@@ -59,14 +59,13 @@ class RowStreams:
     def seeded(self) -> bool:
         return any(generator is not None for generator in self.generators)
 
-    def rand(self, row_index: torch.Tensor, *tail: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Uniform numbers of shape (len(row_index), *tail); `row_index` lists rows in ascending order."""
+    def rand(self, counts: Sequence[int], *tail: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Uniform numbers of shape (sum(counts), *tail): `counts[i]` draws of row i, rows in order."""
         if not self.seeded:
-            return torch.rand((row_index.shape[0], *tail), dtype=dtype, device=self.device)
-        counts = torch.bincount(row_index, minlength=len(self)).tolist()
+            return torch.rand((sum(counts), *tail), dtype=dtype, device=self.device)
         parts = [
             torch.rand((count, *tail), dtype=dtype, device=self.device, generator=generator)
-            for generator, count in zip(self.generators, counts)
+            for generator, count in zip(self.generators, counts, strict=True)
             if count > 0
         ]
         if not parts:
