@@ -8,7 +8,7 @@ and when it is freed, during forward, loss and backward of the real model code u
 autocast (the same dtypes CUDA autocast gives the linear layers) and with dropout keeping one-byte
 masks as CUDA's fused dropout does (the CPU's keeps float32 ones), at batch 3 and 4 x 512 with every
 row masked at rate 1/2 (the recipe's mean: t ~ U[0, 1)). Beyond the first full chunk of the masked
-loss (512 rows), everything that grows with the batch grows linearly (activations, logits, their
+loss (256 rows), everything that grows with the batch grows linearly (activations, logits, their
 gradients), so the peak at 64 rows is the line through the two measured peaks (which include the
 LoRA gradients, created in backward), plus what exists before the step: the float32 weights and the
 8-bit optimizer state (two one-byte states per trainable parameter).

@@ -85,14 +85,14 @@ NAMED = (
     Named(
         "early stop on a stop token anywhere in the answer",
         "sampling/stopping.py",
-        "if torch.isin(fresh, self.stop_ids).any():",
-        "if torch.isin(tokens[row], self.stop_ids).any():",
+        "if any(token in self.stop_ids for token in tokens[start:end]):",
+        "if any(token in self.stop_ids for token in tokens):",
     ),
     Named(
         "early stop counts decided positions, not the decided prefix",
         "sampling/stopping.py",
-        "(tokens != self.mask_id).long().cumprod(dim=1).sum(dim=1)",
-        "(tokens != self.mask_id).long().sum(dim=1)",
+        "end = _first(tokens, self.mask_id, start)",
+        "end = sum(token != self.mask_id for token in tokens)",
     ),
     Named("temperature without effect", "sampling/sampler.py", "** config.temperature", "* config.temperature"),
     Named("truncate='left' keeps the start", "lm.py", "return prompt[-room:]", "return prompt[:room]"),

@@ -25,9 +25,10 @@ from torch import nn
 
 from diffutron.errors import DiffutronError
 
-# float32 logits per chunk: 128M elements (512 MiB), so at a 256k vocabulary 512 rows per chunk. Each
-# chunk reads the output layer's weights twice (logits, gradient), so smaller chunks cost bandwidth.
-CHUNK_ELEMENTS = 128 * 2**20
+# float32 logits per chunk: 64M elements (256 MiB), so at a 256k vocabulary 256 rows per chunk. A chunk's
+# logits and log-softmax are the loss's fixed share of the peak (2 x 256 MiB); each chunk reads the output
+# layer's weights twice (logits, gradient), which at 256 rows is still a small part of its matrix products.
+CHUNK_ELEMENTS = 64 * 2**20
 
 
 def chunk_rows_for(vocabulary: int, elements: int = CHUNK_ELEMENTS) -> int:
