@@ -81,7 +81,12 @@ NAMED = (
         'source = canvas if config.penalty_scope == "canvas" else torch.where(given, ids.mask, canvas)',
         "source = canvas",
     ),
-    Named("system message not stripped", "model/chat.py", "[SYS]\\n{content.strip()}", "[SYS]\\n{content}"),
+    Named(
+        "system message not stripped",
+        "model/chat.py",
+        "{SYSTEM_TAGS[0]}\\n{content.strip()}",
+        "{SYSTEM_TAGS[0]}\\n{content}",
+    ),
     Named(
         "early stop on a stop token anywhere in the answer",
         "sampling/stopping.py",
@@ -95,7 +100,7 @@ NAMED = (
         "end = sum(token != self.mask_id for token in tokens)",
     ),
     Named("temperature without effect", "sampling/sampler.py", "** config.temperature", "* config.temperature"),
-    Named("truncate='left' keeps the start", "lm.py", "return prompt[-room:]", "return prompt[:room]"),
+    Named("truncate='left' keeps the start", "model/tokens.py", "list(ids[len(ids) - room :])", "list(ids[:room])"),
     Named("remasking='random' ignored", "sampling/sampler.py", 'if config.remasking == "low_confidence":', "if True:"),
     Named(
         "stochastic_transfer ignored",
@@ -534,6 +539,9 @@ def main() -> None:
         shutil.copytree(ROOT / "src" / PACKAGE, work / "src" / PACKAGE, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(args.tests, work / "tests", ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
         shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
+        shutil.copy(ROOT / "README.md", work / "README.md")  # read by the tests, as are the next two
+        for folder in ("configs", "benchmarks"):
+            shutil.copytree(ROOT / folder, work / folder, ignore=shutil.ignore_patterns("__pycache__"))
         os.environ["PYTHONPATH"] = os.pathsep.join([str(work / "src"), os.environ.get("PYTHONPATH", "")])
         package = work / "src" / PACKAGE
         mutants = [] if args.only == "auto" else named_mutants(package)
