@@ -3,6 +3,7 @@
     python benchmarks/mutation.py                     # named mutations, then the automatic set
     python benchmarks/mutation.py --only named        # the named ones only (a few minutes)
     python benchmarks/mutation.py --tests /tmp/old/tests --output before.json   # another test suite
+    python benchmarks/mutation.py --rerun after.json  # only the survivors of an earlier run (same source)
 
 The package and the tests are copied to a temporary directory; each mutant rewrites one file of
 the copy. A first run of the test pool under coverage records which tests execute each line; a
@@ -44,6 +45,7 @@ PACKAGE = "diffutron"
 POOL = (
     "tests/sampling",
     "tests/model",
+    "tests/test_bad_inputs.py",
     "tests/test_lm_api.py",
     "tests/test_cli_generation.py",
     "tests/eval/test_eval_likelihood.py",
@@ -507,6 +509,23 @@ def tests_for(mutant: Mutant, lines: dict[str, dict[int, list[str]]], durations:
     return sorted(tests, key=lambda test: (durations.get(test, 0.0), test))
 
 
+def survivors_of(results: Path, mutants: list[Mutant]) -> list[Mutant]:
+    """The mutants that survived or went unexecuted in an earlier run's results, matched by place and change.
+
+    The source must be the one of that run: a mutant whose place moved is not found, and said so.
+    """
+
+    def key(mutant: dict[str, object]) -> tuple[object, ...]:
+        return tuple(mutant[name] for name in ("path", "line", "column", "description", "named"))
+
+    earlier = json.loads(results.read_text(encoding="utf-8"))
+    wanted = {key(mutant) for mutant in earlier if mutant["status"] in ("survived", "uncovered")}
+    chosen = [mutant for mutant in mutants if key(asdict(mutant)) in wanted]
+    if len(chosen) != len(wanted):
+        print(f"{len(wanted) - len(chosen)} survivors of {results} no longer match the source", flush=True)
+    return chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tests", type=Path, default=ROOT / "tests", help="the test suite to measure")
@@ -520,6 +539,9 @@ def main() -> None:
         help="torch threads for every test (0: as each test sets them; slow on a busy machine)",
     )
     parser.add_argument("--output", type=Path, help="write every mutant's result to this JSON file")
+    parser.add_argument(
+        "--rerun", type=Path, help="only the mutants that survived (or no test executed) in this earlier --output"
+    )
     args = parser.parse_args()
 
     # no bytecode caches: a mutant of the same size written within the same second would load a stale one
@@ -548,6 +570,8 @@ def main() -> None:
         if args.only != "named":
             for module in args.modules:
                 mutants += automatic_mutants(module, (package / module).read_text(encoding="utf-8"))
+        if args.rerun:
+            mutants = survivors_of(args.rerun, mutants)
         print(f"{len(mutants)} mutants ({sum(m.named is not None for m in mutants)} named)", flush=True)
         pool = [p for p in POOL if (work / p).exists()]
         lines, durations = coverage_map(work, pool, threads, timeout=3600)

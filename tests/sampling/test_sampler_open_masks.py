@@ -104,3 +104,27 @@ def test_a_mask_left_open_is_filled_in_a_later_block(tiny_model, tiny_tokenizer)
     assert all(canvas[row, position] != tiny_tokenizer.mask_token_id for row, position in late)
     expected = reference_sample(model, tiny_tokenizer, prompts, max_new_tokens=13, steps=13, block_length=5)
     assert torch.equal(canvas, expected)
+
+
+def test_a_row_whose_schedule_ended_neither_commits_nor_draws(tiny_model, tiny_tokenizer):
+    """Stochastic transfer gives each row a schedule of its own length; in a batch, a row whose schedule
+    has ended waits (count 0) while the others go on. With a mask it left open still there, it must
+    neither commit it nor draw random numbers for it, or its answer would differ from its answer alone."""
+    model = MaskPreferring(tiny_model, tiny_tokenizer.mask_token_id, period=2)
+    texts = ["Kitap okumak güzel", "Ankara çay bugün hava güzel mi?", "Çay?", "Bugün hava", "Güneş doğudan doğar"]
+    prompts = _prompts(tiny_tokenizer, texts)
+    config = GenerationConfig(
+        max_new_tokens=15,
+        steps=15,
+        block_length=5,
+        temperature=0.8,
+        stochastic_transfer=True,
+        seed=7,
+        repetition_penalty=1.0,
+        early_stop=False,
+    )
+    together = sample(model, tiny_tokenizer, prompts, config)
+    for row, prompt in enumerate(prompts):
+        alone = sample(model, tiny_tokenizer, [prompt], config.replace(seed=7 + row))
+        answer = slice(len(prompt), len(prompt) + config.max_new_tokens)
+        assert together[row, answer].tolist() == alone[0, answer].tolist(), f"row {row}"

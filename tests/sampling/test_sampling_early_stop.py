@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from diffutron import GenerationConfig, sample
@@ -94,6 +94,15 @@ def _first_complete_step(snapshots, prompts, tokenizer):
     steps=st.integers(4, 40),
     block_length=st.integers(3, 24),
     seed=st.integers(0, 3),
+)
+# an empty answer ended by the stop text: the text starts at the region's first position
+@example(
+    texts=["Kitap okumak", "Çay?", "Bugün"],
+    ends=[0, 4, 9],
+    kinds=["text", "eos", "text"],
+    steps=24,
+    block_length=8,
+    seed=0,
 )
 def test_early_stop_ends_when_every_answer_is_decided(tiny_tokenizer, texts, ends, kinds, steps, block_length, seed):
     """Same answers as running to the end, after exactly as many calls as it takes for every row's

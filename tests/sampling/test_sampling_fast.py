@@ -164,6 +164,8 @@ def test_recomputed_positions_lead_the_block_with_the_masks_left_open():
         [4, 6, 7, 8],
         [14, 14, 14, 15],
     ]
+    one_open = still_masked & (torch.arange(6) != 3)  # row 0 keeps only position 4 open: a width of one
+    assert _recomputed_positions(open_positions, one_open, 4, width=1).tolist() == [[4, 7, 8], [14, 14, 15]]
     assert _recomputed_positions(open_positions, still_masked & False, 4, width=0).tolist() == [[7, 8], [14, 15]]
     assert _recomputed_positions(open_positions, still_masked, 0, width=0).tolist() == open_positions.tolist()
 
