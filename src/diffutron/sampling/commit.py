@@ -74,12 +74,9 @@ class CountSchedule:
         """
         assert budget is not None
         committed = torch.zeros(confidence.shape, dtype=torch.bool, device=confidence.device)
-        distinct = set(budget.counts) - {0}
-        for count in sorted(distinct):
+        for count in sorted(set(budget.counts) - {0}):
             scores, chosen = confidence.topk(min(count, confidence.shape[1]), dim=1)
-            taken = torch.isfinite(scores)
-            if len(set(budget.counts)) > 1:
-                taken &= (budget.on_device == count)[:, None]
+            taken = torch.isfinite(scores) & (budget.on_device == count)[:, None]
             committed |= torch.zeros_like(committed).scatter_(1, chosen, taken)
         return committed
 

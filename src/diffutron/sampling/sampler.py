@@ -157,7 +157,7 @@ def denoise(
         open_positions = region[:, : block_start + config.block_length]  # every mask up to the block's end
         for step, budget in enumerate(rule.budgets(open_positions.shape[1] - block_start, streams)):
             still_masked = (canvas.gather(1, open_positions) == ids.mask) & working[:, None]
-            if budget is not None and 0 in budget.counts:  # a row with nothing to commit draws nothing either
+            if budget is not None:  # a row with nothing to commit at this call draws nothing either
                 still_masked &= (budget.on_device > 0)[:, None]
             # the step's one read before the model call: per row, the masks due and those of earlier blocks
             due, earlier = torch.stack([still_masked.sum(dim=1), still_masked[:, :block_start].sum(dim=1)]).tolist()
