@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from diffutron import GenerationConfig
+import torch
+
+from diffutron import GenerationConfig, sample
 
 
 def test_defaults_are_the_model_card_settings():
@@ -13,3 +15,12 @@ def test_defaults_are_the_model_card_settings():
     assert config.penalty_scope == "canvas" and config.early_stop is True and config.seed is None
     assert config.truncate == "error"
     assert (config.threshold, config.factor, config.cache, config.refresh_every) == (None, None, "none", None)
+
+
+def test_sample_without_a_config_uses_the_model_card_settings(tiny_model, tiny_tokenizer):
+    prompt = tiny_tokenizer("Kitap okumak", add_special_tokens=False)["input_ids"]
+    torch.manual_seed(0)  # no seed in the defaults: the global generator draws
+    canvas = sample(tiny_model, tiny_tokenizer, [prompt])
+    assert canvas.shape[1] == len(prompt) + GenerationConfig().max_new_tokens
+    torch.manual_seed(0)
+    assert torch.equal(canvas, sample(tiny_model, tiny_tokenizer, [prompt], GenerationConfig()))

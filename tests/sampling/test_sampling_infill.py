@@ -13,6 +13,7 @@ from diffutron.sampling.infill import parse_placeholders
 def test_parse_placeholders():
     assert parse_placeholders("Bugün [MASK] çok [MASK:3].") == ["Bugün ", 1, " çok ", 3, "."]
     assert parse_placeholders("[MASK:2]") == [2]
+    assert parse_placeholders("a [MASK:1] b [MASK:001]") == ["a ", 1, " b ", 1]  # the smallest gap, written out
 
 
 @pytest.mark.parametrize(("text", "complaint"), [("no gaps", "no placeholder"), ("a [MASK:0]", "1 or more")])
