@@ -195,5 +195,5 @@ def test_only_one_chunk_of_logits_is_alive_at_a_time():
     peak = int(result.stdout.strip().splitlines()[-1])
     rows, chunk_rows, vocabulary = 96, 32, 4000
     chunk_bytes = chunk_rows * vocabulary * 4
-    # the logits and their log-softmax of one chunk (2 chunk sizes) plus small vectors; never all rows
-    assert peak < 2.5 * chunk_bytes < rows * vocabulary * 4
+    # one chunk's float32 logits, worked on in place, plus vectors; never two chunks, never all rows
+    assert peak < 1.5 * chunk_bytes < rows * vocabulary * 4

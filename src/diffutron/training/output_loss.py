@@ -26,8 +26,8 @@ from torch import nn
 from diffutron.errors import DiffutronError
 
 # float32 logits per chunk: 64M elements (256 MiB), so at a 256k vocabulary 256 rows per chunk. A chunk's
-# logits and log-softmax are the loss's fixed share of the peak (2 x 256 MiB); each chunk reads the output
-# layer's weights twice (logits, gradient), which at 256 rows is still a small part of its matrix products.
+# logits, worked on in place, are the loss's fixed share of the peak; each chunk reads the output layer's
+# weights twice (logits, gradient), which at 256 rows is still a small part of its matrix products.
 CHUNK_ELEMENTS = 64 * 2**20
 
 
@@ -52,15 +52,26 @@ def _chunk_loss(
     want_gradient: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """sum(coefficient * cross-entropy) over the chunk in float32, and its gradient w.r.t. the logits
-    (float32, in the logits' own storage: coefficient * (softmax - one_hot)) when wanted."""
-    log_probs = F.linear(chunk, weight, bias).float().log_softmax(dim=-1)
-    loss = -(log_probs.gather(1, target[:, None]).squeeze(1) * coefficient).sum()
+    (coefficient * (softmax - one_hot), float32) when wanted.
+
+    The log-softmax is taken apart (max, exp, sum) so that every step works in the logits' own
+    storage: one float32 (rows x vocabulary) tensor per chunk, not the two a log_softmax needs.
+    """
+    logits = F.linear(chunk, weight, bias).float()
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    target_logit = logits[rows, target]
+    maximum = logits.amax(dim=-1)
+    exponentials = logits.sub_(maximum[:, None]).exp_()
+    del logits
+    normalizer = exponentials.sum(dim=-1)
+    log_probability = target_logit - maximum - normalizer.log()
+    loss = -(log_probability * coefficient).sum()
     if not want_gradient:
         return loss, None
-    gradient = log_probs.exp_()
-    del log_probs
-    gradient[torch.arange(gradient.shape[0], device=gradient.device), target] -= 1.0
-    gradient *= coefficient[:, None]
+    gradient = exponentials.div_(normalizer[:, None])
+    del exponentials
+    gradient[rows, target] -= 1.0
+    gradient.mul_(coefficient[:, None])
     return loss, gradient
 
 
