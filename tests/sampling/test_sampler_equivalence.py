@@ -10,14 +10,10 @@ from hypothesis import strategies as st
 
 from diffutron import GenerationConfig, sample
 from diffutron.sampling.reference import reference_sample
+from helpers.prompts import encode_prompts, prompt_texts
 from helpers.tiny import build_model, context_sensitive_model
 
-WORDS = ["Kitap", " okumak", " güzel", " Ankara", " çay", "?", " bugün", " hava", "\n", " ne demek"]
 TEXTS = ["Kitap okumak", "Ankara çay bugün hava güzel mi? Kitap okumak insanın ufkunu", "Çay?"]
-
-
-def _prompts(tokenizer, texts):
-    return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -27,13 +23,6 @@ def two_threads():
     torch.set_num_threads(2)
     yield
     torch.set_num_threads(previous)
-
-
-prompt_texts = st.lists(
-    st.lists(st.sampled_from(WORDS), min_size=1, max_size=8).map("".join).filter(str.strip),
-    min_size=1,
-    max_size=3,
-)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -49,7 +38,7 @@ prompt_texts = st.lists(
 def test_canvas_identical_to_reference(
     tiny_model, tiny_tokenizer, texts, max_new_tokens, steps, block_length, repetition_penalty, penalty_scope, cfg_scale
 ):
-    prompts = _prompts(tiny_tokenizer, texts)
+    prompts = encode_prompts(tiny_tokenizer, texts)
     expected = reference_sample(
         tiny_model,
         tiny_tokenizer,
@@ -92,7 +81,7 @@ def test_near_zero_temperature_gives_the_greedy_reference(
     argmax as T -> 0; at 1e-9 the noise moves an exp(logit) by a factor below 1 + 4e-8, less than a float32
     logit step, so only exact ties could differ. Random remasking at T -> 0: the same multiset of tokens
     cannot be promised, but every generated token is some step's argmax, so it is checked on one-token blocks."""
-    prompts = _prompts(tiny_tokenizer, texts)
+    prompts = encode_prompts(tiny_tokenizer, texts)
     if remasking == "random":
         block_length = 1
     expected = reference_sample(
@@ -122,7 +111,7 @@ def test_near_zero_temperature_gives_the_greedy_reference(
 def test_guidance_with_rows_of_different_lengths(tiny_tokenizer):
     """CFG over a batch: each row's unconditional copy masks that row's prompt, under its attention mask."""
     model = context_sensitive_model(tiny_tokenizer)
-    prompts = _prompts(tiny_tokenizer, TEXTS)
+    prompts = encode_prompts(tiny_tokenizer, TEXTS)
     config = GenerationConfig(max_new_tokens=10, steps=10, block_length=5, temperature=0.0, early_stop=False)
     unguided = sample(model, tiny_tokenizer, prompts, config)
     for cfg_scale in (0.5, 2.0):
@@ -145,7 +134,7 @@ def test_guidance_with_rows_of_different_lengths(tiny_tokenizer):
 def test_generated_scope_leaves_the_prompt_unpenalized(tiny_tokenizer):
     """A model that prefers the prompt's first token: penalized from the start with the canvas scope,
     free until generated once with the generated scope."""
-    prompts = _prompts(tiny_tokenizer, ["Kitap okumak"])
+    prompts = encode_prompts(tiny_tokenizer, ["Kitap okumak"])
     favourite = prompts[0][0]
     model = build_model(tiny_tokenizer, seed=0)
     with torch.no_grad():

@@ -14,17 +14,7 @@ from transformers.modeling_outputs import MaskedLMOutput
 
 from diffutron import GenerationConfig, sample
 from diffutron.sampling.reference import reference_sample
-
-WORDS = ["Kitap", " okumak", " güzel", " Ankara", " çay", "?", " bugün", " hava", "\n", " ne demek"]
-prompt_texts = st.lists(
-    st.lists(st.sampled_from(WORDS), min_size=1, max_size=8).map("".join).filter(str.strip),
-    min_size=1,
-    max_size=3,
-)
-
-
-def _prompts(tokenizer, texts):
-    return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+from helpers.prompts import encode_prompts, prompt_texts
 
 
 class MaskPreferring(torch.nn.Module):
@@ -60,7 +50,7 @@ def test_masks_chosen_by_the_model_stay_open_like_the_reference(
     tiny_model, tiny_tokenizer, texts, max_new_tokens, steps, block_length, period, repetition_penalty, cfg_scale
 ):
     model = MaskPreferring(tiny_model, tiny_tokenizer.mask_token_id, period)
-    prompts = _prompts(tiny_tokenizer, texts)
+    prompts = encode_prompts(tiny_tokenizer, texts)
     expected = reference_sample(
         model,
         tiny_tokenizer,
@@ -87,7 +77,7 @@ def test_a_mask_left_open_is_filled_in_a_later_block(tiny_model, tiny_tokenizer)
     """Uneven blocks (5, 5, 3) and prompts of different lengths: the last position of a block
     keeps the mask until the next block fills its neighbour, then gets a token."""
     model = MaskPreferring(tiny_model, tiny_tokenizer.mask_token_id, period=3)
-    prompts = _prompts(tiny_tokenizer, ["Kitap okumak güzel", "Ankara çay bugün hava güzel mi?", "Çay?"])
+    prompts = encode_prompts(tiny_tokenizer, ["Kitap okumak güzel", "Ankara çay bugün hava güzel mi?", "Çay?"])
     config = GenerationConfig(
         max_new_tokens=13, steps=13, block_length=5, temperature=0.0, repetition_penalty=1.0, early_stop=False
     )
@@ -112,7 +102,7 @@ def test_a_row_whose_schedule_ended_neither_commits_nor_draws(tiny_model, tiny_t
     neither commit it nor draw random numbers for it, or its answer would differ from its answer alone."""
     model = MaskPreferring(tiny_model, tiny_tokenizer.mask_token_id, period=2)
     texts = ["Kitap okumak güzel", "Ankara çay bugün hava güzel mi?", "Çay?", "Bugün hava", "Güneş doğudan doğar"]
-    prompts = _prompts(tiny_tokenizer, texts)
+    prompts = encode_prompts(tiny_tokenizer, texts)
     config = GenerationConfig(
         max_new_tokens=15,
         steps=15,

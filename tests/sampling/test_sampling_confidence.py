@@ -6,15 +6,12 @@ import pytest
 import torch
 
 from diffutron import GenerationConfig, sample
+from helpers.prompts import encode_prompts
 
 PROMPTS = ["Kitap okumak", "Çay?"]
 BASE = GenerationConfig(
     max_new_tokens=12, steps=12, block_length=6, temperature=0.0, repetition_penalty=1.0, early_stop=False
 )
-
-
-def _encode(tokenizer, texts):
-    return [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
 
 
 class Recorder:
@@ -34,7 +31,7 @@ def test_confidence_is_the_probability_of_the_committed_token(tiny_model, tiny_t
     from diffutron.model.tokens import SpecialIds
     from diffutron.sampling.sampler import build_canvas
 
-    prompts = _encode(tiny_tokenizer, PROMPTS)
+    prompts = encode_prompts(tiny_tokenizer, PROMPTS)
     config = BASE.replace(remasking=remasking, seed=0)
     recorder = Recorder(
         build_canvas(prompts, config.max_new_tokens, SpecialIds.from_tokenizer(tiny_tokenizer), torch.device("cpu"))

@@ -16,20 +16,9 @@ from diffutron import GenerationConfig, sample
 from diffutron.lm import Diffutron
 from diffutron.model.chat import ANSWER_END, render_chat
 from diffutron.sampling.reference import reference_sample
+from helpers.prompts import encode_prompts, prompt_texts
 from helpers.steered import ForcedTokens
 from helpers.tiny import build_model, build_tokenizer
-
-WORDS = ["Kitap", " okumak", " güzel", " Ankara", " çay", "?", " bugün", " hava", "\n", " ne demek"]
-prompt_texts = st.lists(
-    st.lists(st.sampled_from(WORDS), min_size=1, max_size=8).map("".join).filter(str.strip),
-    min_size=1,
-    max_size=3,
-)
-
-
-def _prompts(tokenizer, texts):
-    return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-
 
 NEW_TOKENS = 24
 
@@ -107,7 +96,7 @@ def _first_complete_step(snapshots, prompts, tokenizer):
 def test_early_stop_ends_when_every_answer_is_decided(tiny_tokenizer, texts, ends, kinds, steps, block_length, seed):
     """Same answers as running to the end, after exactly as many calls as it takes for every row's
     decided prefix to hold its end (the end token is committed early, the tokens before it later)."""
-    prompts = _prompts(tiny_tokenizer, texts)
+    prompts = encode_prompts(tiny_tokenizer, texts)
     model = _ending_model(tiny_tokenizer, prompts, ends, kinds, seed)
     lm = Diffutron(model, tiny_tokenizer)
     config = GenerationConfig(max_new_tokens=NEW_TOKENS, steps=steps, block_length=block_length, temperature=0.0)

@@ -15,6 +15,7 @@ from diffutron.model.parts import MaskedLMParts
 from diffutron.sampling.cache import BlockCache
 from diffutron.sampling.commit import Factor, Threshold
 from diffutron.sampling.sampler import _recomputed_positions
+from helpers.prompts import encode_prompts
 from helpers.tiny import context_sensitive_model
 
 INF = math.inf
@@ -28,10 +29,6 @@ LOGIT_TOLERANCE = 1e-4
 @pytest.fixture(scope="module")
 def sensitive(tiny_tokenizer):
     return context_sensitive_model(tiny_tokenizer)
-
-
-def _encode(tokenizer, texts):
-    return [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
 
 
 # --- parallel decoding rules -------------------------------------------------------------
@@ -144,7 +141,7 @@ def test_cached_steps_run_the_encoder_on_the_block_only(tiny_tokenizer, sensitiv
     seen = []
     hook = sensitive.model.embeddings.register_forward_hook(lambda _m, _i, output: seen.append(output.shape[1]))
     try:
-        prompt = _encode(tiny_tokenizer, TEXTS[:1])
+        prompt = encode_prompts(tiny_tokenizer, TEXTS[:1])
         sample(sensitive, tiny_tokenizer, prompt, GREEDY.replace(cache="dual"))
         width = len(prompt[0]) + 24
         assert seen == [width] + [8] * 7 + [width] + [8] * 7 + [width] + [8] * 7  # 3 blocks of 8 calls
@@ -214,7 +211,7 @@ def test_cached_steps_recompute_the_masks_left_open(tiny_tokenizer, mode, monkey
                 model.decoder.bias[mask] -= 1e4
 
     monkeypatch.setattr(BlockCache, "hidden", checking_hidden)
-    prompts = _encode(tiny_tokenizer, TEXTS[:2])
+    prompts = encode_prompts(tiny_tokenizer, TEXTS[:2])
     events = []
     canvas = sample(
         model,
@@ -242,7 +239,7 @@ def test_cached_steps_recompute_the_masks_left_open(tiny_tokenizer, mode, monkey
 def test_cache_refreshed_every_call_gives_the_uncached_canvas(
     tiny_tokenizer, sensitive, texts, max_new_tokens, steps, block_length, mode, cfg_scale, repetition_penalty
 ):
-    prompts = _encode(tiny_tokenizer, texts)
+    prompts = encode_prompts(tiny_tokenizer, texts)
     config = GREEDY.replace(
         max_new_tokens=max_new_tokens,
         steps=steps,
@@ -257,7 +254,7 @@ def test_cache_refreshed_every_call_gives_the_uncached_canvas(
 
 @pytest.mark.parametrize("mode", ["prefix", "dual"])
 def test_cache_refreshed_per_block_stays_close_to_the_uncached_sampler(tiny_tokenizer, sensitive, mode):
-    prompts = _encode(tiny_tokenizer, TEXTS)
+    prompts = encode_prompts(tiny_tokenizer, TEXTS)
     uncached = sample(sensitive, tiny_tokenizer, prompts, GREEDY)
     cached = sample(sensitive, tiny_tokenizer, prompts, GREEDY.replace(cache=mode))
     generated = torch.cat(
@@ -284,7 +281,7 @@ MODES = [
 @pytest.mark.parametrize("mode", MODES, ids=lambda mode: "-".join(f"{k}={v}" for k, v in mode.items()) or "exact")
 def test_a_batch_gives_each_prompt_what_it_gets_alone(tiny_tokenizer, sensitive, mode):
     config = GREEDY.replace(**mode)
-    prompts = _encode(tiny_tokenizer, TEXTS)
+    prompts = encode_prompts(tiny_tokenizer, TEXTS)
     batch = sample(sensitive, tiny_tokenizer, prompts, config)
     for row, prompt in enumerate(prompts):
         alone = sample(sensitive, tiny_tokenizer, [prompt], config)[0]
@@ -293,7 +290,7 @@ def test_a_batch_gives_each_prompt_what_it_gets_alone(tiny_tokenizer, sensitive,
 
 
 def test_parallel_rules_take_fewer_calls(tiny_tokenizer, sensitive):
-    prompts = _encode(tiny_tokenizer, TEXTS)
+    prompts = encode_prompts(tiny_tokenizer, TEXTS)
     calls = {}
     for name, change in [("count", {}), ("threshold", {"threshold": 0.02}), ("factor", {"factor": 3.0})]:
         events = []
@@ -347,7 +344,7 @@ def test_cache_with_a_model_that_is_not_modernbert(tiny_tokenizer):
             intermediate_size=32,
         )
     ).eval()
-    prompts = _encode(tiny_tokenizer, TEXTS[:1])
+    prompts = encode_prompts(tiny_tokenizer, TEXTS[:1])
     config = GenerationConfig(max_new_tokens=4, steps=4, block_length=4, temperature=0.0)
     with pytest.raises(DiffutronError, match="ModernBERT models only.*BertForMaskedLM.*cache='none'"):
         sample(bert, tiny_tokenizer, prompts, config.replace(cache="dual"))

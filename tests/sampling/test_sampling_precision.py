@@ -15,6 +15,7 @@ from diffutron.cli import app
 from diffutron.model import precision
 from diffutron.model.loading import load_checkpoint
 from diffutron.sampling.presets import PRESETS, speed_config, speed_dtype
+from helpers.prompts import encode_prompts
 
 TEXTS = ["Kitap okumak", "Ankara çay bugün hava güzel mi? Kitap okumak insanın ufkunu", "Çay?"]
 GREEDY = GenerationConfig(max_new_tokens=12, steps=12, block_length=4, temperature=0.0, early_stop=False)
@@ -41,10 +42,6 @@ def test_int8_needs_float32_weights_on_the_cpu(tiny_model):
         precision.quantize_int8(copy.deepcopy(tiny_model).to(torch.bfloat16))
 
 
-def _encode(tokenizer, texts):
-    return [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
-
-
 @pytest.mark.parametrize("kind", ["bfloat16", "int8"])
 @pytest.mark.parametrize("change", [{}, {"threshold": 0.02, "cache": "dual"}], ids=["schedule", "fast"])
 def test_low_precision_batches_are_complete_and_match_single_prompts_closely(
@@ -55,7 +52,7 @@ def test_low_precision_batches_are_complete_and_match_single_prompts_closely(
     differ from its single run where the random tiny model has near-ties (int8: 78% agreement
     with the count schedule here); the layout must be exact."""
     model = quantized if kind == "int8" else copy.deepcopy(tiny_model).to(torch.bfloat16)
-    prompts = _encode(tiny_tokenizer, TEXTS)
+    prompts = encode_prompts(tiny_tokenizer, TEXTS)
     config = GREEDY.replace(**change)
     batch = sample(model, tiny_tokenizer, prompts, config)
     same = total = 0
