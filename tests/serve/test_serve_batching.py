@@ -37,19 +37,22 @@ def test_answer_is_the_same_alone_and_in_a_batch(server, fields):
         assert batched["choices"][0]["message"]["content"] == alone["choices"][0]["message"]["content"]
 
 
+# 200 model calls, far more than a test waits for: a request still running when its client leaves
+LONG_REQUEST = {
+    "model": MODEL,
+    "messages": [{"role": "user", "content": QUESTION}],
+    "max_tokens": 200,
+    "steps": 200,
+    "block_length": 200,
+    "remasking": "random",
+    "temperature": 0,
+}
+
+
 def test_client_leaving_a_stream_frees_its_row(server):
     left_before = server.metric("diffutron_dropped_rows_total", reason="client_left")
     calls_before = server.metric("diffutron_model_calls_total")
-    long_request = {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": QUESTION}],
-        "max_tokens": 200,
-        "steps": 200,
-        "block_length": 200,
-        "remasking": "random",
-        "temperature": 0,
-        "stream": True,
-    }
+    long_request = {**LONG_REQUEST, "stream": True}
     with server.client() as http, http.stream("POST", "/v1/chat/completions", json=long_request) as response:
         assert response.status_code == 200
         lines = response.iter_lines()  # kept: dropping the iterator would close the connection at once
@@ -66,15 +69,7 @@ def test_client_leaving_a_stream_frees_its_row(server):
 
 def test_client_leaving_a_plain_request_frees_its_row(server):
     left_before = server.metric("diffutron_dropped_rows_total", reason="client_left")
-    long_request = {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": QUESTION}],
-        "max_tokens": 200,
-        "steps": 200,
-        "block_length": 200,
-        "remasking": "random",
-        "temperature": 0,
-    }
+    long_request = LONG_REQUEST
     with server.client(timeout=1.5) as http, pytest.raises(httpx.ReadTimeout):
         http.post("/v1/chat/completions", json=long_request)  # the client gives up and closes the connection
     deadline = time.monotonic() + 30
