@@ -134,7 +134,11 @@ def answer_questions(
             else:
                 seen: set[int] = set()
                 canvas = sample(
-                    lm.model, lm.tokenizer, [prompt], config, callback=lambda event, seen=seen: seen.add(event.block)
+                    lm.model,
+                    lm.tokenizer,
+                    [prompt],
+                    config,
+                    callback=lambda event, seen=seen: seen.add(event.blocks[0]),
                 )
                 blocks = len(seen)
             run.seconds.append(time.perf_counter() - start)

@@ -39,18 +39,18 @@ def test_int8_on_an_accelerator_is_refused_before_loading(tiny_checkpoint, monke
 
 
 def test_stochastic_counts_are_drawn_on_the_generators_device(test_device):
-    def budgets(seeds):
+    def plans(seeds):
         streams = RowStreams(seeds, test_device)  # each row's generator is on the canvas's device
-        return CountSchedule(steps_per_block=4, stochastic=True).budgets(masked=9, streams=streams)
+        return CountSchedule(steps_per_block=4, stochastic=True).plans(9, streams.generators, test_device)
 
-    drawn = budgets([5, 6, 7])
-    assert drawn and all(budget.on_device.device.type == test_device.type for budget in drawn)
-    per_row = [list(counts) for counts in zip(*(budget.counts for budget in drawn), strict=True)]
-    assert all(sum(counts) == 9 for counts in per_row)
-    assert torch.equal(torch.stack([budget.on_device for budget in drawn], dim=1).cpu(), torch.tensor(per_row))
-    assert [budget.counts for budget in budgets([5, 6, 7])] == [budget.counts for budget in drawn]  # by seed
-    alone = stochastic_transfer_counts(9, 4, torch.Generator(device=test_device).manual_seed(6), test_device)
-    assert per_row[1][: len(alone)] == alone  # row 1 draws from its own stream
+    drawn = plans([5, 6, 7])
+    assert len(drawn) == 3 and all(sum(plan) == 9 and 0 not in plan for plan in drawn)
+    again = [
+        stochastic_transfer_counts(9, 4, torch.Generator(test_device).manual_seed(seed), test_device)
+        for seed in (5, 6, 7)
+    ]
+    assert drawn == [tuple(counts) for counts in again]  # each row from its own stream
+    assert plans([5, 6, 7]) == drawn  # by seed
 
 
 def test_auto_batch_size_on_the_cpu_is_the_fixed_size(tiny_model):

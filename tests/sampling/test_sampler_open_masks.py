@@ -88,7 +88,7 @@ def test_a_mask_left_open_is_filled_in_a_later_block(tiny_model, tiny_tokenizer)
         for event in events
         for row, prompt in enumerate(prompts)
         for position in event.committed[row].nonzero().flatten().tolist()
-        if position < len(prompt) + event.block * config.block_length
+        if position < len(prompt) + event.blocks[row] * config.block_length
     ]
     assert late, "no mask of an earlier block was filled later: the model does not test the rule"
     assert all(canvas[row, position] != tiny_tokenizer.mask_token_id for row, position in late)

@@ -206,7 +206,7 @@ def test_cached_steps_recompute_the_masks_left_open(tiny_tokenizer, mode, monkey
         return original(self, input_ids, attention_mask, positions, refresh)
 
     def stop_preferring_masks(event):
-        if event.block == 0 and event.calls == 8:
+        if event.blocks[0] == 0 and event.calls == 8:
             with torch.no_grad():
                 model.decoder.bias[mask] -= 1e4
 

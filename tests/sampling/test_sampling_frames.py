@@ -28,7 +28,7 @@ class Both:
 
     def __call__(self, event):
         self.events.append(
-            (event.canvas.clone(), event.committed.clone(), event.confidence.clone(), event.block, event.calls)
+            (event.canvas.clone(), event.committed.clone(), event.confidence.clone(), event.blocks, event.calls)
         )
         self.frames.append(self.builder.frames(event))
 
@@ -51,7 +51,7 @@ def test_frames_follow_the_step_callback_and_end_on_the_answer(lm, speed):
         for row, (prompt, frame) in enumerate(zip(prompts, frames)):
             region = slice(len(prompt), len(prompt) + config.max_new_tokens)
             ids = canvas[row, region]
-            assert (frame["index"], frame["call"], frame["block"]) == (row, calls, block)
+            assert (frame["index"], frame["call"], frame["block"]) == (row, calls, block[row])
             assert [token is None for token in frame["tokens"]] == (ids == lm.special.mask).tolist()
             assert frame["committed"] == committed[row, region].nonzero().flatten().tolist()
             expected = confidence[row, region][committed[row, region]]

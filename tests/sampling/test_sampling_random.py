@@ -193,7 +193,7 @@ def test_stochastic_transfer_in_the_sampler(tiny_model, tiny_tokenizer):
         canvas = sample(tiny_model, tiny_tokenizer, [prompt], config.replace(seed=seed), callback=events.append)
         assert not bool((canvas == tiny_tokenizer.mask_token_id).any())
         for block in (0, 1):
-            per_block.append(tuple(int(e.committed.sum()) for e in events if e.block == block))
+            per_block.append(tuple(int(e.committed.sum()) for e in events if e.blocks[0] == block))
     assert goodness_of_fit(per_block, _nonzero(_count_distribution(6, 3))) > P_MIN
 
 

@@ -1,9 +1,10 @@
 """Which candidates a step commits: the model card's count schedule, or Fast-dLLM's parallel rules.
 
-A rule sees a (rows, width) confidence grid that is -inf wherever nothing may be committed
-(not a mask, after the current block's end, or a finished row) and returns a bool grid of the
-positions to fill. The count schedule fixes the number of model calls per block; the
-parallel rules commit as many confident tokens as they can and run until the block is full.
+A rule plans each row's block when the row starts it, then, at every model call, sees a
+(rows, width) confidence grid that is -inf wherever nothing may be committed (not a mask, after
+the row's block, or a finished row) and returns a bool grid of the positions to fill. The count
+schedule fixes the number of model calls per block; the parallel rules commit as many confident
+tokens as they can and run until the block is full.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import torch
 
 from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.schedule import nonzero_counts, stochastic_draws, transfer_counts
-from diffutron.sampling.streams import RowStreams
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,14 @@ class Budget:
     on_device: torch.Tensor  # (rows,) long, the same counts
 
 
-class CommitRule(Protocol):
-    until_filled: bool  # the block loop ends once no mask up to the block's end is left
+Plan = tuple[int, ...] | None  # a row's counts per call in its block; None: as many calls as it needs
 
-    def budgets(self, masked: int, streams: RowStreams) -> Sequence[Budget | None]:
-        """One entry per model call planned for a block of `masked` masks per row (drawn up front)."""
+
+class CommitRule(Protocol):
+    until_filled: bool  # a row's block ends once no mask up to the block's end is left
+
+    def plans(self, masked: int, generators: Sequence[torch.Generator | None], device: torch.device) -> list[Plan]:
+        """The plans of rows starting a block of `masked` masks, drawn from their own generators."""
 
     def choose(self, confidence: torch.Tensor, budget: Budget | None) -> torch.Tensor:
         """(rows, width) bool: the positions to commit at this call."""
@@ -46,25 +49,16 @@ class CountSchedule:
         self.steps_per_block = steps_per_block
         self.stochastic = stochastic
 
-    def budgets(self, masked: int, streams: RowStreams) -> list[Budget]:
-        """Per-call counts; with stochastic transfer each row's own schedule, zero-padded at its end.
-
-        Reading the stochastic draws back and uploading the padded counts happen once per block.
+    def plans(self, masked: int, generators: Sequence[torch.Generator | None], device: torch.device) -> list[Plan]:
+        """Per-call counts (zeros dropped); with stochastic transfer each row's own draws, read
+        back together: one read for all the rows that start a block at the same call.
         """
-        rows, device = len(streams), streams.device
         if not self.stochastic:
-            return [
-                Budget((count,) * rows, torch.full((rows,), count, dtype=torch.long, device=device))
-                for count in transfer_counts(masked, self.steps_per_block)
-            ]
+            return [tuple(transfer_counts(masked, self.steps_per_block))] * len(generators)
         drawn = torch.stack(
-            [stochastic_draws(masked, self.steps_per_block, generator, device) for generator in streams.generators]
+            [stochastic_draws(masked, self.steps_per_block, generator, device) for generator in generators]
         )
-        schedules = [nonzero_counts(draws) for draws in drawn.tolist()]  # one read per block for all rows
-        calls = max(len(schedule) for schedule in schedules)
-        padded = [schedule + [0] * (calls - len(schedule)) for schedule in schedules]
-        on_device = torch.tensor(padded, dtype=torch.long, device=device)
-        return [Budget(counts, on_device[:, call]) for call, counts in enumerate(zip(*padded, strict=True))]
+        return [tuple(nonzero_counts(draws)) for draws in drawn.tolist()]
 
     def choose(self, confidence: torch.Tensor, budget: Budget | None) -> torch.Tensor:
         """A row's `count` best positions, or all of its eligible ones if it has fewer.
@@ -86,8 +80,8 @@ class _ParallelRule:
 
     until_filled = True
 
-    def budgets(self, masked: int, streams: RowStreams) -> list[None]:
-        return [None] * masked  # every call commits at least one token per unfinished row
+    def plans(self, masked: int, generators: Sequence[torch.Generator | None], device: torch.device) -> list[Plan]:
+        return [None] * len(generators)  # a block takes at most `masked` calls: each commits a token per row
 
     def choose(self, confidence: torch.Tensor, budget: torch.Tensor | None) -> torch.Tensor:
         eligible = torch.isfinite(confidence)

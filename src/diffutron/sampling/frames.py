@@ -72,7 +72,7 @@ class FrameBuilder:
         return DenoisingFrame(
             index=row if index is None else index,
             call=event.calls,
-            block=event.block,
+            block=event.blocks[row],
             tokens=self.token_texts(ids),
             committed=committed,
             confidence=confidence,

@@ -13,7 +13,7 @@ Beyond exact output (docs/fast-generation.md), the commit rule can be a parallel
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,10 +24,10 @@ from diffutron.model.chat import ANSWER_END
 from diffutron.model.parts import MIN_GEMM_ROWS, MaskedLMParts
 from diffutron.model.tokens import SpecialIds
 from diffutron.sampling.cache import BlockCache
-from diffutron.sampling.commit import commit_rule
+from diffutron.sampling.commit import Budget, Plan, commit_rule
 from diffutron.sampling.config import GenerationConfig, checked_config
 from diffutron.sampling.stopping import AnswerEnd
-from diffutron.sampling.streams import RowStreams
+from diffutron.sampling.streams import RowStreams, row_seeds_for
 
 
 @dataclass(frozen=True)
@@ -36,11 +36,11 @@ class StepEvent:
 
     canvas: torch.Tensor  # (rows, width) after this step's commits
     committed: torch.Tensor  # (rows, width) bool, positions filled at this step (given a token)
-    block: int
-    calls: int  # model calls so far
+    blocks: tuple[int, ...]  # each row's current block
+    calls: int  # model calls of the decoder so far
     confidence: torch.Tensor | None = None  # (rows, width) float32: P(token) where committed, NaN elsewhere
     finished: torch.Tensor | None = None  # (rows,) bool on the CPU, rows the sampler no longer works on
-    dropped: torch.Tensor | None = None  # (rows,) bool on the CPU, rows a callback asked to stop (see `drop`)
+    dropped: list[bool] | None = None  # rows a callback asked to stop (see `drop`)
 
     def drop(self, row: int) -> None:
         """Stop working on `row` (its answer is no longer wanted: a client went away); the call ends
@@ -127,77 +127,282 @@ def denoise(
     Random streams per row as in `sample`.
     """
     ids = SpecialIds.from_tokenizer(tokenizer)
-    canvas = canvas.clone()
-    rows, width = canvas.shape
-    region_mask = canvas == ids.mask
-    masks_per_row = region_mask.sum(dim=1)
+    masks_per_row = (canvas == ids.mask).sum(dim=1)
     if not bool((masks_per_row == masks_per_row[0]).all()):
         raise DiffutronError("every row must have the same number of masks to fill")
-    total = int(masks_per_row[0])
-    if total == 0:
-        return canvas
-    region = region_mask.nonzero()[:, 1].view(rows, total)  # mask positions, in order per row
+    masks = int(masks_per_row[0])
+    if masks == 0:
+        return canvas.clone()
+    if row_seeds is None:
+        row_seeds = row_seeds_for(config.seed, canvas.shape[0])
+    decoder = Decoder(model, tokenizer, config, masks=masks, stop_texts=stop_texts)
+    decoder.add(canvas, row_seeds)
+    while decoder.step(callback):
+        pass
+    return decoder.canvas
 
-    parts = MaskedLMParts(model)
-    forward = _forward(model, parts, config)
-    padded = rows > 1 and bool((canvas == ids.eos).any())
-    attention_mask = (canvas != ids.eos).long() if padded else None  # None spares the model a check per call
-    given = ~region_mask & (canvas != ids.eos)
-    streams = RowStreams.for_rows(rows, config.seed, row_seeds, canvas.device)
-    stopper = AnswerEnd(tokenizer, region, ids.mask, ids.stops, stop_texts) if stop_texts is not None else None
-    finished = [False] * rows  # host flags: reading them costs no sync
-    dropped = torch.zeros(rows, dtype=torch.bool)  # on the CPU, where callbacks set them
-    working = torch.ones(rows, dtype=torch.bool, device=canvas.device)  # device copy of "not done"
-    ended_rows = 0  # how many rows `working` has switched off
-    num_blocks = math.ceil(total / config.block_length)
-    rule = commit_rule(config, steps_per_block=math.ceil(config.steps / num_blocks))
-    calls = 0
-    for block in range(num_blocks):
-        block_start = block * config.block_length
-        open_positions = region[:, : block_start + config.block_length]  # every mask up to the block's end
-        for step, budget in enumerate(rule.budgets(open_positions.shape[1] - block_start, streams)):
-            still_masked = (canvas.gather(1, open_positions) == ids.mask) & working[:, None]
-            if budget is not None:  # a row with nothing to commit at this call draws nothing either
-                still_masked &= (budget.on_device > 0)[:, None]
-            # the step's one read before the model call: per row, the masks due and those of earlier blocks
-            due, earlier = torch.stack([still_masked.sum(dim=1), still_masked[:, :block_start].sum(dim=1)]).tolist()
-            if rule.until_filled and not any(due):
-                break
-            refresh = step == 0 or (config.refresh_every is not None and step % config.refresh_every == 0)
-            hidden = forward(
-                _model_input(canvas, given, ids, config),
-                _doubled(attention_mask, config),
-                _recomputed_positions(open_positions, still_masked, block_start, max(earlier)),
-                refresh,
+
+@dataclass
+class _OnDevice:
+    """The rows' progress as tensors, uploaded again only when a row joins, leaves, ends or changes block."""
+
+    working: torch.Tensor  # (rows,) bool
+    block_start: torch.Tensor  # (rows,) long, index in the row's region where its block starts
+    block_end: torch.Tensor  # (rows,) long
+    began: torch.Tensor  # (rows,) long, the decoder's call count when the row's block began
+    plans: torch.Tensor | None  # (rows, calls + 1) long counts per call, a 0 last; None for the parallel rules
+    attention: torch.Tensor | None  # (rows, width) long, None when no row has padding
+    done: list[bool]  # the host flags these were built from
+
+
+class Decoder:
+    """Rows denoised together, each at its own place in its own block schedule; rows join and leave between calls.
+
+    `add` puts canvases in, `step` makes one model call for every row still at work, `remove` takes
+    rows out. A row decodes as it would alone: its blocks, plans and random draws are its own, and
+    the other rows only share the model call (which can change float rounding, see docs/serving.md).
+    That is what lets a server add requests to a running batch and answer finished ones at once.
+
+    With a block cache one refresh serves all rows, and with stochastic transfer the rows' plans are
+    drawn and read back together, so in those modes the rows go from block to block together
+    (a row whose block is over waits for the others) and only an empty decoder takes rows
+    (`continuous` is False).
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        config: GenerationConfig,
+        *,
+        masks: int,
+        stop_texts: Sequence[str] | None = None,
+    ) -> None:
+        self.ids = SpecialIds.from_tokenizer(tokenizer)
+        self.config = config
+        self.masks = masks  # per row
+        self.parts = MaskedLMParts(model)
+        self.forward = _forward(model, self.parts, config)
+        self.continuous = config.cache == "none" and not config.stochastic_transfer
+        self.blocks = math.ceil(masks / config.block_length)
+        self.rule = commit_rule(config, steps_per_block=math.ceil(config.steps / self.blocks))
+        self.device = next(model.parameters()).device
+        self.stopper = (
+            AnswerEnd(tokenizer, self.ids.mask, self.ids.stops, stop_texts) if stop_texts is not None else None
+        )
+        self.streams = RowStreams([], self.device)
+        self.calls = 0
+        self.canvas = torch.empty((0, 0), dtype=torch.long, device=self.device)
+        self.region = torch.empty((0, masks), dtype=torch.long, device=self.device)  # mask positions, in order
+        self.attention = torch.empty((0, 0), dtype=torch.bool, device=self.device)
+        self.given = torch.empty((0, 0), dtype=torch.bool, device=self.device)
+        self.dropped: list[bool] = []  # set by callbacks, through StepEvent.drop
+        # per row, on the host
+        self.widths: list[int] = []  # the row's own canvas width (the rest is padding)
+        self.block: list[int] = []  # its current block; -1 before its first
+        self.began: list[int] = []  # `calls` when that block began
+        self.plan: list[Plan] = []
+        self.limit: list[int] = []  # the most calls that block may take
+        self.exhausted: list[bool] = []  # past its last block
+        self._padded = False
+        self._columns = torch.arange(masks, device=self.device)
+        self._on_device: _OnDevice | None = None
+
+    @property
+    def rows(self) -> int:
+        return len(self.widths)
+
+    def done(self) -> list[bool]:
+        """Per row: its answer is complete, its blocks are all decoded, or it was dropped."""
+        finished = self.stopper.done if self.stopper is not None else [False] * self.rows
+        return [any(flags) for flags in zip(finished, self.exhausted, self.dropped, strict=True)]
+
+    def add(self, canvas: torch.Tensor, seeds: Sequence[int | None]) -> None:
+        """Append rows (each with exactly `masks` masks); row i draws from a stream seeded `seeds[i]`."""
+        rows, width = canvas.shape
+        if len(seeds) != rows:
+            raise DiffutronError(f"row_seeds has {len(seeds)} entries for {rows} rows: give one per row")
+        if self.rows and not self.continuous:
+            raise DiffutronError(
+                "with a block cache or stochastic transfer the rows go from block to block together: "
+                "a running decoder takes no new rows"
             )
-            candidates, confidence, probability = _predict(
-                parts, hidden, canvas, given, open_positions, still_masked, due, ids, config, streams
-            )
-            committed = rule.choose(confidence, budget)
-            canvas = torch.where(committed, candidates, canvas)
-            calls += 1
-            if stopper is not None:
-                finished = stopper.update(canvas)
-            if callback is not None:
-                filled = committed & (canvas != ids.mask)  # a mask written back fills nothing
-                callback(
-                    StepEvent(
-                        canvas=canvas,
-                        committed=filled,
-                        block=block,
-                        calls=calls,
-                        confidence=torch.where(filled, probability, math.nan),
-                        finished=torch.tensor(finished) | dropped,
-                        dropped=dropped,
-                    )
-                )
-            done = finished if callback is None else [f or d for f, d in zip(finished, dropped.tolist(), strict=True)]
+        canvas = canvas.to(self.device)
+        region_mask = canvas == self.ids.mask
+        if not bool((region_mask.sum(dim=1) == self.masks).all()):
+            raise DiffutronError(f"every row must have {self.masks} masks to fill")
+        attention = canvas != self.ids.eos
+        width = max(width, self.canvas.shape[1])
+        self.canvas = torch.cat([_widen(self.canvas, width, self.ids.eos), _widen(canvas, width, self.ids.eos)])
+        self.attention = torch.cat([_widen(self.attention, width, False), _widen(attention, width, False)])
+        self.given = torch.cat([_widen(self.given, width, False), _widen(~region_mask & attention, width, False)])
+        self.region = torch.cat([self.region, region_mask.nonzero()[:, 1].view(rows, self.masks)])
+        columns = torch.arange(1, canvas.shape[1] + 1, device=self.device)
+        self.widths += (attention * columns).amax(dim=1).tolist()
+        self.dropped += [False] * rows
+        self.block += [-1] * rows
+        self.began += [self.calls] * rows
+        self.plan += [()] * rows
+        self.limit += [0] * rows
+        self.exhausted += [False] * rows
+        self.streams.add(seeds)
+        if self.stopper is not None:
+            self.stopper.add(rows)
+        self._changed()
+
+    def remove(self, rows: Collection[int]) -> None:
+        """Take rows out (their answers are read or no longer wanted); the canvas narrows to the widest left."""
+        if not self.continuous:
+            raise DiffutronError("with a block cache or stochastic transfer rows can only be dropped, not removed")
+        kept = [row for row in range(self.rows) if row not in rows]
+        index = torch.tensor(kept, dtype=torch.long, device=self.device)
+        self.widths = [self.widths[row] for row in kept]
+        width = max(self.widths, default=0)
+        self.canvas = self.canvas[index, :width]
+        self.attention = self.attention[index, :width]
+        self.given = self.given[index, :width]
+        self.region = self.region[index]
+        for name in ("dropped", "block", "began", "plan", "limit", "exhausted"):
+            values = getattr(self, name)
+            setattr(self, name, [values[row] for row in kept])
+        self.streams.keep(kept)
+        if self.stopper is not None:
+            self.stopper.keep(kept)
+        self._changed()
+
+    def step(self, callback: StepCallback | None = None) -> bool:
+        """One model call for every row still at work; False, without a call, once none is left."""
+        config, ids = self.config, self.ids
+        while True:
+            done = self.done()
+            self._start_blocks(done)
+            done = self.done()
             if all(done):
-                return canvas
-            if sum(done) != ended_rows:  # a row just ended: upload the new flags (the only upload in the loop)
-                working = torch.tensor([not row_done for row_done in done], device=canvas.device)
-                ended_rows = sum(done)
-    return canvas
+                return False
+            state = self._state(done)
+            still_masked, budget = self._due(state)
+            # the step's one read before the model call: per row, the masks due and those of earlier blocks
+            earlier_masks = still_masked & self._earlier(state)
+            due, earlier = torch.stack([still_masked.sum(dim=1), earlier_masks.sum(dim=1)]).tolist()
+            filled = [row for row in range(self.rows) if self.rule.until_filled and not done[row] and due[row] == 0]
+            if not filled or (not self.continuous and len(filled) < done.count(False)):
+                break
+            for row in filled:  # their blocks are full: they go on to the next one (and it is read again)
+                self.limit[row] = self.calls - self.began[row]
+        recomputed, refresh = self._cache_inputs(done, still_masked, max(earlier))
+        hidden = self.forward(
+            _model_input(self.canvas, self.given, ids, config), _doubled(state.attention, config), recomputed, refresh
+        )
+        candidates, confidence, probability = _predict(
+            self.parts, hidden, self.canvas, self.given, self.region, still_masked, due, ids, config, self.streams
+        )
+        committed = self.rule.choose(confidence, budget)
+        self.canvas = torch.where(committed, candidates, self.canvas)
+        self.calls += 1
+        if self.stopper is not None:
+            self.stopper.update(self.canvas, self.region)
+        if callback is not None:
+            filled_now = committed & (self.canvas != ids.mask)  # a mask written back fills nothing
+            callback(
+                StepEvent(
+                    canvas=self.canvas,
+                    committed=filled_now,
+                    blocks=tuple(self.block),
+                    calls=self.calls,
+                    confidence=torch.where(filled_now, probability, math.nan),
+                    finished=torch.tensor(self.done()),
+                    dropped=self.dropped,
+                )
+            )
+        return True
+
+    def _changed(self) -> None:
+        self._padded = self.rows > 1 and not bool(self.attention.all())
+        self._on_device = None
+
+    def _block_size(self, block: int) -> int:
+        return min(self.config.block_length, self.masks - block * self.config.block_length)
+
+    def _start_blocks(self, done: list[bool]) -> None:
+        """Rows whose block is over start their next one (all together, when not `continuous`);
+        a row past its last block is exhausted."""
+        over = [row for row in range(self.rows) if not done[row] and self.calls - self.began[row] >= self.limit[row]]
+        if not over or (not self.continuous and len(over) < done.count(False)):
+            return
+        starting: dict[int, list[int]] = {}
+        for row in over:
+            self.block[row] += 1
+            self.began[row] = self.calls
+            if self.block[row] == self.blocks:
+                self.exhausted[row] = True
+            else:
+                starting.setdefault(self._block_size(self.block[row]), []).append(row)
+        for masked, rows in starting.items():
+            plans = self.rule.plans(masked, [self.streams.generators[row] for row in rows], self.device)
+            for row, plan in zip(rows, plans, strict=True):
+                self.plan[row] = plan
+                self.limit[row] = masked if plan is None else len(plan)
+        self._on_device = None
+
+    def _state(self, done: list[bool]) -> _OnDevice:
+        if self._on_device is not None and self._on_device.done == done:
+            return self._on_device
+        length = self.config.block_length
+        blocks = [min(max(block, 0), self.blocks) for block in self.block]
+        as_tensor = lambda values: torch.tensor(values, dtype=torch.long, device=self.device)  # noqa: E731
+        plans = None
+        if not self.rule.until_filled:
+            calls = max((len(plan) for plan in self.plan if plan is not None), default=0)
+            padded = [[*plan, *[0] * (calls + 1 - len(plan))] for plan in self.plan]
+            plans = as_tensor(padded).view(self.rows, calls + 1)
+        self._on_device = _OnDevice(
+            working=torch.tensor([not row_done for row_done in done], dtype=torch.bool, device=self.device),
+            block_start=as_tensor([block * length for block in blocks]),
+            block_end=as_tensor([min((block + 1) * length, self.masks) for block in blocks]),
+            began=as_tensor(self.began),
+            plans=plans,
+            attention=self.attention.long() if self._padded else None,  # None spares the model a check per call
+            done=done,
+        )
+        return self._on_device
+
+    def _due(self, state: _OnDevice) -> tuple[torch.Tensor, Budget | None]:
+        """(rows, masks) bool: the masks each row may fill at this call; and the count rule's budget."""
+        in_block = self._columns < state.block_end[:, None]
+        still_masked = (self.canvas.gather(1, self.region) == self.ids.mask) & in_block & state.working[:, None]
+        if state.plans is None:
+            return still_masked, None
+        step = (self.calls - state.began).clamp(max=state.plans.shape[1] - 1)
+        counts = [
+            plan[self.calls - began] if plan is not None and self.calls - began < len(plan) and working else 0
+            for plan, began, working in zip(self.plan, self.began, [not d for d in state.done], strict=True)
+        ]
+        budget = Budget(tuple(counts), state.plans.gather(1, step[:, None]).squeeze(1))
+        # a row with nothing to commit at this call draws nothing either
+        return still_masked & (budget.on_device > 0)[:, None], budget
+
+    def _earlier(self, state: _OnDevice) -> torch.Tensor:
+        return self._columns < state.block_start[:, None]
+
+    def _cache_inputs(self, done: list[bool], still_masked: torch.Tensor, earlier: int) -> tuple[torch.Tensor, bool]:
+        """What a cached pass recomputes, and whether it refreshes: from the block of the first row at work,
+        which every row shares (with a cache the rows go from block to block together)."""
+        if self.config.cache == "none":
+            return self.region, False
+        row = done.index(False)
+        step, block_start = self.calls - self.began[row], self.block[row] * self.config.block_length
+        block_end = min(block_start + self.config.block_length, self.masks)
+        every = self.config.refresh_every
+        refresh = step == 0 or (every is not None and step % every == 0)
+        open_positions = self.region[:, :block_end]
+        return _recomputed_positions(open_positions, still_masked[:, :block_end], block_start, earlier), refresh
+
+
+def _widen(tensor: torch.Tensor, width: int, fill: int | bool) -> torch.Tensor:
+    """`tensor` (rows, w) padded on the right with `fill` to `width` columns."""
+    if tensor.shape[1] >= width:
+        return tensor
+    return torch.cat([tensor, tensor.new_full((tensor.shape[0], width - tensor.shape[1]), fill)], dim=1)
 
 
 Forward = Callable[[torch.Tensor, "torch.Tensor | None", torch.Tensor, bool], torch.Tensor]

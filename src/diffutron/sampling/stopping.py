@@ -17,30 +17,31 @@ class AnswerEnd:
     """
 
     def __init__(
-        self,
-        tokenizer: PreTrainedTokenizerBase,
-        region: torch.Tensor,
-        mask_id: int,
-        stop_ids: Sequence[int],
-        stop_texts: Sequence[str],
+        self, tokenizer: PreTrainedTokenizerBase, mask_id: int, stop_ids: Sequence[int], stop_texts: Sequence[str]
     ) -> None:
         self.tokenizer = tokenizer
-        self.region = region
         self.mask_id = mask_id
         self.stop_ids = frozenset(stop_ids)
         self.stop_texts = tuple(stop_texts)
         # a stop text of n bytes spans at most n tokens (+1 for a partial first one)
         self.lookback = max((len(t.encode()) for t in self.stop_texts), default=0) + 1
-        rows = region.shape[0]
-        self.frontier = [0] * rows
-        self.done = [False] * rows
+        self.frontier: list[int] = []
+        self.done: list[bool] = []
 
-    def update(self, canvas: torch.Tensor) -> list[bool]:
-        """Look at the newly decided tokens; returns the per-row `done` flags.
+    def add(self, rows: int) -> None:
+        self.frontier += [0] * rows
+        self.done += [False] * rows
+
+    def keep(self, rows: Sequence[int]) -> None:
+        self.frontier = [self.frontier[row] for row in rows]
+        self.done = [self.done[row] for row in rows]
+
+    def update(self, canvas: torch.Tensor, region: torch.Tensor) -> list[bool]:
+        """Look at the newly decided tokens of each row's `region` positions; returns the per-row `done` flags.
 
         The answer region is copied to the host once per call (the only sync); the rest is Python.
         """
-        for row, tokens in enumerate(canvas.gather(1, self.region).tolist()):
+        for row, tokens in enumerate(canvas.gather(1, region).tolist()):
             start = self.frontier[row]
             end = _first(tokens, self.mask_id, start)
             if self.done[row] or end == start:

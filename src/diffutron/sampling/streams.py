@@ -52,6 +52,12 @@ class RowStreams:
             raise DiffutronError(f"row_seeds has {len(row_seeds)} entries for {rows} rows: give one per row")
         return cls(row_seeds, device)
 
+    def add(self, seeds: Sequence[int | None]) -> None:
+        self.generators += RowStreams(seeds, self.device).generators
+
+    def keep(self, rows: Sequence[int]) -> None:
+        self.generators = [self.generators[row] for row in rows]
+
     def __len__(self) -> int:
         return len(self.generators)
 
