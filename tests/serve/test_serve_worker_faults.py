@@ -24,16 +24,16 @@ BODY = {
 
 
 def test_a_failing_batch_gets_500_and_the_next_one_is_served(tiny_model, tiny_tokenizer, monkeypatch):
-    real_sample = scheduler_module.sample
+    real_step = scheduler_module.Decoder.step
     calls = []
 
     def failing_once(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("simulated fault in the model")
-        return real_sample(*args, **kwargs)
+        return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(scheduler_module, "sample", failing_once)
+    monkeypatch.setattr(scheduler_module.Decoder, "step", failing_once)
     app = create_app(Diffutron(tiny_model, tiny_tokenizer), ServeOptions(model_id="tiny", batch_wait_ms=0))
     with TestClient(app) as client:
         failed = client.post("/v1/chat/completions", json=BODY)

@@ -58,20 +58,32 @@ class FrameBuilder:
         """One frame per row, its `index` the row number."""
         return [self.frame(event, row) for row in range(event.canvas.shape[0])]
 
-    def frame(self, event: StepEvent, row: int, index: int | None = None) -> DenoisingFrame:
-        """The frame of one row; `index` (default: the row) names its choice in a response."""
-        if self.regions is None:
+    def frame(
+        self,
+        event: StepEvent,
+        row: int,
+        index: int | None = None,
+        *,
+        region: Sequence[int] | None = None,
+        call: int | None = None,
+    ) -> DenoisingFrame:
+        """The frame of one row; `index` (default: the row) names its choice in a response.
+
+        A row that joined a running decoder gives its answer's `region` and its own `call` count.
+        """
+        if region is None and self.regions is None:
             before = (event.canvas == self.mask_id) | event.committed
             self.regions = [positions.nonzero().flatten().tolist() for positions in before]
-        region = torch.tensor(self.regions[row], dtype=torch.long, device=event.canvas.device)
-        ids = event.canvas[row, region].tolist()
-        committed = event.committed[row, region].nonzero().flatten().tolist()
+        positions = self.regions[row] if region is None else list(region)
+        columns = torch.tensor(positions, dtype=torch.long, device=event.canvas.device)
+        ids = event.canvas[row, columns].tolist()
+        committed = event.committed[row, columns].nonzero().flatten().tolist()
         if event.confidence is None:
             raise DiffutronError("this step event carries no confidence: frames need the sampler's own events")
-        confidence = [round(value, 4) for value in event.confidence[row, region[committed]].tolist()]
+        confidence = [round(value, 4) for value in event.confidence[row, columns[committed]].tolist()]
         return DenoisingFrame(
             index=row if index is None else index,
-            call=event.calls,
+            call=event.calls if call is None else call,
             block=event.blocks[row],
             tokens=self.token_texts(ids),
             committed=committed,

@@ -57,6 +57,13 @@ def build_canvas(
     prompts: Sequence[Sequence[int]], max_new_tokens: int, ids: SpecialIds, device: torch.device
 ) -> torch.Tensor:
     """Prompts left-aligned, each followed by exactly `max_new_tokens` masks, EOS padding right."""
+    if not prompts:
+        raise DiffutronError("no prompts given")
+    for row, prompt in enumerate(prompts):
+        if len(prompt) == 0:
+            raise DiffutronError(f"prompt {row} is empty: give some text to answer or continue")
+        if ids.mask in prompt:
+            raise DiffutronError(f"prompt {row} contains the mask token; to fill gaps inside a text use infill")
     width = max(len(prompt) for prompt in prompts) + max_new_tokens
     canvas = torch.full((len(prompts), width), ids.eos, dtype=torch.long, device=device)
     for row, prompt in enumerate(prompts):
@@ -85,16 +92,8 @@ def sample(
     `config.seed + i` (`sampling/streams.py`), so a seeded row's answer does not depend on its batch.
     """
     config = checked_config(config)
-    ids = SpecialIds.from_tokenizer(tokenizer)
-    if not prompts:
-        raise DiffutronError("no prompts given")
-    for row, prompt in enumerate(prompts):
-        if len(prompt) == 0:
-            raise DiffutronError(f"prompt {row} is empty: give some text to answer or continue")
-        if ids.mask in prompt:
-            raise DiffutronError(f"prompt {row} contains the mask token; to fill gaps inside a text use infill")
     device = next(model.parameters()).device
-    canvas = build_canvas(prompts, config.max_new_tokens, ids, device)
+    canvas = build_canvas(prompts, config.max_new_tokens, SpecialIds.from_tokenizer(tokenizer), device)
     return denoise(
         model,
         tokenizer,
@@ -270,6 +269,7 @@ class Decoder:
             self.stopper.keep(kept)
         self._changed()
 
+    @torch.no_grad()
     def step(self, callback: StepCallback | None = None) -> bool:
         """One model call for every row still at work; False, without a call, once none is left."""
         config, ids = self.config, self.ids
@@ -301,13 +301,15 @@ class Decoder:
         self.calls += 1
         if self.stopper is not None:
             self.stopper.update(self.canvas, self.region)
+        blocks = tuple(self.block)
+        self._start_blocks(self.done())  # now, so that a row past its last block shows as done at once
         if callback is not None:
             filled_now = committed & (self.canvas != ids.mask)  # a mask written back fills nothing
             callback(
                 StepEvent(
                     canvas=self.canvas,
                     committed=filled_now,
-                    blocks=tuple(self.block),
+                    blocks=blocks,
                     calls=self.calls,
                     confidence=torch.where(filled_now, probability, math.nan),
                     finished=torch.tensor(self.done()),

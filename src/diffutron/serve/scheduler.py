@@ -24,9 +24,11 @@ from typing import Literal
 
 from diffutron.errors import DiffutronError
 from diffutron.lm import Diffutron
+from diffutron.model.chat import ANSWER_END
+from diffutron.model.tokens import SpecialIds
 from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.frames import DenoisingFrame, FrameBuilder
-from diffutron.sampling.sampler import StepEvent, sample
+from diffutron.sampling.sampler import Decoder, StepEvent, build_canvas
 from diffutron.serve.answers import AnswerTracker
 from diffutron.serve.errors import APIError
 from diffutron.serve.metrics import Metrics
@@ -129,6 +131,7 @@ class Scheduler:
         self.condition = threading.Condition()
         self.stopping = False
         self.thread = threading.Thread(target=self._work, name="diffutron-model-worker", daemon=True)
+        self.running: list[Job] = []  # the jobs of the batch being decoded, joiners included
 
     def start(self) -> None:
         self.thread.start()
@@ -178,13 +181,14 @@ class Scheduler:
             batch = self._next_batch()
             if batch is None:
                 return
+            self.running = list(batch)
             try:
                 self._decode(batch)
             except DiffutronError as error:  # inputs are checked before queueing; this is a late one
-                self._fail(batch, APIError(400, str(error)))
+                self._fail(self.running, APIError(400, str(error)))
             except Exception as error:  # a failed batch must not stop the worker
-                logger.exception("batch of %d requests failed", len(batch))
-                self._fail(batch, APIError(500, f"generation failed: {type(error).__name__}: {error}"))
+                logger.exception("batch of %d requests failed", len(self.running))
+                self._fail(self.running, APIError(500, f"generation failed: {type(error).__name__}: {error}"))
 
     def _next_batch(self) -> list[Job] | None:
         """The oldest waiting job and the compatible ones behind it, up to max_batch_size rows.
@@ -210,15 +214,35 @@ class Scheduler:
                     break
                 self.condition.wait(remaining)
             self.metrics.queue_depth.set(len(self.pending))
+        return self._live(batch)
+
+    def joiners(self, key: tuple[object, ...], room: int) -> list[Job]:
+        """Waiting jobs that may join a running batch with `key` now, up to `room` rows.
+
+        Taken from the front of the queue only while they fit the batch, so that a job of another
+        kind is never overtaken: once one waits at the front, the batch takes no more and drains.
+        """
+        taken: list[Job] = []
+        with self.condition:
+            while self.pending and not self.stopping:
+                job = self.pending[0]
+                if job.batch_key != key or len(job.rows) > room:
+                    break
+                taken.append(self.pending.pop(0))
+                room -= len(job.rows)
+            if taken:
+                self.metrics.queue_depth.set(len(self.pending))
+        return self._live(taken)
+
+    def _live(self, jobs: list[Job]) -> list[Job]:
+        """`jobs` less those given up (or shutting down) while they waited, which are told so."""
         live = []
-        for job in batch:
-            if reason := self._drop_reason(job):  # given up (or shutting down) while the batch was filling
+        for job in jobs:
+            if reason := self.drop_reason(job):
                 self.metrics.dropped_rows.labels(reason).inc(len(job.rows))
-                job.emit(Failed(self._dropped_error(reason)))
+                job.emit(Failed(self.dropped_error(reason)))
             else:
                 live.append(job)
-        if live:
-            self.metrics.batch_rows.observe(sum(len(job.rows) for job in live))
         return live
 
     def _decode(self, batch: list[Job]) -> None:
@@ -227,71 +251,7 @@ class Scheduler:
         if batch[0].kind == "infill":
             self._infill(batch[0])
             return
-        entries = [(job, row) for job in batch for row in job.rows]
-        config = batch[0].config
-        trackers = [AnswerTracker(self.lm, len(row.prompt), config.max_new_tokens, job.stops) for job, row in entries]
-        frames = FrameBuilder.for_prompts(
-            self.lm.tokenizer, [len(row.prompt) for _, row in entries], config.max_new_tokens
-        )
-        open_rows = {job.number: len(job.rows) for job in batch}
-        gone: set[int] = set()  # rows dropped because nobody waits for them any more
-        calls = 0
-
-        def finish(index: int, delta: str) -> None:
-            job, row = entries[index]
-            tracker = trackers[index]
-            if job.stream and delta:
-                job.emit(Delta(row.choice, delta))
-            assert tracker.text is not None and tracker.finish_reason is not None
-            tokens = len(self.lm.encode(tracker.text)) if tracker.text else 0
-            self.metrics.generated_tokens.inc(tokens)
-            job.emit(Finished(row.choice, tracker.text, tracker.finish_reason, tokens))
-            open_rows[job.number] -= 1
-            if open_rows[job.number] == 0:
-                job.emit(Done(calls, len(entries)))
-
-        def on_step(event: StepEvent) -> None:
-            nonlocal calls
-            calls = event.calls
-            self.metrics.model_calls.inc()
-            changed = event.committed.any(dim=1).tolist()
-            finished = event.finished.tolist() if event.finished is not None else [False] * len(entries)
-            canvas: list[list[int]] | None = None
-            for index, ((job, row), tracker) in enumerate(zip(entries, trackers)):
-                if tracker.finished or index in gone:
-                    continue
-                if reason := self._drop_reason(job):
-                    self.metrics.dropped_rows.labels(reason).inc()
-                    gone.add(index)
-                    event.drop(index)
-                    continue
-                # a row is read when it streams, could have met a stop string, or has just ended
-                if not job.denoising and not (changed[index] and (job.stream or job.stops or finished[index])):
-                    continue
-                canvas = canvas if canvas is not None else event.canvas.tolist()
-                if job.denoising:
-                    job.emit(Frame(row.choice, frames.frame(event, index, row.choice)))
-                delta = tracker.update(canvas[index])
-                if tracker.finished:
-                    finish(index, delta)
-                    event.drop(index)
-                elif job.stream and delta:
-                    job.emit(Delta(row.choice, delta))
-
-        final = sample(
-            self.lm.model,
-            self.lm.tokenizer,
-            [row.prompt for _, row in entries],
-            config,
-            callback=on_step,
-            row_seeds=[row.seed for _, row in entries],
-        ).tolist()
-        for index, ((job, _), tracker) in enumerate(zip(entries, trackers)):
-            if not tracker.finished and self._drop_reason(job) is None:
-                finish(index, tracker.close(final[index]))
-        for job in batch:
-            if not job.settled and (reason := self._drop_reason(job)):
-                job.emit(Failed(self._dropped_error(reason)))
+        _Batch(self, batch[0].config).run(batch)
 
     def _infill(self, job: Job) -> None:
         """Infill requests run alone: their canvases hold text after the gaps, so they rarely share a shape."""
@@ -301,26 +261,26 @@ class Scheduler:
             nonlocal calls
             calls = event.calls
             self.metrics.model_calls.inc()
-            if self._drop_reason(job):
+            if self.drop_reason(job):
                 event.drop(0)
 
         row = job.rows[0]
         text = self.lm.infill(job.text, job.config.replace(seed=row.seed), callback=on_step)
-        if reason := self._drop_reason(job):
+        if reason := self.drop_reason(job):
             self.metrics.dropped_rows.labels(reason).inc()
-            job.emit(Failed(self._dropped_error(reason)))
+            job.emit(Failed(self.dropped_error(reason)))
             return
         job.emit(Finished(0, text, "stop", 0))
         job.emit(Done(calls, 1))
 
-    def _drop_reason(self, job: Job) -> str | None:
+    def drop_reason(self, job: Job) -> str | None:
         """Why a job's rows should be dropped now (None: keep decoding them)."""
         if self.stopping:
             return "shutdown"
         return job.cancelled or ("timeout" if time.monotonic() > job.deadline else None)
 
     @staticmethod
-    def _dropped_error(reason: str) -> APIError:
+    def dropped_error(reason: str) -> APIError:
         if reason == "shutdown":
             return APIError(503, "the server is shutting down: retry elsewhere")
         return APIError(504, f"the request was dropped ({reason.replace('_', ' ')})", code=reason)
@@ -330,3 +290,148 @@ class Scheduler:
         for job in batch:
             if not job.settled:
                 job.emit(Failed(error))
+
+
+@dataclass(eq=False)
+class _Entry:
+    """One row of the running batch: an answer of a job, from the call at which it joined."""
+
+    job: Job
+    row: Row
+    tracker: AnswerTracker
+    joined: int  # the decoder's model calls when the row joined
+    gone: bool = False  # dropped: nobody waits for it any more
+
+
+class _Batch:
+    """The running batch: jobs with one shared config, decoded by one `Decoder`, one model call at a time.
+
+    When the decoder is `continuous`, a finished row is answered and taken out at once, and
+    waiting jobs of the same kind join at the next call (continuous batching); otherwise the
+    rows go from block to block together, finished rows stay (idle) and the batch runs until
+    all are done.
+    """
+
+    def __init__(self, scheduler: Scheduler, config: GenerationConfig) -> None:
+        self.scheduler = scheduler
+        self.lm = scheduler.lm
+        self.metrics = scheduler.metrics
+        self.config = config
+        self.decoder = Decoder(
+            self.lm.model,
+            self.lm.tokenizer,
+            config,
+            masks=config.max_new_tokens,
+            stop_texts=(ANSWER_END,) if config.early_stop else None,
+        )
+        self.entries: list[_Entry] = []  # in the decoder's row order
+        self.frames = FrameBuilder(self.lm.tokenizer)
+        self.open_rows: dict[int, int] = {}  # job number -> its rows not answered yet
+        self.peak_rows: dict[int, int] = {}  # job number -> most rows decoded together with it
+
+    def run(self, batch: list[Job]) -> None:
+        self.join(batch)
+        key = batch[0].batch_key
+        while True:
+            if self.decoder.continuous:
+                self.join(self.scheduler.joiners(key, self.scheduler.max_batch_size - self.decoder.rows))
+            if not self.decoder.step(self.on_step):
+                break
+            if self.decoder.continuous:
+                self.settle()
+        for index, entry in enumerate(self.entries):  # rows whose blocks ran out before their answer ended
+            if not entry.tracker.finished and not entry.gone and self.scheduler.drop_reason(entry.job) is None:
+                self.finish(entry, entry.tracker.close(self.decoder.canvas[index].tolist()))
+        self.entries = []
+        self.release()
+
+    def join(self, jobs: list[Job]) -> None:
+        ids = SpecialIds.from_tokenizer(self.lm.tokenizer)
+        for job in jobs:
+            prompts = [row.prompt for row in job.rows]
+            canvas = build_canvas(prompts, self.config.max_new_tokens, ids, self.decoder.device)
+            self.decoder.add(canvas, [row.seed for row in job.rows])
+            self.entries += [
+                _Entry(
+                    job,
+                    row,
+                    AnswerTracker(self.lm, len(row.prompt), self.config.max_new_tokens, job.stops),
+                    self.decoder.calls,
+                )
+                for row in job.rows
+            ]
+            self.open_rows[job.number] = len(job.rows)
+            if job not in self.scheduler.running:
+                self.scheduler.running.append(job)
+
+    def on_step(self, event: StepEvent) -> None:
+        """After each model call: stream what grew, answer finished rows, drop abandoned ones."""
+        self.metrics.model_calls.inc()
+        rows = len(self.entries)
+        self.metrics.batch_rows.observe(rows)
+        changed = event.committed.any(dim=1).tolist()
+        finished = event.finished.tolist() if event.finished is not None else [False] * rows
+        canvas: list[list[int]] | None = None
+        for index, entry in enumerate(self.entries):
+            job, row, tracker = entry.job, entry.row, entry.tracker
+            self.peak_rows[job.number] = max(self.peak_rows.get(job.number, 0), rows)
+            if tracker.finished or entry.gone:
+                continue
+            if reason := self.scheduler.drop_reason(job):
+                self.metrics.dropped_rows.labels(reason).inc()
+                entry.gone = True
+                event.drop(index)
+                continue
+            # a row is read when it streams, could have met a stop string, or has just ended
+            if not job.denoising and not (changed[index] and (job.stream or job.stops or finished[index])):
+                continue
+            canvas = canvas if canvas is not None else event.canvas.tolist()
+            if job.denoising:
+                region = range(len(row.prompt), len(row.prompt) + self.config.max_new_tokens)
+                frame = self.frames.frame(event, index, row.choice, region=region, call=event.calls - entry.joined)
+                job.emit(Frame(row.choice, frame))
+            delta = tracker.update(canvas[index])
+            if tracker.finished:
+                self.finish(entry, delta)
+                event.drop(index)
+            elif job.stream and delta:
+                job.emit(Delta(row.choice, delta))
+
+    def settle(self) -> None:
+        """Take out the rows that are answered or dropped; answer those whose blocks ran out."""
+        done = self.decoder.done()
+        leaving = []
+        for index, entry in enumerate(self.entries):
+            if not done[index]:
+                continue
+            if not entry.tracker.finished and not entry.gone:
+                self.finish(entry, entry.tracker.close(self.decoder.canvas[index].tolist()))
+            leaving.append(index)
+        if leaving:
+            self.decoder.remove(leaving)
+            self.entries = [entry for index, entry in enumerate(self.entries) if index not in leaving]
+            self.release()
+
+    def release(self) -> None:
+        """Jobs with no row left in the batch are done with: those not answered were dropped, and are told so."""
+        decoding = {entry.job.number for entry in self.entries}
+        for job in self.scheduler.running:
+            if job.number in decoding:
+                continue
+            if not job.settled and (reason := self.scheduler.drop_reason(job)):
+                job.emit(Failed(self.scheduler.dropped_error(reason)))
+            self.open_rows.pop(job.number, None)
+            self.peak_rows.pop(job.number, None)
+        self.scheduler.running = [job for job in self.scheduler.running if job.number in decoding or not job.settled]
+
+    def finish(self, entry: _Entry, delta: str) -> None:
+        job, row, tracker = entry.job, entry.row, entry.tracker
+        if job.stream and delta:
+            job.emit(Delta(row.choice, delta))
+        assert tracker.text is not None and tracker.finish_reason is not None
+        tokens = len(self.lm.encode(tracker.text)) if tracker.text else 0
+        self.metrics.generated_tokens.inc(tokens)
+        job.emit(Finished(row.choice, tracker.text, tracker.finish_reason, tokens))
+        self.open_rows[job.number] -= 1
+        if self.open_rows[job.number] == 0:
+            job.emit(Done(self.decoder.calls - entry.joined, self.peak_rows[job.number]))
