@@ -37,6 +37,26 @@ def test_answer_is_the_same_alone_and_in_a_batch(server, fields):
         assert batched["choices"][0]["message"]["content"] == alone["choices"][0]["message"]["content"]
 
 
+@pytest.mark.parametrize("fields", [{"temperature": 0}, {"temperature": 0.8, "seed": 5}], ids=["greedy", "seeded"])
+def test_a_request_joins_the_running_batch_and_is_answered_as_alone(server, fields):
+    """Continuous batching: a request sent while another is decoded joins it at the next model call."""
+    fields = {**fields, "max_tokens": 128, "steps": 128, "block_length": 64}  # about 64 calls each
+    first_alone, second_alone = ask(server, QUESTION, **fields), ask(server, OTHERS[1], **fields)
+    calls_before = server.metric("diffutron_model_calls_total")
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(ask, server, QUESTION, **fields)
+        deadline = time.monotonic() + 30
+        while server.metric("diffutron_model_calls_total") < calls_before + 3:  # the first one is being decoded
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        second = ask(server, OTHERS[1], **fields)
+        first = running.result()
+    assert first["diffutron"]["batch_rows"] == second["diffutron"]["batch_rows"] == 2  # decoded together
+    assert second["diffutron"]["model_calls"] == second_alone["diffutron"]["model_calls"]  # from its own start
+    for together, alone in ((first, first_alone), (second, second_alone)):
+        assert together["choices"][0]["message"]["content"] == alone["choices"][0]["message"]["content"]
+
+
 # 200 model calls, far more than a test waits for: a request still running when its client leaves
 LONG_REQUEST = {
     "model": MODEL,
