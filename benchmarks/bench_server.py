@@ -8,8 +8,13 @@ once after the concurrent runs, so that a shared machine's changing load hits bo
 Reports answers per second and p50/p95 latency, their ratios to the baseline, and how many
 answers equal the baseline's (temperature 0: batching may only change float rounding).
 
+Then continuous batching against batch-at-a-time: the same questions sent open-loop, at random
+(Poisson) times at `--load` times the answers per second of the 16-client run, to a server that
+lets them join the running batch and to one where they wait for it to end; latency counts from
+the moment a request was due to be sent.
+
     python benchmarks/bench_server.py [--model embedded|mmbert] [--threads 2] [--clients 1 4 16]
-                                      [--questions 32] [--max-tokens 32] [--speed exact]
+                                      [--questions 32] [--max-tokens 32] [--speed exact] [--load 0.7]
 
 `--speed` picks the sampler preset of both paths (the weights stay float32: same model for both).
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import queue
+import random
 import statistics
 import threading
 import time
@@ -104,9 +110,41 @@ def served(url: str, asked: list[str], clients: int, settings: dict) -> tuple[li
     return answers, latencies, time.perf_counter() - start
 
 
-def start_server(lm: Diffutron, max_batch_size: int) -> tuple[str, Callable[[], None]]:
+def open_loop(url: str, asked: list[str], rate: float, settings: dict) -> tuple[list[float], float]:
+    """Each question sent at its own time, Poisson at `rate` per second: latencies from the due time, total."""
+    due, moment = [], 0.0
+    arrivals = random.Random(0)
+    for _ in asked:
+        moment += arrivals.expovariate(rate)
+        due.append(moment)
+    latencies: list[float] = []
+    lock = threading.Lock()
+    start = time.perf_counter()
+
+    def send(index: int) -> None:
+        time.sleep(max(0.0, start + due[index] - time.perf_counter()))
+        with httpx.Client(base_url=url, timeout=3600) as http:
+            http.post("/v1/chat/completions", json=request(asked[index], settings)).raise_for_status()
+        with lock:
+            latencies.append(time.perf_counter() - start - due[index])
+
+    threads = [threading.Thread(target=send, args=(index,)) for index in range(len(asked))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, time.perf_counter() - start
+
+
+def start_server(lm: Diffutron, max_batch_size: int, continuous: bool = True) -> tuple[str, Callable[[], None]]:
     """The server in a thread of this process; returns its URL and a function that stops it."""
-    options = ServeOptions(model_id=MODEL_ID, max_batch_size=max_batch_size, max_queue=1024, request_timeout=3600)
+    options = ServeOptions(
+        model_id=MODEL_ID,
+        max_batch_size=max_batch_size,
+        max_queue=1024,
+        request_timeout=3600,
+        continuous_batching=continuous,
+    )
     listener = bind("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(create_app(lm, options), log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
@@ -137,6 +175,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--speed", choices=SPEEDS, default="exact")
+    parser.add_argument("--load", type=float, default=0.7, help="open-loop rate, times the busiest closed-loop rate")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -167,6 +206,20 @@ def main() -> None:
     for clients, (answers, latencies, seconds) in runs.items():
         same = sum(answer == reference for answer, reference in zip(answers, expected))
         print(row(f"server, {clients} clients", latencies, seconds, baseline, f"{same}/{len(asked)}"))
+
+    busiest = max(len(latencies) / seconds for _, latencies, seconds in runs.values()) if runs else baseline[0]
+    rate = args.load * busiest
+    print(f"\nopen loop: {len(asked)} questions at random times, {rate:.2f}/s ({args.load} x {busiest:.2f} answers/s)")
+    print(f"{'server':<22}{'answers/s':>10}{'p50 s':>9}{'p95 s':>9}")
+    for name, continuous in (("batch at a time", False), ("continuous batching", True)):
+        url, stop = start_server(lm, max_batch_size=max(args.clients), continuous=continuous)
+        try:
+            paired(lm, url, asked[:1], config, settings)  # warm-up
+            latencies, seconds = open_loop(url, asked, rate, settings)
+        finally:
+            stop()
+        p50, p95 = statistics.median(latencies), percentile(latencies, 0.95)
+        print(f"{name:<22}{len(latencies) / seconds:>10.2f}{p50:>9.2f}{p95:>9.2f}")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,13 @@ def serve(
     request_timeout: Annotated[
         float, typer.Option(help="Seconds before an unanswered request gets a 504.", rich_help_panel=LIMITS_PANEL)
     ] = 120.0,
+    continuous_batching: Annotated[
+        bool,
+        typer.Option(
+            help="Let waiting requests join the running batch at the next model call (off: they wait for it to end).",
+            rich_help_panel=LIMITS_PANEL,
+        ),
+    ] = True,
 ) -> None:
     """Serve a model over the OpenAI API (chat, completions), plus /v1/infill, /health, /metrics and a chat page."""
     from transformers.utils import logging as transformers_logging
@@ -65,6 +72,7 @@ def serve(
         max_queue=max_queue,
         request_timeout=request_timeout,
         api_key=api_key,
+        continuous_batching=continuous_batching,
     )
     errors.print(f"Loading {model or 'the embedded model'} ...", markup=False, highlight=False)
     run_server(

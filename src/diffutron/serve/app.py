@@ -56,6 +56,7 @@ class ServeOptions:
     max_queue: int = 64
     request_timeout: float = 120.0
     api_key: str | None = None
+    continuous_batching: bool = True
 
     def __post_init__(self) -> None:
         if self.speed not in SPEEDS:
@@ -84,6 +85,7 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
         max_batch_size=options.max_batch_size,
         batch_wait_s=options.batch_wait_ms / 1000,
         max_queue=options.max_queue,
+        continuous=options.continuous_batching,
     )
     created = int(time.time())
 

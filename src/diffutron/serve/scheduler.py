@@ -120,9 +120,17 @@ class Scheduler:
     """Owns the model: a single worker thread decodes batches of queued jobs."""
 
     def __init__(
-        self, lm: Diffutron, metrics: Metrics, *, max_batch_size: int, batch_wait_s: float, max_queue: int
+        self,
+        lm: Diffutron,
+        metrics: Metrics,
+        *,
+        max_batch_size: int,
+        batch_wait_s: float,
+        max_queue: int,
+        continuous: bool = True,
     ) -> None:
         self.lm = lm
+        self.continuous = continuous  # let waiting jobs join a running batch (where its decoder allows it)
         self.metrics = metrics
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_s
@@ -333,7 +341,7 @@ class _Batch:
         self.join(batch)
         key = batch[0].batch_key
         while True:
-            if self.decoder.continuous:
+            if self.decoder.continuous and self.scheduler.continuous:
                 self.join(self.scheduler.joiners(key, self.scheduler.max_batch_size - self.decoder.rows))
             if not self.decoder.step(self.on_step):
                 break
