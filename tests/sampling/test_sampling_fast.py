@@ -120,10 +120,10 @@ def test_cached_logits_equal_a_plain_pass_when_refreshed(tiny_tokenizer, mode, r
     block = torch.arange(12, 20).expand(rows, -1) + torch.tensor([0, 3, 5][:rows])[:, None]
     cache = BlockCache(model, mode)
 
-    refreshed = parts.logits(cache.hidden(ids, attention_mask, block, True), pad=False)
+    refreshed = parts.logits(cache.hidden(ids, attention_mask, block, [True] * rows), pad=False)
     assert torch.allclose(refreshed[real], plain[real], atol=LOGIT_TOLERANCE)
 
-    stepped = parts.logits(cache.hidden(ids, attention_mask, block, False), pad=False)
+    stepped = parts.logits(cache.hidden(ids, attention_mask, block, [False] * rows), pad=False)
     for row in range(rows):
         active = block[row] if mode == "dual" else torch.arange(int(block[row, 0]), ids.shape[1])
         active = active[real[row, active]]
@@ -132,7 +132,7 @@ def test_cached_logits_equal_a_plain_pass_when_refreshed(tiny_tokenizer, mode, r
     # the step really reuses the cache: stale keys and values change the block's logits
     changed = ids.clone()
     changed[:, :5] = tiny_tokenizer.mask_token_id  # outside the active positions: cached
-    stale = parts.logits(cache.hidden(changed, attention_mask, block, False), pad=False)
+    stale = parts.logits(cache.hidden(changed, attention_mask, block, [False] * rows), pad=False)
     fresh = model(input_ids=changed, attention_mask=attention_mask).logits
     assert not torch.allclose(stale[0, block[0]], fresh[0, block[0]], atol=1e-2)
 
@@ -154,17 +154,17 @@ def test_cached_steps_run_the_encoder_on_the_block_only(tiny_tokenizer, sensitiv
 
 
 def test_recomputed_positions_lead_the_block_with_the_masks_left_open():
-    open_positions = torch.tensor([[3, 4, 5, 6, 7, 8], [10, 11, 12, 13, 14, 15]])
-    still_masked = torch.tensor([[False, True, False, True, True, True], [False, False, False, False, True, False]])
+    region = torch.tensor([[3, 4, 5, 6, 7, 8], [10, 11, 12, 13, 14, 15]])
+    earlier = torch.tensor([[False, True, False, True, False, False], [False, False, False, False, False, False]])
+    start, end = torch.tensor([4, 4]), torch.tensor([6, 6])
     # row 0 has two earlier masks open (4 and 6); row 1 none, so it repeats its block's first position
-    assert _recomputed_positions(open_positions, still_masked, block_start=4, width=2).tolist() == [
-        [4, 6, 7, 8],
-        [14, 14, 14, 15],
-    ]
-    one_open = still_masked & (torch.arange(6) != 3)  # row 0 keeps only position 4 open: a width of one
-    assert _recomputed_positions(open_positions, one_open, 4, width=1).tolist() == [[4, 7, 8], [14, 14, 15]]
-    assert _recomputed_positions(open_positions, still_masked & False, 4, width=0).tolist() == [[7, 8], [14, 15]]
-    assert _recomputed_positions(open_positions, still_masked, 0, width=0).tolist() == open_positions.tolist()
+    assert _recomputed_positions(region, earlier, start, end, 2, 2).tolist() == [[4, 6, 7, 8], [14, 14, 14, 15]]
+    one_open = earlier & (torch.arange(6) != 3)  # row 0 keeps only position 4 open: a width of one
+    assert _recomputed_positions(region, one_open, start, end, 2, 1).tolist() == [[4, 7, 8], [14, 14, 15]]
+    assert _recomputed_positions(region, earlier & False, start, end, 2, 0).tolist() == [[7, 8], [14, 15]]
+    # rows in different blocks; a shorter last block repeats its last position
+    start, end = torch.tensor([4, 0]), torch.tensor([5, 3])
+    assert _recomputed_positions(region, earlier & False, start, end, 3, 0).tolist() == [[7, 7, 7], [10, 11, 12]]
 
 
 @pytest.mark.parametrize("mode", ["prefix", "dual"])
@@ -176,8 +176,8 @@ def test_cached_step_over_scattered_and_repeated_positions(tiny_tokenizer, mode)
     plain = model(input_ids=ids, attention_mask=attention_mask).logits
     positions = torch.tensor([[3, 9, 20, 21, 22], [20, 20, 20, 21, 22]])
     cache = BlockCache(model, mode)
-    cache.hidden(ids, attention_mask, positions, True)
-    stepped = parts.logits(cache.hidden(ids, attention_mask, positions, False), pad=False)
+    cache.hidden(ids, attention_mask, positions, [True, True])
+    stepped = parts.logits(cache.hidden(ids, attention_mask, positions, [False, False]), pad=False)
     for row in range(2):
         active = positions[row] if mode == "dual" else torch.arange(int(positions[row, 0]), ids.shape[1] - 11 * row)
         assert torch.allclose(stepped[row, active], plain[row, active], atol=LOGIT_TOLERANCE)
@@ -195,8 +195,8 @@ def test_cached_steps_recompute_the_masks_left_open(tiny_tokenizer, mode, monkey
     original = BlockCache.hidden
 
     def checking_hidden(self, input_ids, attention_mask, positions, refresh):
-        if self.keys and not refresh:
-            for row in range(positions.shape[0]):
+        if self.keys:
+            for row in [row for row, renewed in enumerate(refresh) if not renewed]:
                 open_masks = (input_ids[row, : int(positions[row].max()) + 1] == mask).nonzero().flatten()
                 if mode == "dual":
                     assert set(open_masks.tolist()) <= set(positions[row].tolist())

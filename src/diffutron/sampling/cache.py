@@ -16,7 +16,7 @@ writes the fresh keys and values into the cache and attends over the whole canva
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Literal
 
@@ -34,13 +34,18 @@ _ATTENTION_NAME = "diffutron_block_cache"
 
 
 class BlockCache:
-    """Hidden states of a ModernBERT canvas, with keys and values cached between refreshes.
+    """Hidden states of a ModernBERT canvas, with each row's keys and values cached between its refreshes.
 
     `hidden(input_ids, attention_mask, block_positions, refresh)` returns (rows, width, hidden)
-    final-norm hidden states; after a refresh every position is exact, otherwise only the
-    active positions are computed (the rest are zeros and must not be used). `block_positions`
-    are the positions to predict, in non-decreasing order per row: the block, led by the earlier
-    masks still open (a row may repeat a position).
+    final-norm hidden states. A row with `refresh` runs its whole canvas and stores its keys and
+    values, and all its positions are exact; the other rows compute only their active positions
+    (the rest are zeros and must not be used). `block_positions` are the positions to predict, in
+    non-decreasing order per row: the row's block, led by the earlier masks still open (a row may
+    repeat a position). Rows refresh at their own calls, so rows at different blocks share a call.
+
+    The stored keys and values follow the caller's rows: rows added at the end get theirs at
+    their first (refreshing) call, `keep` drops those of rows taken out, and a wider or narrower
+    canvas pads (with masked-out padding) or cuts them.
     """
 
     def __init__(self, model: nn.Module, mode: CacheMode) -> None:
@@ -51,9 +56,12 @@ class BlockCache:
         implementation = config._attn_implementation
         self.inner = ALL_ATTENTION_FUNCTIONS["sdpa"] if implementation != "eager" else eager_attention_forward
         self.additive_mask = implementation == "eager"
+        # per layer: (copies, rows, heads, width, head dim); CFG makes two copies of every row
         self.keys: dict[int, torch.Tensor] = {}
         self.values: dict[int, torch.Tensor] = {}
-        self.active: torch.Tensor | None = None  # (rows, active) positions of the current pass
+        self.shape = (1, 0, 0)  # copies, rows, width of the current call
+        self.active: torch.Tensor | None = None  # (rows, active) positions of a cached pass; None in a refresh
+        self.refreshing: torch.Tensor | None = None  # the rows a refresh pass stores
 
     @torch.no_grad()
     def hidden(
@@ -61,37 +69,89 @@ class BlockCache:
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None,
         block_positions: torch.Tensor,
-        refresh: bool,
+        refresh: Sequence[bool],
     ) -> torch.Tensor:
-        rows, width = input_ids.shape
-        if refresh or not self.keys:
-            self.keys.clear()
-            self.values.clear()
-            self.active = None
-            positions = torch.arange(width, device=input_ids.device).expand(rows, -1)
-        else:
-            positions = self._active_positions(block_positions, rows, width)
-            self.active = positions
-        masks = self._masks(positions, attention_mask, width)
-        with _attention_implementation(self.encoder, _ATTENTION_NAME):
-            states = self.encoder(
-                input_ids=input_ids.gather(1, positions),
-                position_ids=positions,
-                attention_mask=masks,
-                block_cache=self,
-            ).last_hidden_state
-        if self.active is None:
-            return states
-        full = states.new_zeros(rows, width, states.shape[-1])
-        return full.scatter_(1, positions[..., None].expand_as(states), states)
+        rows = len(refresh)
+        copies, width = input_ids.shape[0] // rows, input_ids.shape[1]
+        self._fit(copies, rows, width)
+        refreshed = [row for row, flag in enumerate(refresh) if flag]
+        if len(refreshed) == rows:
+            return self._refresh_pass(input_ids, attention_mask, torch.arange(rows, device=input_ids.device))
+        # every row runs the cached pass (cheap, and it updates the stored tensors in place); refreshed
+        # rows then run their whole canvas, which replaces what the cached pass gave them
+        states = self._cached_pass(input_ids, attention_mask, block_positions)
+        if refreshed:
+            index = torch.tensor(refreshed, dtype=torch.long, device=input_ids.device)
+            copied = torch.cat([index + copy * rows for copy in range(copies)])
+            mask = None if attention_mask is None else attention_mask[copied]
+            states[copied] = self._refresh_pass(input_ids[copied], mask, index)
+        return states
+
+    def keep(self, rows: Sequence[int]) -> None:
+        """Drop the stored keys and values of every row not in `rows` (the caller took them out)."""
+        for stored in (self.keys, self.values):
+            for layer, tensor in stored.items():
+                stored[layer] = tensor[:, torch.tensor(list(rows), dtype=torch.long, device=tensor.device)]
 
     def join(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values over the whole canvas: stored on a refresh, updated in place otherwise."""
+        copies, rows, width = self.shape
+        if layer not in self.keys:
+            shape = (copies, rows, key.shape[1], width, key.shape[3])
+            self.keys[layer], self.values[layer] = key.new_zeros(shape), value.new_zeros(shape)
         if self.active is None:
-            self.keys[layer], self.values[layer] = key, value
+            assert self.refreshing is not None
+            shape = (copies, len(self.refreshing), *key.shape[1:])
+            self.keys[layer][:, self.refreshing] = key.view(shape)
+            self.values[layer][:, self.refreshing] = value.view(shape)
             return key, value
         index = self.active[:, None, :, None].expand_as(key)
-        return self.keys[layer].scatter_(2, index, key), self.values[layer].scatter_(2, index, value)
+        keys, values = (
+            stored[layer].view(copies * rows, key.shape[1], width, -1) for stored in (self.keys, self.values)
+        )
+        return keys.scatter_(2, index, key), values.scatter_(2, index, value)
+
+    def _fit(self, copies: int, rows: int, width: int) -> None:
+        """Stored tensors for `rows` rows (new ones at the end, zeros until they refresh) and `width` columns."""
+        self.shape = (copies, rows, width)
+        for stored in (self.keys, self.values):
+            for layer, tensor in stored.items():
+                if tensor.shape[1] < rows:
+                    tensor = torch.cat([tensor, tensor.new_zeros(copies, rows - tensor.shape[1], *tensor.shape[2:])], 1)
+                if tensor.shape[3] != width:
+                    tensor = tensor[:, :, :, :width]
+                    missing = width - tensor.shape[3]
+                    if missing:
+                        padding = tensor.new_zeros(*tensor.shape[:3], missing, tensor.shape[4])
+                        tensor = torch.cat([tensor, padding], dim=3)
+                stored[layer] = tensor
+
+    def _refresh_pass(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, rows: torch.Tensor
+    ) -> torch.Tensor:
+        """The whole canvas of `rows` (and their CFG copies, in `input_ids`), storing their keys and values."""
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand(input_ids.shape[0], -1)
+        self.active, self.refreshing = None, rows
+        return self._run(input_ids, positions, attention_mask)
+
+    def _cached_pass(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, block_positions: torch.Tensor
+    ) -> torch.Tensor:
+        rows, width = input_ids.shape
+        positions = self._active_positions(block_positions, rows, width)
+        self.active, self.refreshing = positions, None
+        states = self._run(input_ids.gather(1, positions), positions, attention_mask)
+        full = states.new_zeros(rows, width, states.shape[-1])
+        return full.scatter_(1, positions[..., None].expand_as(states), states)
+
+    def _run(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        masks = self._masks(positions, attention_mask, self.shape[2])
+        with _attention_implementation(self.encoder, _ATTENTION_NAME):
+            return self.encoder(
+                input_ids=input_ids, position_ids=positions, attention_mask=masks, block_cache=self
+            ).last_hidden_state
 
     def _active_positions(self, block_positions: torch.Tensor, rows: int, width: int) -> torch.Tensor:
         """The positions recomputed between refreshes; CFG doubles the rows of the batch.

@@ -162,10 +162,11 @@ class Decoder:
     the other rows only share the model call (which can change float rounding, see docs/serving.md).
     That is what lets a server add requests to a running batch and answer finished ones at once.
 
-    With a block cache one refresh serves all rows, and with stochastic transfer the rows' plans are
-    drawn and read back together, so in those modes the rows go from block to block together
-    (a row whose block is over waits for the others) and only an empty decoder takes rows
-    (`continuous` is False).
+    With a block cache each row refreshes its keys and values at its own calls: a call where some
+    rows refresh runs their whole canvases as a second pass. With stochastic transfer the rows'
+    plans are drawn and read back together, once per block, so in that mode the rows go from block
+    to block together (a row whose block is over waits for the others) and only an empty decoder
+    takes rows (`continuous` is False).
     """
 
     def __init__(
@@ -181,8 +182,8 @@ class Decoder:
         self.config = config
         self.masks = masks  # per row
         self.parts = MaskedLMParts(model)
-        self.forward = _forward(model, self.parts, config)
-        self.continuous = config.cache == "none" and not config.stochastic_transfer
+        self.cache = BlockCache(model, config.cache) if config.cache != "none" else None
+        self.continuous = not config.stochastic_transfer
         self.blocks = math.ceil(masks / config.block_length)
         self.rule = commit_rule(config, steps_per_block=math.ceil(config.steps / self.blocks))
         self.device = next(model.parameters()).device
@@ -223,8 +224,7 @@ class Decoder:
             raise DiffutronError(f"row_seeds has {len(seeds)} entries for {rows} rows: give one per row")
         if self.rows and not self.continuous:
             raise DiffutronError(
-                "with a block cache or stochastic transfer the rows go from block to block together: "
-                "a running decoder takes no new rows"
+                "with stochastic transfer the rows go from block to block together: a running decoder takes no new rows"
             )
         canvas = canvas.to(self.device)
         region_mask = canvas == self.ids.mask
@@ -252,7 +252,7 @@ class Decoder:
     def remove(self, rows: Collection[int]) -> None:
         """Take rows out (their answers are read or no longer wanted); the canvas narrows to the widest left."""
         if not self.continuous:
-            raise DiffutronError("with a block cache or stochastic transfer rows can only be dropped, not removed")
+            raise DiffutronError("with stochastic transfer rows can only be dropped, not removed")
         kept = [row for row in range(self.rows) if row not in rows]
         index = torch.tensor(kept, dtype=torch.long, device=self.device)
         self.widths = [self.widths[row] for row in kept]
@@ -267,40 +267,46 @@ class Decoder:
         self.streams.keep(kept)
         if self.stopper is not None:
             self.stopper.keep(kept)
+        if self.cache is not None:
+            self.cache.keep(kept)
         self._changed()
 
     @torch.no_grad()
     def step(self, callback: StepCallback | None = None) -> bool:
         """One model call for every row still at work; False, without a call, once none is left."""
         config, ids = self.config, self.ids
-        while True:
-            done = self.done()
-            self._start_blocks(done)
-            done = self.done()
-            if all(done):
-                return False
-            state = self._state(done)
-            still_masked, budget = self._due(state)
-            # the step's one read before the model call: per row, the masks due and those of earlier blocks
-            earlier_masks = still_masked & self._earlier(state)
-            due, earlier = torch.stack([still_masked.sum(dim=1), earlier_masks.sum(dim=1)]).tolist()
-            filled = [row for row in range(self.rows) if self.rule.until_filled and not done[row] and due[row] == 0]
-            if not filled or (not self.continuous and len(filled) < done.count(False)):
-                break
-            for row in filled:  # their blocks are full: they go on to the next one (and it is read again)
-                self.limit[row] = self.calls - self.began[row]
-        recomputed, refresh = self._cache_inputs(done, still_masked, max(earlier))
-        hidden = self.forward(
-            _model_input(self.canvas, self.given, ids, config), _doubled(state.attention, config), recomputed, refresh
-        )
+        done = self.done()
+        self._start_blocks(done)
+        done = self.done()
+        if all(done):
+            return False
+        state = self._state(done)
+        still_masked, budget = self._due(state)
+        earlier_masks = still_masked & (self._columns < state.block_start[:, None])
+        # the step's one read before the model call: per row, the masks due and those of earlier blocks
+        due, earlier = torch.stack([still_masked.sum(dim=1), earlier_masks.sum(dim=1)]).tolist()
+        model_input, attention = _model_input(self.canvas, self.given, ids, config), _doubled(state.attention, config)
+        if self.cache is None:
+            hidden = self.parts.hidden(model_input, attention)
+        else:
+            block_width = min(config.block_length, self.masks)
+            recomputed = _recomputed_positions(
+                self.region, earlier_masks, state.block_start, state.block_end, block_width, max(earlier)
+            )
+            hidden = self.cache.hidden(model_input, attention, recomputed, self._refreshing(done))
         candidates, confidence, probability = _predict(
             self.parts, hidden, self.canvas, self.given, self.region, still_masked, due, ids, config, self.streams
         )
         committed = self.rule.choose(confidence, budget)
         self.canvas = torch.where(committed, candidates, self.canvas)
         self.calls += 1
-        if self.stopper is not None:
-            self.stopper.update(self.canvas, self.region)
+        if self.stopper is not None or self.rule.until_filled:
+            # the step's one read after the model call: the answers, for their ends and the full blocks
+            answers = self.canvas.gather(1, self.region).tolist()
+            if self.stopper is not None:
+                self.stopper.update(answers)
+            if self.rule.until_filled:
+                self._end_full_blocks(answers, done)
         blocks = tuple(self.block)
         self._start_blocks(self.done())  # now, so that a row past its last block shows as done at once
         if callback is not None:
@@ -383,21 +389,23 @@ class Decoder:
         # a row with nothing to commit at this call draws nothing either
         return still_masked & (budget.on_device > 0)[:, None], budget
 
-    def _earlier(self, state: _OnDevice) -> torch.Tensor:
-        return self._columns < state.block_start[:, None]
-
-    def _cache_inputs(self, done: list[bool], still_masked: torch.Tensor, earlier: int) -> tuple[torch.Tensor, bool]:
-        """What a cached pass recomputes, and whether it refreshes: from the block of the first row at work,
-        which every row shares (with a cache the rows go from block to block together)."""
-        if self.config.cache == "none":
-            return self.region, False
-        row = done.index(False)
-        step, block_start = self.calls - self.began[row], self.block[row] * self.config.block_length
-        block_end = min(block_start + self.config.block_length, self.masks)
+    def _refreshing(self, done: list[bool]) -> list[bool]:
+        """Per row, whether its cached keys and values are renewed at this call: at its block's first call,
+        and every `refresh_every` calls of it."""
         every = self.config.refresh_every
-        refresh = step == 0 or (every is not None and step % every == 0)
-        open_positions = self.region[:, :block_end]
-        return _recomputed_positions(open_positions, still_masked[:, :block_end], block_start, earlier), refresh
+        steps = [self.calls - began for began in self.began]
+        return [
+            not row_done and (step == 0 or (every is not None and step % every == 0))
+            for row_done, step in zip(done, steps, strict=True)
+        ]
+
+    def _end_full_blocks(self, answers: list[list[int]], done: list[bool]) -> None:
+        """The parallel rules run a row's block until no mask is left up to its end (`answers`: each row's
+        region, read after the call)."""
+        length = self.config.block_length
+        for row, tokens in enumerate(answers):
+            if not done[row] and self.ids.mask not in tokens[: min((self.block[row] + 1) * length, self.masks)]:
+                self.limit[row] = self.calls - self.began[row]
 
 
 def _widen(tensor: torch.Tensor, width: int, fill: int | bool) -> torch.Tensor:
@@ -407,36 +415,28 @@ def _widen(tensor: torch.Tensor, width: int, fill: int | bool) -> torch.Tensor:
     return torch.cat([tensor, tensor.new_full((tensor.shape[0], width - tensor.shape[1]), fill)], dim=1)
 
 
-Forward = Callable[[torch.Tensor, "torch.Tensor | None", torch.Tensor, bool], torch.Tensor]
-
-
-def _forward(model: PreTrainedModel, parts: MaskedLMParts, config: GenerationConfig) -> Forward:
-    """Hidden states of a canvas: a plain encoder pass, or one reusing a block cache.
-
-    Called as forward(input_ids, attention_mask, recomputed_positions, refresh); the plain pass
-    ignores the last two.
-    """
-    if config.cache == "none":
-        return lambda input_ids, attention_mask, _block, _refresh: parts.hidden(input_ids, attention_mask)
-    return BlockCache(model, config.cache).hidden
-
-
 def _recomputed_positions(
-    open_positions: torch.Tensor, still_masked: torch.Tensor, block_start: int, width: int
+    region: torch.Tensor,
+    earlier_masks: torch.Tensor,
+    block_start: torch.Tensor,
+    block_end: torch.Tensor,
+    block_width: int,
+    earlier_width: int,
 ) -> torch.Tensor:
-    """What a cached step must recompute: the block, led by the masks of earlier blocks still open.
+    """What a cached step must recompute, per row: its block, led by the masks of earlier blocks still open.
 
-    `width` is the most such masks any row has. Rows with fewer repeat their block's first position
-    (same query, same result), so that the first column is each row's earliest position (where the
-    prefix cache starts).
+    Every row gets `block_width` block positions (a shorter last block repeats its last one) and
+    `earlier_width` leading ones, the most any row has (rows with fewer repeat their block's first
+    position). Repeats are the same query with the same result; the first column is each row's
+    earliest position (where the prefix cache starts).
     """
-    block = open_positions[:, block_start:]
-    if width == 0:
+    span = torch.arange(block_width, device=region.device)
+    block = region.gather(1, torch.minimum(block_start[:, None] + span, block_end[:, None] - 1))
+    if earlier_width == 0:
         return block
-    earlier = still_masked[:, :block_start]
-    first_open = (~earlier).to(torch.int8).argsort(dim=1, stable=True)[:, :width]
-    padding = torch.arange(width, device=block.device) >= earlier.sum(dim=1, keepdim=True)
-    leftover = torch.where(padding, block[:, :1], open_positions.gather(1, first_open))
+    first_open = (~earlier_masks).to(torch.int8).argsort(dim=1, stable=True)[:, :earlier_width]
+    padding = torch.arange(earlier_width, device=region.device) >= earlier_masks.sum(dim=1, keepdim=True)
+    leftover = torch.where(padding, block[:, :1], region.gather(1, first_open))
     return torch.cat([leftover, block], dim=1)
 
 

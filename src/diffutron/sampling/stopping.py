@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from transformers import PreTrainedTokenizerBase
 
 
@@ -36,12 +35,10 @@ class AnswerEnd:
         self.frontier = [self.frontier[row] for row in rows]
         self.done = [self.done[row] for row in rows]
 
-    def update(self, canvas: torch.Tensor, region: torch.Tensor) -> list[bool]:
-        """Look at the newly decided tokens of each row's `region` positions; returns the per-row `done` flags.
-
-        The answer region is copied to the host once per call (the only sync); the rest is Python.
-        """
-        for row, tokens in enumerate(canvas.gather(1, region).tolist()):
+    def update(self, answers: list[list[int]]) -> list[bool]:
+        """Look at the newly decided tokens of each row's answer region (read from the device by the
+        caller, once per call for all rows); returns the per-row `done` flags."""
+        for row, tokens in enumerate(answers):
             start = self.frontier[row]
             end = _first(tokens, self.mask_id, start)
             if self.done[row] or end == start:
