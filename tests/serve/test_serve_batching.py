@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from helpers.server import API_KEY, MODEL
+from helpers.server import API_KEY, MODEL, ServerProcess
 
 OTHERS = ["Bugün hava nasıl?", "Çay Türk kültüründe ne anlama gelir? Kısaca anlat.", "Güneş nereden doğar?"]
 QUESTION = "Kitap okumak neden önemlidir?"
@@ -37,11 +37,33 @@ def test_answer_is_the_same_alone_and_in_a_batch(server, fields):
         assert batched["choices"][0]["message"]["content"] == alone["choices"][0]["message"]["content"]
 
 
-@pytest.mark.parametrize("fields", [{"temperature": 0}, {"temperature": 0.8, "seed": 5}], ids=["greedy", "seeded"])
+@pytest.mark.parametrize(
+    "fields",
+    [{"temperature": 0}, {"temperature": 0.8, "seed": 5}, {"temperature": 0, "speed": "fast"}],
+    ids=["greedy", "seeded", "fast preset (threshold, dual cache)"],
+)
 def test_a_request_joins_the_running_batch_and_is_answered_as_alone(server, fields):
     """Continuous batching: a request sent while another is decoded joins it at the next model call."""
+    alone, together = _second_request_while_the_first_runs(server, fields)
+    assert [answer["diffutron"]["batch_rows"] for answer in together] == [2, 2]  # decoded together
+    assert together[1]["diffutron"]["model_calls"] == alone[1]["diffutron"]["model_calls"]  # from its own start
+    assert _texts(together) == _texts(alone)
+
+
+def test_batch_at_a_time_makes_a_request_wait_for_the_running_batch():
+    server = ServerProcess("--api-key", API_KEY, "--batch-wait-ms", "0", "--batch-at-a-time")
+    try:
+        alone, together = _second_request_while_the_first_runs(server, {"temperature": 0})
+        assert [answer["diffutron"]["batch_rows"] for answer in together] == [1, 1]
+        assert _texts(together) == _texts(alone)
+    finally:
+        assert server.terminate() == 0
+
+
+def _second_request_while_the_first_runs(server, fields: dict) -> tuple[list[dict], list[dict]]:
+    """Two questions answered one after the other, then the second sent while the first is decoded."""
     fields = {**fields, "max_tokens": 128, "steps": 128, "block_length": 64}  # about 64 calls each
-    first_alone, second_alone = ask(server, QUESTION, **fields), ask(server, OTHERS[1], **fields)
+    alone = [ask(server, QUESTION, **fields), ask(server, OTHERS[1], **fields)]
     calls_before = server.metric("diffutron_model_calls_total")
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(ask, server, QUESTION, **fields)
@@ -50,11 +72,11 @@ def test_a_request_joins_the_running_batch_and_is_answered_as_alone(server, fiel
             assert time.monotonic() < deadline
             time.sleep(0.01)
         second = ask(server, OTHERS[1], **fields)
-        first = running.result()
-    assert first["diffutron"]["batch_rows"] == second["diffutron"]["batch_rows"] == 2  # decoded together
-    assert second["diffutron"]["model_calls"] == second_alone["diffutron"]["model_calls"]  # from its own start
-    for together, alone in ((first, first_alone), (second, second_alone)):
-        assert together["choices"][0]["message"]["content"] == alone["choices"][0]["message"]["content"]
+        return alone, [running.result(), second]
+
+
+def _texts(answers: list[dict]) -> list[str]:
+    return [answer["choices"][0]["message"]["content"] for answer in answers]
 
 
 # 200 model calls, far more than a test waits for: a request still running when its client leaves

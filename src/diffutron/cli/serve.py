@@ -49,13 +49,14 @@ def serve(
     request_timeout: Annotated[
         float, typer.Option(help="Seconds before an unanswered request gets a 504.", rich_help_panel=LIMITS_PANEL)
     ] = 120.0,
-    continuous_batching: Annotated[
+    batch_at_a_time: Annotated[
         bool,
         typer.Option(
-            help="Let waiting requests join the running batch at the next model call (off: they wait for it to end).",
+            "--batch-at-a-time",
+            help="No continuous batching: requests wait for the running batch to end instead of joining it.",
             rich_help_panel=LIMITS_PANEL,
         ),
-    ] = True,
+    ] = False,
 ) -> None:
     """Serve a model over the OpenAI API (chat, completions), plus /v1/infill, /health, /metrics and a chat page."""
     from transformers.utils import logging as transformers_logging
@@ -72,7 +73,7 @@ def serve(
         max_queue=max_queue,
         request_timeout=request_timeout,
         api_key=api_key,
-        continuous_batching=continuous_batching,
+        continuous_batching=not batch_at_a_time,
     )
     errors.print(f"Loading {model or 'the embedded model'} ...", markup=False, highlight=False)
     run_server(

@@ -3,12 +3,12 @@
 Requests whose settings can share one canvas (the same `GenerationConfig` apart from the seed)
 are decoded together as one batch of prompts of different lengths; each row draws from its own
 random stream, seeded by its request (`sampling/streams.py`), so a seeded answer does not
-depend on its batch. Rows finish independently: once a row's answer is decided its client is
-answered, and rows whose client went away or timed out stop drawing and committing.
+depend on its batch.
 
-New requests wait for the running batch to end (no continuous batching): the sampler decodes
-all rows of a batch in lockstep, block by block, with one cache refresh per block for all rows,
-so a row cannot join at another row's block boundary without a per-row block schedule.
+Continuous batching: every row of the sampler's `Decoder` follows its own block schedule, so a
+row whose answer is decided is answered and leaves at once, one whose client went away or timed
+out leaves at the next call, and waiting requests of the same settings join at the next model
+call (stochastic transfer, whose rows go from block to block together, is the exception).
 The event loop and this thread talk through each job's asyncio queue only.
 """
 
@@ -315,9 +315,9 @@ class _Batch:
     """The running batch: jobs with one shared config, decoded by one `Decoder`, one model call at a time.
 
     When the decoder is `continuous`, a finished row is answered and taken out at once, and
-    waiting jobs of the same kind join at the next call (continuous batching); otherwise the
-    rows go from block to block together, finished rows stay (idle) and the batch runs until
-    all are done.
+    waiting jobs of the same kind join at the next call (unless the server was told not to);
+    otherwise (stochastic transfer) the rows go from block to block together, finished rows stay
+    (idle) and the batch runs until all are done.
     """
 
     def __init__(self, scheduler: Scheduler, config: GenerationConfig) -> None:
