@@ -15,8 +15,10 @@ the moment a request was due to be sent.
 
     python benchmarks/bench_server.py [--model embedded|mmbert] [--threads 2] [--clients 1 4 16]
                                       [--questions 32] [--max-tokens 32] [--speed exact] [--load 0.7]
+                                      [--compile]
 
-`--speed` picks the sampler preset of both paths (the weights stay float32: same model for both).
+`--speed` picks the sampler preset of both paths (the weights stay float32: same model for both);
+`--compile` compiles the model's encoder first (`Diffutron.compile`), for both paths.
 
 `--model mmbert` is a randomly initialised model of mmBERT-base's shape (307M parameters, the
 released Diffutron's cost) with the embedded model's tokenizer (its special ids are mmBERT's).
@@ -176,11 +178,14 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--speed", choices=SPEEDS, default="exact")
     parser.add_argument("--load", type=float, default=0.7, help="open-loop rate, times the busiest closed-loop rate")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the encoder (both paths)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     embedded = Diffutron.from_pretrained(None, device="cpu", dtype="float32")
     lm = embedded if args.model == "embedded" else Diffutron(mmbert_shaped_model(), embedded.tokenizer)
+    if args.compile:
+        lm.compile()
     settings = {"max_tokens": args.max_tokens, "steps": args.max_tokens, "temperature": 0, "speed": args.speed}
     config = speed_config(args.speed, max_new_tokens=args.max_tokens, steps=args.max_tokens, temperature=0)
     asked = questions(args.questions)
@@ -198,7 +203,7 @@ def main() -> None:
     baseline = (len(direct) / sum(direct), statistics.median(direct))
     print(
         f"model={args.model} threads={args.threads} speed={args.speed} questions={len(asked)} "
-        f"max_tokens={args.max_tokens}"
+        f"max_tokens={args.max_tokens} compile={args.compile}"
     )
     print(f"{'path':<22}{'answers/s':>10}{'x seq':>8}{'p50 s':>9}{'p95 s':>9}{'p50 x seq':>11}{'same':>8}")
     print(row("sequential lm.chat", direct, sum(direct), baseline, "-"))

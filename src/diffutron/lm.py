@@ -12,6 +12,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from diffutron.errors import DiffutronError
 from diffutron.model.chat import Message, cut_answer, render_chat
 from diffutron.model.loading import load_checkpoint
+from diffutron.model.parts import compile_encoder
 from diffutron.model.precision import is_quantized
 from diffutron.model.tokens import SpecialIds, cut_to_fit, encode_text
 from diffutron.sampling.config import GenerationConfig, checked_config
@@ -66,6 +67,21 @@ class Diffutron:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def compile(self) -> None:
+        """Compile the encoder pass of generation with `torch.compile` (docs/serving.md, "Compiling").
+
+        Before returning it runs the kinds of calls that compile a graph of their own: one row and
+        a padded batch, on canvases shorter and longer than the local attention window, so that
+        later requests rarely wait for a compilation.
+        """
+        if not compile_encoder(self.model):
+            raise DiffutronError(f"compiling works with ModernBERT-like masked LMs, not a {type(self.model).__name__}")
+        window = int(getattr(self.model.config, "local_attention", 128))
+        for new_tokens in (4, min(window + 1, self.context_length - 16)):
+            once = GenerationConfig(max_new_tokens=new_tokens, steps=1, block_length=new_tokens, temperature=0.0)
+            self.chat("Merhaba", once)
+            self.generate(["Merhaba", "Bugün hava çok güzel, parka gidelim mi?"], once)
 
     def encode(self, text: str) -> list[int]:
         """Token ids without special tokens (the chat format uses plain-text tags)."""

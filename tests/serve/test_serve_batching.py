@@ -60,6 +60,18 @@ def test_batch_at_a_time_makes_a_request_wait_for_the_running_batch():
         assert server.terminate() == 0
 
 
+def test_a_compiled_server_gives_the_eager_servers_answers(server):
+    """`--compile` compiles before the server announces itself; the answers stay those of the eager model."""
+    compiled = ServerProcess("--api-key", API_KEY, "--compile")
+    try:
+        for fields in ({"temperature": 0}, {"temperature": 0.8, "seed": 4}):
+            assert _texts([ask(compiled, question, **fields) for question in (QUESTION, *OTHERS)]) == _texts(
+                [ask(server, question, **fields) for question in (QUESTION, *OTHERS)]
+            )
+    finally:
+        assert compiled.terminate() == 0
+
+
 def _second_request_while_the_first_runs(server, fields: dict) -> tuple[list[dict], list[dict]]:
     """Two questions answered one after the other, then the second sent while the first is decoded."""
     fields = {**fields, "max_tokens": 128, "steps": 128, "block_length": 64}  # about 64 calls each

@@ -57,6 +57,14 @@ def serve(
             rich_help_panel=LIMITS_PANEL,
         ),
     ] = False,
+    compile: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="torch.compile the encoder before serving (about a minute on a CPU; faster batches after).",
+            rich_help_panel=SERVER_PANEL,
+        ),
+    ] = False,
 ) -> None:
     """Serve a model over the OpenAI API (chat, completions), plus /v1/infill, /health, /metrics and a chat page."""
     from transformers.utils import logging as transformers_logging
@@ -74,8 +82,10 @@ def serve(
         request_timeout=request_timeout,
         api_key=api_key,
         continuous_batching=not batch_at_a_time,
+        compile=compile,
     )
-    errors.print(f"Loading {model or 'the embedded model'} ...", markup=False, highlight=False)
+    compiling = " and compiling its encoder (about a minute on a CPU)" if compile else ""
+    errors.print(f"Loading {model or 'the embedded model'}{compiling} ...", markup=False, highlight=False)
     run_server(
         options,
         model=model,

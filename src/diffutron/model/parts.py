@@ -23,7 +23,8 @@ class MaskedLMParts:
             model = model.get_base_model()
         self.model = model
         if hasattr(model, "model") and hasattr(model, "head") and hasattr(model, "decoder"):
-            self._encoder = model.model
+            compiled = getattr(model, COMPILED_ENCODER, None)
+            self._encoder = model.model if compiled is None else compiled
             self._head = lambda hidden: model.decoder(model.head(hidden))
         else:
             self._encoder = None
@@ -58,3 +59,21 @@ class MaskedLMParts:
 
 MIN_GEMM_ROWS = 16
 _GEMM_ROW_MULTIPLE = 4
+COMPILED_ENCODER = "_diffutron_compiled_encoder"  # set on a masked LM by `compile_encoder`
+
+
+def compile_encoder(model: nn.Module) -> bool:
+    """Give the plain encoder pass a `torch.compile`d twin (dynamic shapes: batches of any size and
+    width share its graphs); False for a model whose encoder is not known.
+
+    Compiling fuses the encoder's element-wise work, which batching does not make cheaper; it may
+    round differently from the eager model, as a batch does. `MaskedLMParts.hidden` (the sampler
+    without a cache, likelihood scoring) uses the twin; the block cache and training keep the
+    eager encoder. The twin is not a submodule: it adds nothing to the model's state dict.
+    """
+    if hasattr(model, "get_base_model"):  # a peft wrapper
+        model = model.get_base_model()
+    if not MaskedLMParts(model).split:
+        return False
+    object.__setattr__(model, COMPILED_ENCODER, torch.compile(model.model, dynamic=True))
+    return True
