@@ -57,7 +57,7 @@ class ServeOptions:
     request_timeout: float = 120.0
     api_key: str | None = None
     continuous_batching: bool = True
-    compile: bool = False  # torch.compile the encoder, compiled before the server accepts requests
+    compile: bool = False  # torch.compile the encoder before serving (`run_server` does it)
 
     def __post_init__(self) -> None:
         if self.speed not in SPEEDS:
@@ -92,8 +92,6 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if options.compile:  # before the first request, which would otherwise wait for it
-            await asyncio.to_thread(lm.compile)
         scheduler.start()
         try:
             yield

@@ -45,6 +45,8 @@ def run_server(
     listener = bind(host, port)
     try:
         lm = Diffutron.from_pretrained(model, device=device, dtype=dtype, speed=options.speed)
+        if options.compile:  # before the first request, which would otherwise wait for it
+            lm.compile()
         config = uvicorn.Config(
             create_app(lm, options),
             log_level="warning",
