@@ -8,6 +8,9 @@ At temperature 0 the canvas is token-for-token the reference's.
 
 Beyond exact output (docs/fast-generation.md), the commit rule can be a parallel-decoding one
 (`sampling/commit.py`) and the encoder pass can reuse a block cache (`sampling/cache.py`).
+
+The rows live in a `Decoder`, each at its own place in its own block schedule, so rows can join
+and leave between model calls: the server's continuous batching (docs/serving.md).
 """
 
 from __future__ import annotations
