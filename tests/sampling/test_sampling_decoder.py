@@ -9,6 +9,7 @@ from diffutron import GenerationConfig, sample
 from diffutron.errors import DiffutronError
 from diffutron.model.tokens import SpecialIds
 from diffutron.sampling.sampler import Decoder, build_canvas
+from helpers.tiny import context_sensitive_model
 
 PROMPTS = ["Kitap okumak ne demek?", "Bugün", "Çay Türk kültüründe ne anlama gelir?", "Ankara", "Güneş nereden doğar"]
 NEW_TOKENS = 12
@@ -55,15 +56,22 @@ def _staggered(model, tokenizer, prompts, config, seeds, every: int) -> tuple[di
     return results, most
 
 
+@pytest.fixture(scope="module")
+def sensitive(tiny_tokenizer):
+    """A model whose outputs depend strongly on context: a row's cache refreshed at another row's
+    call, or computed with another row's block, changes its answer."""
+    return context_sensitive_model(tiny_tokenizer)
+
+
 @pytest.mark.parametrize("mode", MODES)
-def test_rows_that_join_late_and_leave_early_decode_as_they_would_alone(tiny_model, tiny_tokenizer, mode):
+def test_rows_that_join_late_and_leave_early_decode_as_they_would_alone(sensitive, tiny_tokenizer, mode):
     config = GenerationConfig(max_new_tokens=NEW_TOKENS, steps=8, block_length=5, early_stop=False, **MODES[mode])
     prompts = [_encode(tiny_tokenizer, text) for text in PROMPTS]
     seeds = [100 + index for index in range(len(prompts))]
-    results, most = _staggered(tiny_model, tiny_tokenizer, prompts, config, seeds, every=3)
+    results, most = _staggered(sensitive, tiny_tokenizer, prompts, config, seeds, every=3)
     assert most >= 3  # rows of different lengths, at different blocks, really shared the calls
     for index, prompt in enumerate(prompts):
-        alone = sample(tiny_model, tiny_tokenizer, [prompt], config, row_seeds=[seeds[index]])[0].tolist()
+        alone = sample(sensitive, tiny_tokenizer, [prompt], config, row_seeds=[seeds[index]])[0].tolist()
         assert results[index] == alone, f"row {index} ({PROMPTS[index]!r})"
 
 
