@@ -91,7 +91,7 @@ class BlockCache:
         """Drop the stored keys and values of every row not in `rows` (the caller took them out)."""
         for stored in (self.keys, self.values):
             for layer, tensor in stored.items():
-                stored[layer] = tensor[:, torch.tensor(list(rows), dtype=torch.long, device=tensor.device)]
+                stored[layer] = tensor[:, list(rows)]
 
     def join(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values over the whole canvas: stored on a refresh, updated in place otherwise."""

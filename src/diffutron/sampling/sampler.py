@@ -331,8 +331,9 @@ class Decoder:
         self._padded = self.rows > 1 and not bool(self.attention.all())
         self._on_device = None
 
-    def _block_size(self, block: int) -> int:
-        return min(self.config.block_length, self.masks - block * self.config.block_length)
+    def _block_end(self, block: int) -> int:
+        """Where `block` ends in a row's region (the last block may be shorter)."""
+        return min((block + 1) * self.config.block_length, self.masks)
 
     def _start_blocks(self, done: list[bool]) -> None:
         """Rows whose block is over start their next one (all together, when not `continuous`);
@@ -347,7 +348,8 @@ class Decoder:
             if self.block[row] == self.blocks:
                 self.exhausted[row] = True
             else:
-                starting.setdefault(self._block_size(self.block[row]), []).append(row)
+                block = self.block[row]
+                starting.setdefault(self._block_end(block) - block * self.config.block_length, []).append(row)
         for masked, rows in starting.items():
             plans = self.rule.plans(masked, [self.streams.generators[row] for row in rows], self.device)
             for row, plan in zip(rows, plans, strict=True):
@@ -358,7 +360,6 @@ class Decoder:
     def _state(self, done: list[bool]) -> _OnDevice:
         if self._on_device is not None and self._on_device.done == done:
             return self._on_device
-        length = self.config.block_length
         blocks = [min(max(block, 0), self.blocks) for block in self.block]
         as_tensor = lambda values: torch.tensor(values, dtype=torch.long, device=self.device)  # noqa: E731
         plans = None
@@ -368,8 +369,8 @@ class Decoder:
             plans = as_tensor(padded).view(self.rows, calls + 1)
         self._on_device = _OnDevice(
             working=torch.tensor([not row_done for row_done in done], dtype=torch.bool, device=self.device),
-            block_start=as_tensor([block * length for block in blocks]),
-            block_end=as_tensor([min((block + 1) * length, self.masks) for block in blocks]),
+            block_start=as_tensor([block * self.config.block_length for block in blocks]),
+            block_end=as_tensor([self._block_end(block) for block in blocks]),
             began=as_tensor(self.began),
             plans=plans,
             attention=self.attention.long() if self._padded else None,  # None spares the model a check per call
@@ -405,9 +406,8 @@ class Decoder:
     def _end_full_blocks(self, answers: list[list[int]], done: list[bool]) -> None:
         """The parallel rules run a row's block until no mask is left up to its end (`answers`: each row's
         region, read after the call)."""
-        length = self.config.block_length
         for row, tokens in enumerate(answers):
-            if not done[row] and self.ids.mask not in tokens[: min((self.block[row] + 1) * length, self.masks)]:
+            if not done[row] and self.ids.mask not in tokens[: self._block_end(self.block[row])]:
                 self.limit[row] = self.calls - self.began[row]
 
 

@@ -14,8 +14,6 @@ from collections.abc import Sequence
 
 import torch
 
-from diffutron.errors import DiffutronError
-
 SEED_MODULUS = 2**64  # torch generators take seeds in [0, 2**64)
 
 
@@ -40,17 +38,6 @@ class RowStreams:
             None if seed is None else torch.Generator(device=device).manual_seed(int(seed) % SEED_MODULUS)
             for seed in seeds
         ]
-
-    @classmethod
-    def for_rows(
-        cls, rows: int, seed: int | None, row_seeds: Sequence[int | None] | None, device: torch.device
-    ) -> RowStreams:
-        """`row_seeds` if given (one per row), else the rows of a call seeded with `seed`."""
-        if row_seeds is None:
-            return cls(row_seeds_for(seed, rows), device)
-        if len(row_seeds) != rows:
-            raise DiffutronError(f"row_seeds has {len(row_seeds)} entries for {rows} rows: give one per row")
-        return cls(row_seeds, device)
 
     def add(self, seeds: Sequence[int | None]) -> None:
         self.generators += RowStreams(seeds, self.device).generators

@@ -25,7 +25,6 @@ from typing import Literal
 from diffutron.errors import DiffutronError
 from diffutron.lm import Diffutron
 from diffutron.model.chat import ANSWER_END
-from diffutron.model.tokens import SpecialIds
 from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.frames import DenoisingFrame, FrameBuilder
 from diffutron.sampling.sampler import Decoder, StepEvent, build_canvas
@@ -347,17 +346,15 @@ class _Batch:
                 break
             if self.decoder.continuous:
                 self.settle()
-        for index, entry in enumerate(self.entries):  # rows whose blocks ran out before their answer ended
-            if not entry.tracker.finished and not entry.gone and self.scheduler.drop_reason(entry.job) is None:
-                self.finish(entry, entry.tracker.close(self.decoder.canvas[index].tolist()))
+        for index, entry in enumerate(self.entries):
+            self.close(index, entry)
         self.entries = []
         self.release()
 
     def join(self, jobs: list[Job]) -> None:
-        ids = SpecialIds.from_tokenizer(self.lm.tokenizer)
         for job in jobs:
             prompts = [row.prompt for row in job.rows]
-            canvas = build_canvas(prompts, self.config.max_new_tokens, ids, self.decoder.device)
+            canvas = build_canvas(prompts, self.config.max_new_tokens, self.decoder.ids, self.decoder.device)
             self.decoder.add(canvas, [row.seed for row in job.rows])
             self.entries += [
                 _Entry(
@@ -410,11 +407,9 @@ class _Batch:
         done = self.decoder.done()
         leaving = []
         for index, entry in enumerate(self.entries):
-            if not done[index]:
-                continue
-            if not entry.tracker.finished and not entry.gone:
-                self.finish(entry, entry.tracker.close(self.decoder.canvas[index].tolist()))
-            leaving.append(index)
+            if done[index]:
+                self.close(index, entry)
+                leaving.append(index)
         if leaving:
             self.decoder.remove(leaving)
             self.entries = [entry for index, entry in enumerate(self.entries) if index not in leaving]
@@ -431,6 +426,11 @@ class _Batch:
             self.open_rows.pop(job.number, None)
             self.peak_rows.pop(job.number, None)
         self.scheduler.running = [job for job in self.scheduler.running if job.number in decoding or not job.settled]
+
+    def close(self, index: int, entry: _Entry) -> None:
+        """The decoder is done with row `index`: answer it if its blocks ran out before its answer ended."""
+        if not entry.tracker.finished and not entry.gone and self.scheduler.drop_reason(entry.job) is None:
+            self.finish(entry, entry.tracker.close(self.decoder.canvas[index].tolist()))
 
     def finish(self, entry: _Entry, delta: str) -> None:
         job, row, tracker = entry.job, entry.row, entry.tracker
