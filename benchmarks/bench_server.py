@@ -9,9 +9,9 @@ Reports answers per second and p50/p95 latency, their ratios to the baseline, an
 answers equal the baseline's (temperature 0: batching may only change float rounding).
 
 Then continuous batching against batch-at-a-time: the same questions sent open-loop, at random
-(Poisson) times at `--load` times the answers per second of the 16-client run, to a server that
-lets them join the running batch and to one where they wait for it to end; latency counts from
-the moment a request was due to be sent.
+(Poisson) times at `--load` times the answers per second of the busiest concurrent run, to a
+server that lets them join the running batch and to one where they wait for it to end; latency
+counts from the moment a request was due to be sent.
 
     python benchmarks/bench_server.py [--model embedded|mmbert] [--threads 2] [--clients 1 4 16]
                                       [--questions 32] [--max-tokens 32] [--speed exact] [--load 0.7]
