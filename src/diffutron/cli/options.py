@@ -66,13 +66,15 @@ def _generation_option(name: str, setting: Setting) -> tuple[Any, Any]:
 
     The fast-generation flags default to unset, so that the --speed preset fills them.
     """
-    kind, options = field_type(name), choices(name)
-    if options is not None:
+    kind, options, help = field_type(name), choices(name), setting.help
+    if options is not None and kind is str:  # an open list (the commit rules): said in the help, checked by the config
+        help = f"{help} One of: {', '.join(options)}."
+    elif options is not None:
         kind = Literal[options]  # typer lists and checks the choices
     panel = SAMPLER_PANEL if setting.group == MODEL_CARD_GROUP else FAST_PANEL
     if setting.group == MODEL_CARD_GROUP and default(name) is not None:
-        return kind, typer.Option(default(name), help=setting.help, rich_help_panel=panel)
-    return Optional[kind], typer.Option(None, help=setting.help, rich_help_panel=panel)
+        return kind, typer.Option(default(name), help=help, rich_help_panel=panel)
+    return Optional[kind], typer.Option(None, help=help, rich_help_panel=panel)
 
 
 def _flag_options(name: str, setting: Setting) -> dict[str, tuple[Any, Any]]:

@@ -87,7 +87,7 @@ class GenerationConfig:
         None, "Random seed for reproducible sampling.", minimum=0, maximum=MAX_SEED, hint=" (None draws a random one)"
     )
     truncate: Literal["error", "left"] = _setting("error", "Long prompts: refuse, or cut from the left.", http=False)
-    rule: str | None = _setting(None, "Commit rule (default: count; a knob alone picks its rule).", group=FAST_GROUP)
+    rule: str | None = _setting(None, "Commit rule (a knob alone picks its rule).", group=FAST_GROUP)
     threshold: float | None = _setting(
         None,
         "Parallel decoding: commit every token this confident.",
