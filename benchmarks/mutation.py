@@ -53,8 +53,14 @@ POOL = (
 )
 AUTO_MODULES = (
     "sampling/cache.py",
-    "sampling/commit.py",
     "sampling/config.py",
+    "sampling/predictions.py",
+    "sampling/processors.py",
+    "sampling/rules/__init__.py",
+    "sampling/rules/_parallel.py",
+    "sampling/rules/count.py",
+    "sampling/rules/factor.py",
+    "sampling/rules/threshold.py",
     "sampling/infill.py",
     "sampling/presets.py",
     "sampling/sampler.py",
