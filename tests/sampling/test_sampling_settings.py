@@ -8,7 +8,6 @@ import math
 import typing
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from diffutron.errors import DiffutronError, SettingError
@@ -139,16 +138,9 @@ def test_cli_flags_are_derived_from_the_fields():
 
 def test_cli_passes_rule_and_knob_and_refuses_out_of_range_with_exit_2():
     from diffutron.cli import app
-    from diffutron.cli.options import with_generation_options
+    from helpers.cli_probe import generation_probe
 
-    seen = {}
-
-    @with_generation_options
-    def probe(config=None):
-        seen["config"] = config
-
-    command = typer.Typer()
-    command.command()(probe)
+    command, seen = generation_probe()
     assert CliRunner().invoke(command, ["--rule", "factor", "--factor", "2", "--speed", "fast"]).exit_code == 0
     assert (seen["config"].commit_rule, seen["config"].factor, seen["config"].cache) == ("factor", 2.0, "dual")
     for flags, complaint in [
