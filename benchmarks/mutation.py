@@ -85,9 +85,9 @@ NAMED = (
     Named("output layer padding off", "model/parts.py", "if not pad or hidden.dim() != 2:", "if True:"),
     Named(
         "penalty_scope='generated' ignored",
-        "sampling/sampler.py",
-        'source = canvas if config.penalty_scope == "canvas" else torch.where(given, ids.mask, canvas)',
-        "source = canvas",
+        "sampling/processors.py",
+        'source = due.canvas if self.scope == "canvas" else torch.where(due.given, ids.mask, due.canvas)',
+        "source = due.canvas",
     ),
     Named(
         "system message not stripped",
