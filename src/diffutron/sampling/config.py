@@ -116,7 +116,7 @@ class GenerationConfig:
 
     def __post_init__(self) -> None:
         for name, setting in settings().items():
-            self._normalize(name, _checked(name, getattr(self, name), setting, _annotation(name)))
+            self._normalize(name, _checked(name, getattr(self, name), setting, field_type(name)))
         self._check_rule()
         if self.refresh_every is not None and self.cache == "none":
             raise SettingError("refresh_every sets how often the cache is refreshed: choose a cache too")
@@ -172,13 +172,9 @@ def _knobs() -> dict[str, str]:
     return {name: setting.rule for name, setting in settings().items() if setting.rule is not None}
 
 
+@functools.cache
 def field_type(name: str) -> Any:
     """The field's annotation with None left out (int, float, bool, str or a Literal)."""
-    return _annotation(name)
-
-
-@functools.cache
-def _annotation(name: str) -> Any:
     annotation = typing.get_type_hints(GenerationConfig)[name]
     members = [member for member in typing.get_args(annotation) if member is not type(None)]
     return members[0] if typing.get_origin(annotation) is not Literal and members else annotation
@@ -188,7 +184,7 @@ def choices(name: str) -> tuple[str, ...] | None:
     """The values a text field takes (its Literal's, or the commit rules), None for other fields."""
     if name == "rule":
         return rule_names()
-    annotation = _annotation(name)
+    annotation = field_type(name)
     return typing.get_args(annotation) if typing.get_origin(annotation) is Literal else None
 
 
