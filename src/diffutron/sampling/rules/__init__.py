@@ -13,7 +13,6 @@ and returns a (rows, width) bool grid of the positions to fill.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import pkgutil
 from collections.abc import Sequence
@@ -67,7 +66,6 @@ class CommitRule:
         raise NotImplementedError
 
 
-@functools.cache
 def rule_names() -> tuple[str, ...]:
     """Every rule's name, the default first (file names of this package; modules starting with _ are helpers)."""
     found = sorted(module.name for module in pkgutil.iter_modules(__path__) if not module.name.startswith("_"))
