@@ -74,6 +74,21 @@ def test_predictions_measure_each_due_position_and_leave_the_rest_empty():
     assert predictions.score[~due].tolist() == [-math.inf] * 4
 
 
+def test_entropy_and_margin_are_summed_in_float32_from_bfloat16_logits():
+    vocabulary = 4096  # a sum over this many bfloat16 terms would be off in the second digit
+    logits = torch.linspace(-3, 3, vocabulary)[None, :]
+    full = Predictions(torch.Size([1, 1]), torch.tensor([0]), torch.tensor([0]), torch.tensor([0]), logits, 9)
+    half = Predictions(
+        torch.Size([1, 1]), torch.tensor([0]), torch.tensor([0]), torch.tensor([0]), logits.bfloat16(), 9
+    )
+    exact = torch.special.entr(logits.bfloat16().softmax(dim=-1).float()).sum().item()
+    assert half.entropy.item() == pytest.approx(exact, abs=1e-5)
+    assert half.entropy.item() == pytest.approx(full.entropy.item(), abs=2e-3)
+    top = logits.bfloat16().softmax(dim=-1).float().topk(2).values[0]
+    assert half.margin.item() == (top[0] - top[1]).item()
+    assert half.probability.dtype == torch.float32
+
+
 def test_measures_are_computed_only_when_asked():
     predictions = _handmade()
     assert "_distribution" not in vars(predictions)

@@ -65,11 +65,12 @@ class Predictions:
     @cached_property
     def probability(self) -> torch.Tensor:
         """(rows, width) float32: the model's probability of the candidate token."""
-        return self._grid(self._candidate_probability.float(), math.nan, torch.float32)
+        return self._grid(self._candidate_probability, math.nan, torch.float32)
 
     @cached_property
     def entropy(self) -> torch.Tensor:
-        """(rows, width) float32: the entropy of the position's distribution, in nats."""
+        """(rows, width) float32: the entropy of the position's distribution, in nats (summed in float32
+        even when the model computes in bfloat16: a sum over the vocabulary needs the precision)."""
         return self._grid(torch.special.entr(self._distribution.float()).sum(dim=-1), math.nan, torch.float32)
 
     @cached_property
