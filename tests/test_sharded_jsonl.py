@@ -13,12 +13,12 @@ import pytest
 
 from diffutron.distributed import Launch
 from diffutron.errors import DiffutronError
-from diffutron.sampling.sharded import generate_sharded, input_fingerprint, part_path
+from diffutron.sharded_jsonl import generate_sharded, input_fingerprint, part_path, runs_to_answer
 
 RECORDS = [{"prompt": text} for text in ("Merhaba", "Bugün hava nasıl?", "Çay", "Kitap okumak", "Ankara")]
 
 
-def shout(batch):
+def shout(batch, first_index=0):
     return [{**record, "answer": record["prompt"].upper()} for record in batch]
 
 
@@ -45,7 +45,7 @@ def test_resume_answers_only_what_is_missing(tmp_path):
     asked = []
     results = generate_sharded(
         RECORDS,
-        lambda b: asked.extend(r["prompt"] for r in b) or shout(b),
+        lambda b, _: asked.extend(r["prompt"] for r in b) or shout(b),
         output,
         batch_size=2,
         resume=True,
@@ -63,19 +63,92 @@ def test_parts_of_other_input_are_refused(tmp_path):
         generate_sharded(RECORDS, shout, output, batch_size=2, resume=True, launch=Launch())
 
 
+def test_each_process_answers_whole_batches_around_what_is_answered():
+    def runs(rank, world, answered=()):
+        launch = Launch(rank, world, rank)
+        return [(run.start, run.stop) for run in runs_to_answer(7, 2, launch, dict.fromkeys(answered))]
+
+    assert runs(0, 1) == [(0, 2), (2, 4), (4, 6), (6, 7)]
+    assert runs(0, 2) == [(0, 2), (4, 6)]
+    assert runs(1, 2) == [(2, 4), (6, 7)]
+    assert runs(0, 2, answered={1, 4}) == [(0, 1), (5, 6)]
+    assert runs(1, 2, answered={2, 3, 6}) == []
+    assert runs(0, 3, answered={0}) == [(1, 2), (6, 7)]
+
+
+def test_each_batch_is_told_where_it_starts_in_the_input(tmp_path):
+    starts = []
+
+    def answer(batch, first_index):
+        starts.append((first_index, [record["prompt"] for record in batch]))
+        return shout(batch)
+
+    output = tmp_path / "out.jsonl"
+    part_path(output, Launch()).write_text(
+        json.dumps({"input": input_fingerprint(RECORDS), "records": len(RECORDS)})
+        + "\n"
+        + json.dumps({"index": 3, "record": shout(RECORDS[3:4])[0]})
+        + "\n"
+    )
+    assert generate_sharded(RECORDS, answer, output, batch_size=2, resume=True, launch=Launch()) == shout(RECORDS)
+    assert starts == [(0, ["Merhaba", "Bugün hava nasıl?"]), (2, ["Çay"]), (4, ["Ankara"])]
+
+
+@pytest.mark.parametrize(
+    ("left", "asked"),
+    [
+        ("header and one answer, then a torn line", ["Bugün hava nasıl?", "Çay", "Kitap okumak", "Ankara"]),
+        ("a torn header", [record["prompt"] for record in RECORDS]),
+    ],
+)
+def test_a_run_killed_mid_line_is_completed_by_one_resume(tmp_path, left, asked):
+    """The part this process appends to is the one the killed run left: its torn line is cut first."""
+    output = tmp_path / "out.jsonl"
+    header = json.dumps({"input": input_fingerprint(RECORDS), "records": len(RECORDS)})
+    first = json.dumps({"index": 0, "record": shout(RECORDS[:1])[0]})
+    torn = f'{header}\n{first}\n{{"index": 1, "rec' if left.startswith("header") else header[:20]
+    part_path(output, Launch()).write_text(torn)
+    seen = []
+    results = generate_sharded(
+        RECORDS,
+        lambda batch, _: seen.extend(r["prompt"] for r in batch) or shout(batch),
+        output,
+        batch_size=2,
+        resume=True,
+        launch=Launch(),
+    )
+    assert seen == asked
+    assert results == shout(RECORDS)
+    assert [json.loads(line) for line in output.read_text().splitlines()] == results
+    assert not list(tmp_path.glob("out.jsonl.part-*"))
+
+
+def test_a_finished_output_is_kept_when_every_line_answers_its_record(tmp_path):
+    output = tmp_path / "out.jsonl"
+    answers = [{**record, "answer": f"{record['prompt']}\u2028\x85satır"} for record in RECORDS]
+    output.write_text("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers) + "\n", encoding="utf-8")
+    untouched = output.read_bytes()
+    never = lambda batch, _: pytest.fail("nothing is answered again")  # noqa: E731
+    assert generate_sharded(RECORDS, never, output, batch_size=2, resume=True, launch=Launch()) == answers
+    assert output.read_bytes() == untouched
+    swapped = [RECORDS[0], RECORDS[2], RECORDS[1], *RECORDS[3:]]
+    with pytest.raises(DiffutronError, match="line 2 is not the answer to input record 2 with these settings"):
+        generate_sharded(swapped, never, output, batch_size=2, resume=True, launch=Launch())
+
+
 SCRIPT = textwrap.dedent(
     """
     import json, sys
     from diffutron.lm import Diffutron
     from diffutron.sampling.config import GenerationConfig
-    from diffutron.sampling.sharded import generate_sharded
+    from diffutron.sharded_jsonl import generate_sharded
 
     records, output = json.loads(sys.argv[1]), sys.argv[2]
     lm = Diffutron.from_pretrained(None, device="cpu")
     config = GenerationConfig(max_new_tokens=8, steps=8, block_length=8, temperature=0.0)
 
-    def answer(batch):
-        texts = lm.generate([record["prompt"] for record in batch], config, chat=True)
+    def answer(batch, first_index):
+        texts = lm.generate([record["prompt"] for record in batch], config, chat=True, first_index=first_index)
         return [{**record, "answer": text} for record, text in zip(batch, texts)]
 
     generate_sharded(records, answer, output, batch_size=1)

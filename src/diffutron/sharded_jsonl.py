@@ -1,14 +1,17 @@
-"""Answer a list of records across the processes of a torchrun / accelerate launch, resumably.
+"""Answer a list of records into a JSONL file, across the processes of a torchrun / accelerate
+launch, resumably.
 
-Record i goes to process i mod N. Each process appends every finished batch to its own part file
-beside the output (`OUTPUT.part-R-of-N`, flushed and synced, so a killed run keeps what it
-finished); once all have finished, the first process merges the parts in input order into the
-output, atomically, and removes them. With `resume`, records already in any part file (of this
-launch or an earlier one, with any process count) are not answered again, and a complete output
-from an earlier run is kept as it is.
+The records are cut into batches of consecutive records; batch k goes to process k mod N. Each
+process appends every finished batch to its own part file beside the output
+(`OUTPUT.part-R-of-N`, flushed and synced, so a killed run keeps what it finished); once all have
+finished, the first process merges the parts in input order into the output, atomically, and
+removes them. With `resume`, records already in any part file (of this launch or an earlier one,
+with any process count) are not answered again, and a complete output from an earlier run is kept.
 
-Each part starts with a header holding a fingerprint of the input records, so parts left by a run
-on other input are refused instead of being merged into this one.
+Nothing is kept that cannot be verified. Each part starts with a header holding a fingerprint of
+the input records and of the settings the answers depend on, so parts of a run on other input or
+with other settings are refused instead of being merged into this one; a finished output has no
+header, so each of its lines is checked against its input record (`answers_record`) instead.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +28,25 @@ from diffutron.errors import DiffutronError
 from diffutron.files import atomic_file
 
 Record = dict[str, Any]
-AnswerBatch = Callable[[list[Record]], list[Record]]
+AnswerBatch = Callable[[list[Record], int], list[Record]]
+"""Answers a run of consecutive input records, given the input index of its first one."""
+AnswerCheck = Callable[[Record, Record], bool]
+"""Whether an output record (first) is the answer to an input record (second)."""
 
 
-def input_fingerprint(records: Sequence[Record]) -> str:
+def extends_record(answer: Record, record: Record) -> bool:
+    """The default `AnswerCheck`: the answer keeps every field of its record."""
+    return all(key in answer and answer[key] == value for key, value in record.items())
+
+
+def input_fingerprint(records: Sequence[Record], settings: Record | None = None) -> str:
     digest = hashlib.sha256()
     for record in records:
         digest.update(json.dumps(record, sort_keys=True, ensure_ascii=False).encode("utf-8"))
         digest.update(b"\n")
+    if settings is not None:
+        digest.update(b"settings ")
+        digest.update(json.dumps(settings, sort_keys=True, ensure_ascii=False).encode("utf-8"))
     return digest.hexdigest()
 
 
@@ -44,27 +58,40 @@ def part_files(output: Path) -> list[Path]:
     return sorted(output.parent.glob(f"{output.name}.part-*-of-*"))
 
 
-def read_parts(output: Path, fingerprint: str, count: int) -> dict[int, Record]:
-    """Answered records by input index, from every part file of `output` (a torn last line is skipped)."""
+def read_parts(
+    output: Path, fingerprint: str, records: Sequence[Record], answers_record: AnswerCheck = extends_record
+) -> dict[int, Record]:
+    """Answered records by input index, from every part file of `output`.
+
+    Only a last line without its newline (the one being written when a run was killed) is skipped;
+    any other line that is not an answer to its record is damage, and refused.
+    """
     answered: dict[int, Record] = {}
     for path in part_files(output):
-        lines = path.read_text(encoding="utf-8").splitlines()
-        if not lines:
-            continue
-        try:
-            header = json.loads(lines[0])
-        except json.JSONDecodeError:
+        lines = _read_text(path).split("\n")
+        complete = lines[:-1]  # the text after the last newline is torn, or empty
+        if not complete:
             continue  # killed before its header was complete: nothing answered in it
-        if header.get("input") != fingerprint or header.get("records") != count:
+        if _json_or_none(complete[0]) != {"input": fingerprint, "records": len(records)}:
             raise DiffutronError(
-                f"{path} holds answers for other input; delete it (and its siblings) or write to another output"
+                f"{path} holds answers for other input or other settings; delete it (and its siblings) "
+                "or write to another output"
             )
-        for line in lines[1:]:
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                break  # the line being written when the run was killed
-            answered[int(entry["index"])] = entry["record"]
+        for number, line in enumerate(complete[1:], start=2):
+            entry = _json_or_none(line)
+            index = entry.get("index") if isinstance(entry, dict) else None
+            answer = entry.get("record") if isinstance(entry, dict) else None
+            if not (
+                type(index) is int
+                and 0 <= index < len(records)
+                and isinstance(answer, dict)
+                and answers_record(answer, records[index])
+            ):
+                raise DiffutronError(
+                    f"{path} line {number} is damaged: it is not an answer to this input; delete the part "
+                    "files or pass --overwrite to answer everything again"
+                )
+            answered[index] = answer
     return answered
 
 
@@ -77,81 +104,107 @@ def generate_sharded(
     resume: bool = False,
     overwrite: bool = False,
     launch: Launch | None = None,
+    settings: Record | None = None,
+    answers_record: AnswerCheck = extends_record,
 ) -> list[Record] | None:
     """Answer `records` (across the launch's processes) into `output`; the answers in input order on
     the first process, None on the others.
 
-    `answer_batch` turns a batch of input records into the same number of output records (the
-    caller's generation settings live there). Without `resume` or `overwrite` an existing output or
-    leftover parts are an error.
+    `answer_batch` turns a run of consecutive input records into the same number of output
+    records. `settings` (JSON) is what else the answers depend on (generation settings, model):
+    parts written with other settings are refused. `answers_record` checks each kept answer
+    against its record. Without `resume` or `overwrite` an existing output or leftover parts
+    are an error.
     """
     launch = launch or current_launch()
     ensure_process_group(launch)
     output = Path(output)
     if batch_size < 1:
         raise DiffutronError(f"batch_size must be >= 1, got {batch_size}")
-    fingerprint = input_fingerprint(records)
+    fingerprint = input_fingerprint(records, settings)
     if output.exists() and not (resume or overwrite):
         raise DiffutronError(f"{output} already exists; pass --resume to complete it or --overwrite to replace it")
     if part_files(output) and not (resume or overwrite):
         raise DiffutronError(f"{output} has parts of an unfinished run beside it; pass --resume to continue it")
     if resume and output.exists() and not part_files(output):
         if launch.is_main:
-            return _read_output(output, len(records))
+            return _read_output(output, records, answers_record)
         return None
     barrier(launch)  # everyone has looked before anyone writes
     if overwrite and not resume and launch.is_main:
         for path in part_files(output):
             path.unlink()
     barrier(launch)
-    answered = read_parts(output, fingerprint, len(records)) if resume else {}
-    mine = [index for index in range(launch.rank, len(records), launch.world_size) if index not in answered]
-    _answer_into_part(records, mine, answer_batch, part_path(output, launch), fingerprint, batch_size)
+    answered = read_parts(output, fingerprint, records, answers_record) if resume else {}
+    runs = list(runs_to_answer(len(records), batch_size, launch, answered))
+    _answer_into_part(records, runs, answer_batch, part_path(output, launch), fingerprint)
     barrier(launch)
     if not launch.is_main:
         barrier(launch)
         return None
     try:
-        return _merge(output, fingerprint, len(records))
+        return _merge(output, fingerprint, records, answers_record)
     finally:
         barrier(launch)  # the others wait for the merge, and leave with it even when it fails
 
 
+def runs_to_answer(count: int, batch_size: int, launch: Launch, answered: dict[int, Record]) -> Iterator[range]:
+    """This process's share of the unanswered records: its batches (batch k of `batch_size`
+    consecutive records goes to process k mod N), cut around the records already answered."""
+    for start in range(launch.rank * batch_size, count, launch.world_size * batch_size):
+        run_start = None
+        for index in range(start, min(start + batch_size, count)):
+            if index in answered:
+                if run_start is not None:
+                    yield range(run_start, index)
+                run_start = None
+            elif run_start is None:
+                run_start = index
+        if run_start is not None:
+            yield range(run_start, min(start + batch_size, count))
+
+
 def _answer_into_part(
-    records: Sequence[Record],
-    indices: list[int],
-    answer_batch: AnswerBatch,
-    part: Path,
-    fingerprint: str,
-    batch_size: int,
+    records: Sequence[Record], runs: list[range], answer_batch: AnswerBatch, part: Path, fingerprint: str
 ) -> None:
-    if not indices:
+    if not runs:
         return
+    _cut_torn_line(part)
     new_file = not part.exists() or part.stat().st_size == 0
     with part.open("a", encoding="utf-8") as handle:
         if new_file:
             handle.write(json.dumps({"input": fingerprint, "records": len(records)}) + "\n")
-        for start in range(0, len(indices), batch_size):
-            batch = indices[start : start + batch_size]
-            answers = answer_batch([records[index] for index in batch])
-            if len(answers) != len(batch):
-                raise DiffutronError(f"answer_batch returned {len(answers)} records for {len(batch)}")
+        for run in runs:
+            answers = answer_batch([records[index] for index in run], run.start)
+            if len(answers) != len(run):
+                raise DiffutronError(f"answer_batch returned {len(answers)} records for {len(run)}")
             handle.writelines(
                 json.dumps({"index": index, "record": answer}, ensure_ascii=False) + "\n"
-                for index, answer in zip(batch, answers)
+                for index, answer in zip(run, answers)
             )
             handle.flush()
             os.fsync(handle.fileno())
 
 
-def _merge(output: Path, fingerprint: str, count: int) -> list[Record]:
-    answered = read_parts(output, fingerprint, count)
-    missing = [index for index in range(count) if index not in answered]
+def _cut_torn_line(part: Path) -> None:
+    """Drop a last line that a killed run left half-written, so that new lines start on their own."""
+    if not part.exists():
+        return
+    data = part.read_bytes()
+    complete = data.rfind(b"\n") + 1
+    if complete < len(data):
+        with part.open("r+b") as handle:
+            handle.truncate(complete)
+
+
+def _merge(output: Path, fingerprint: str, records: Sequence[Record], answers_record: AnswerCheck) -> list[Record]:
+    answered = read_parts(output, fingerprint, records, answers_record)
+    missing = [index for index in range(len(records)) if index not in answered]
     if missing:
         raise DiffutronError(
             f"{len(missing)} record(s) were not answered (first: {missing[0]}); run again with --resume"
         )
-    results = [answered[index] for index in range(count)]
+    results = [answered[index] for index in range(len(records))]
     with atomic_file(output) as handle:
         handle.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in results)
     for path in part_files(output):
@@ -159,10 +212,36 @@ def _merge(output: Path, fingerprint: str, count: int) -> list[Record]:
     return results
 
 
-def _read_output(output: Path, count: int) -> list[Record]:
-    lines = [line for line in output.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if len(lines) != count:
+def _read_output(output: Path, records: Sequence[Record], answers_record: AnswerCheck) -> list[Record]:
+    """The answers of a finished output, each checked against its record: kept only when verified."""
+    lines = [(number, line) for number, line in enumerate(_read_text(output).split("\n"), start=1) if line.strip()]
+    if len(lines) != len(records):
         raise DiffutronError(
-            f"{output} holds {len(lines)} answers for {count} records; pass --overwrite to answer them again"
+            f"{output} holds {len(lines)} answers for {len(records)} records; pass --overwrite to answer them again"
         )
-    return [json.loads(line) for line in lines]
+    results = []
+    for (number, line), record in zip(lines, records):
+        answer = _json_or_none(line)
+        if not isinstance(answer, dict):
+            problem = "is not a JSON object"
+        elif not answers_record(answer, record):
+            problem = f"is not the answer to input record {len(results) + 1} with these settings"
+        else:
+            results.append(answer)
+            continue
+        raise DiffutronError(f"{output} line {number} {problem}; pass --overwrite to answer them again")
+    return results
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DiffutronError(f"{path} is not UTF-8 text, so not an output of this run; pass --overwrite") from None
+
+
+def _json_or_none(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
