@@ -22,6 +22,20 @@ def shout(batch, first_index=0):
     return [{**record, "answer": record["prompt"].upper()} for record in batch]
 
 
+def resume(output):
+    """Resume in this one process: the answers, and the prompts that had to be answered."""
+    asked = []
+    results = generate_sharded(
+        RECORDS,
+        lambda batch, _: asked.extend(record["prompt"] for record in batch) or shout(batch),
+        output,
+        batch_size=2,
+        resume=True,
+        launch=Launch(),
+    )
+    return results, asked
+
+
 def test_single_process_writes_in_input_order(tmp_path):
     output = tmp_path / "out.jsonl"
     results = generate_sharded(RECORDS, shout, output, batch_size=2, launch=Launch())
@@ -42,15 +56,7 @@ def test_resume_answers_only_what_is_missing(tmp_path):
     part_path(output, Launch(1, 2, 1)).write_text(f"{header}\n{second}\n")
     with pytest.raises(DiffutronError, match="unfinished run"):
         generate_sharded(RECORDS, shout, output, batch_size=2, launch=Launch())
-    asked = []
-    results = generate_sharded(
-        RECORDS,
-        lambda b, _: asked.extend(r["prompt"] for r in b) or shout(b),
-        output,
-        batch_size=2,
-        resume=True,
-        launch=Launch(),
-    )
+    results, asked = resume(output)
     assert asked == ["Çay", "Kitap okumak", "Ankara"]
     assert results[0]["answer"] == "kept" and results[1:] == shout(RECORDS[1:])
     assert generate_sharded(RECORDS, shout, output, batch_size=2, resume=True, launch=Launch()) == results
@@ -99,6 +105,7 @@ def test_each_batch_is_told_where_it_starts_in_the_input(tmp_path):
     [
         ("header and one answer, then a torn line", ["Bugün hava nasıl?", "Çay", "Kitap okumak", "Ankara"]),
         ("a torn header", [record["prompt"] for record in RECORDS]),
+        ("an answer torn inside a letter", ["Bugün hava nasıl?", "Çay", "Kitap okumak", "Ankara"]),
     ],
 )
 def test_a_run_killed_mid_line_is_completed_by_one_resume(tmp_path, left, asked):
@@ -106,17 +113,14 @@ def test_a_run_killed_mid_line_is_completed_by_one_resume(tmp_path, left, asked)
     output = tmp_path / "out.jsonl"
     header = json.dumps({"input": input_fingerprint(RECORDS), "records": len(RECORDS)})
     first = json.dumps({"index": 0, "record": shout(RECORDS[:1])[0]})
-    torn = f'{header}\n{first}\n{{"index": 1, "rec' if left.startswith("header") else header[:20]
-    part_path(output, Launch()).write_text(torn)
-    seen = []
-    results = generate_sharded(
-        RECORDS,
-        lambda batch, _: seen.extend(r["prompt"] for r in batch) or shout(batch),
-        output,
-        batch_size=2,
-        resume=True,
-        launch=Launch(),
-    )
+    answered = f"{header}\n{first}\n".encode()
+    torn = {
+        "header and one answer, then a torn line": answered + b'{"index": 1, "rec',
+        "a torn header": header[:20].encode(),
+        "an answer torn inside a letter": answered + '{"index": 1, "record": {"prompt": "Bugün'.encode()[:-2],
+    }
+    part_path(output, Launch()).write_bytes(torn[left])
+    results, seen = resume(output)
     assert seen == asked
     assert results == shout(RECORDS)
     assert [json.loads(line) for line in output.read_text().splitlines()] == results

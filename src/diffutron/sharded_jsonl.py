@@ -68,8 +68,8 @@ def read_parts(
     """
     answered: dict[int, Record] = {}
     for path in part_files(output):
-        lines = _read_text(path).split("\n")
-        complete = lines[:-1]  # the text after the last newline is torn, or empty
+        data = path.read_bytes()
+        complete = _decoded(path, data[: data.rfind(b"\n") + 1]).split("\n")[:-1]  # after the last newline: torn
         if not complete:
             continue  # killed before its header was complete: nothing answered in it
         if _json_or_none(complete[0]) != {"input": fingerprint, "records": len(records)}:
@@ -214,7 +214,8 @@ def _merge(output: Path, fingerprint: str, records: Sequence[Record], answers_re
 
 def _read_output(output: Path, records: Sequence[Record], answers_record: AnswerCheck) -> list[Record]:
     """The answers of a finished output, each checked against its record: kept only when verified."""
-    lines = [(number, line) for number, line in enumerate(_read_text(output).split("\n"), start=1) if line.strip()]
+    text = _decoded(output, output.read_bytes())
+    lines = [(number, line) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
     if len(lines) != len(records):
         raise DiffutronError(
             f"{output} holds {len(lines)} answers for {len(records)} records; pass --overwrite to answer them again"
@@ -233,9 +234,9 @@ def _read_output(output: Path, records: Sequence[Record], answers_record: Answer
     return results
 
 
-def _read_text(path: Path) -> str:
+def _decoded(path: Path, data: bytes) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise DiffutronError(f"{path} is not UTF-8 text, so not an output of this run; pass --overwrite") from None
 
