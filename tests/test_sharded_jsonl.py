@@ -69,6 +69,50 @@ def test_parts_of_other_input_are_refused(tmp_path):
         generate_sharded(RECORDS, shout, output, batch_size=2, resume=True, launch=Launch())
 
 
+def test_the_fingerprint_is_stable_and_covers_records_and_settings():
+    # parts on disk carry it: the same input and settings must give the same value in every version
+    assert input_fingerprint(RECORDS) == "c2b3dbb9a45837a4811ea7c120ab61e70e8d45ca71e596599ac8b3d37cc834f4"
+    assert (
+        input_fingerprint(RECORDS, {"seed": 1, "model": "ç"})
+        == "d619da144eac816ca0c972ff60162a981b771578b5ed17802c86f0879a8b82bc"
+    )
+    assert input_fingerprint([{"b": 2, "a": 1}]) == input_fingerprint([{"a": 1, "b": 2}])  # key order aside
+    assert input_fingerprint(RECORDS, {}) != input_fingerprint(RECORDS)
+
+
+def test_parts_of_other_records_are_refused_even_where_their_answers_fit(tmp_path):
+    output = tmp_path / "out.jsonl"
+    other = [*RECORDS[:4], {"prompt": "İzmir"}]  # same count, the first answers fit both inputs
+    header = json.dumps({"input": input_fingerprint(other), "records": len(other)})
+    first = json.dumps({"index": 0, "record": shout(RECORDS[:1])[0]})
+    part_path(output, Launch()).write_text(f"{header}\n{first}\n")
+    with pytest.raises(DiffutronError, match="holds answers for other input or other settings"):
+        resume(output)
+
+
+def test_resume_with_nothing_left_answers_everything_and_batch_size_one_works(tmp_path):
+    output = tmp_path / "out.jsonl"
+    with pytest.raises(DiffutronError, match="batch_size must be >= 1, got 0"):
+        generate_sharded(RECORDS, shout, output, batch_size=0, launch=Launch())
+    assert resume(output) == (shout(RECORDS), [record["prompt"] for record in RECORDS])
+    assert '"prompt": "Çay", "answer": "ÇAY"' in output.read_text(encoding="utf-8")  # UTF-8, not escapes
+    output.unlink()
+    assert generate_sharded(RECORDS, shout, output, batch_size=1, launch=Launch()) == shout(RECORDS)
+
+
+def test_overwrite_drops_leftover_parts_unless_resuming(tmp_path):
+    output = tmp_path / "out.jsonl"
+    header = json.dumps({"input": input_fingerprint(RECORDS), "records": len(RECORDS)})
+    kept = json.dumps({"index": 0, "record": {**RECORDS[0], "answer": "kept"}})
+    leftover = part_path(output, Launch(0, 2, 0))
+    leftover.write_text(f"{header}\n{kept}\n")
+    both = generate_sharded(RECORDS, shout, output, batch_size=2, resume=True, overwrite=True, launch=Launch())
+    assert both[0]["answer"] == "kept"  # with --resume the parts are continued, not dropped
+    leftover.write_text(f"{header}\n{kept}\n")
+    assert generate_sharded(RECORDS, shout, output, batch_size=2, overwrite=True, launch=Launch()) == shout(RECORDS)
+    assert not leftover.exists()
+
+
 def test_each_process_answers_whole_batches_around_what_is_answered():
     def runs(rank, world, answered=()):
         launch = Launch(rank, world, rank)
@@ -130,7 +174,8 @@ def test_a_run_killed_mid_line_is_completed_by_one_resume(tmp_path, left, asked)
 def test_a_finished_output_is_kept_when_every_line_answers_its_record(tmp_path):
     output = tmp_path / "out.jsonl"
     answers = [{**record, "answer": f"{record['prompt']}\u2028\x85satır"} for record in RECORDS]
-    output.write_text("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers) + "\n", encoding="utf-8")
+    lines = [json.dumps(answer, ensure_ascii=False) for answer in answers]
+    output.write_text("\n".join([*lines[:2], " \t", *lines[2:]]) + "\n\n", encoding="utf-8")  # blank lines aside
     untouched = output.read_bytes()
     never = lambda batch, _: pytest.fail("nothing is answered again")  # noqa: E731
     assert generate_sharded(RECORDS, never, output, batch_size=2, resume=True, launch=Launch()) == answers

@@ -155,6 +155,7 @@ def test_generate_resume_keeps_a_finished_output_only_for_its_own_prompts(run, t
     source.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts), encoding="utf-8")
     assert run("generate", "-i", str(source), "-o", str(target), *FAST).exit_code == 0
     finished = target.read_bytes()
+    assert '"prompt": "Çay?", "answer": ' in finished.decode("utf-8")  # UTF-8 text, not escapes
     kept = run("generate", "-i", str(source), "-o", str(target), "--resume", *FAST)
     assert kept.exit_code == 0 and kept.output.strip() == f"wrote 3 answers to {target}"
     assert target.read_bytes() == finished
