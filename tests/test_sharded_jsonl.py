@@ -150,6 +150,7 @@ def test_each_batch_is_told_where_it_starts_in_the_input(tmp_path):
         ("header and one answer, then a torn line", ["Bugün hava nasıl?", "Çay", "Kitap okumak", "Ankara"]),
         ("a torn header", [record["prompt"] for record in RECORDS]),
         ("an answer torn inside a letter", ["Bugün hava nasıl?", "Çay", "Kitap okumak", "Ankara"]),
+        ("a torn line of one byte", ["Bugün hava nasıl?", "Çay", "Kitap okumak", "Ankara"]),
     ],
 )
 def test_a_run_killed_mid_line_is_completed_by_one_resume(tmp_path, left, asked):
@@ -162,6 +163,7 @@ def test_a_run_killed_mid_line_is_completed_by_one_resume(tmp_path, left, asked)
         "header and one answer, then a torn line": answered + b'{"index": 1, "rec',
         "a torn header": header[:20].encode(),
         "an answer torn inside a letter": answered + '{"index": 1, "record": {"prompt": "Bugün'.encode()[:-2],
+        "a torn line of one byte": answered + "Ç".encode()[:1],
     }
     part_path(output, Launch()).write_bytes(torn[left])
     results, seen = resume(output)
