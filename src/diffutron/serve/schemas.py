@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 MAX_SEED = 2**63 - 1
+# seeds drawn for requests without one: below 2**53, so that any JSON parser (a browser's) reads them exactly
+DRAWN_SEEDS = 2**53
 MAX_STOPS = 16  # stop strings per request (OpenAI allows 4)
 
 # OpenAI fields with no meaning here: accepted only when null or equal to one of these values.
