@@ -8,8 +8,9 @@ const KEY_STORAGE = "diffutron-api-key";
 // The model card's sampler settings (the form's initial values).
 const MODEL_CARD = { max_tokens: 64, steps: 64, block_length: 32, temperature: 0.1, repetition_penalty: 1.2,
   remasking: "low_confidence", seed: "", speed: "exact" };
-const NUMBER_FIELDS = ["max_tokens", "steps", "block_length", "temperature", "repetition_penalty", "seed"];
-const INTEGER_FIELDS = new Set(["max_tokens", "steps", "block_length", "seed"]);
+const NUMBER_FIELDS = ["max_tokens", "steps", "block_length", "temperature", "repetition_penalty"];
+const INTEGER_FIELDS = new Set(["max_tokens", "steps", "block_length"]);
+const MAX_SEED = 2n ** 63n - 1n; // the server's largest seed
 
 const $ = (id) => document.getElementById(id);
 const state = { model: null, history: [], controller: null };
@@ -158,6 +159,23 @@ function settings() {
   return body;
 }
 
+// The seed as its digits: a JavaScript number would round seeds above 2^53 and read "1e3" as 1000.
+function seedDigits() {
+  const field = $("seed");
+  const text = field.value.trim();
+  if (text === "") return null;
+  if (!/^[0-9]+$/.test(text) || BigInt(text) > MAX_SEED) {
+    throw new Error(`${field.labels[0].textContent}: give a whole number from 0 to ${MAX_SEED}, or nothing`);
+  }
+  return BigInt(text).toString();
+}
+
+// The request as JSON, its seed written as digits (JSON.stringify has no exact form for big integers).
+function requestJson(request, seed) {
+  const json = JSON.stringify(request);
+  return seed === null ? json : `${json.slice(0, -1)},"seed":${seed}}`;
+}
+
 function resetSettings() {
   for (const [name, value] of Object.entries(MODEL_CARD)) {
     if (name === "speed") document.querySelector(`input[name="speed"][value="${value}"]`).checked = true;
@@ -217,9 +235,11 @@ async function send(question) {
   const turn = { role: "user", content: question };
   const messages = [...(system ? [{ role: "system", content: system }] : []), ...state.history, turn];
   let request;
+  let seed;
   try {
     request = { model: state.model, messages, stream: true,
       stream_options: { include_denoising: true, include_usage: true }, ...settings() };
+    seed = seedDigits();
   } catch (error) {
     $("settings").open = true;
     addTurn("assistant error", `Check the settings: ${error.message}`);
@@ -243,7 +263,7 @@ async function send(question) {
   let usage = null;
   try {
     const response = await apiFetch("v1/chat/completions", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request),
+      method: "POST", headers: { "Content-Type": "application/json" }, body: requestJson(request, seed),
       signal: controller.signal,
     });
     if (!response.ok) throw new HttpError(response.status, await errorMessage(response));
