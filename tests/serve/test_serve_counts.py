@@ -90,6 +90,7 @@ def post_in_background(server, body: dict, results: list, timeout: float = 120) 
 def test_the_queue_gauge_is_back_at_zero_after_a_join_and_a_withdrawal(server):
     assert server.metric("diffutron_queue_depth") == 0
     calls = server.metric("diffutron_model_calls_total")
+    dropped = server.metric("diffutron_dropped_rows_total", reason="client_left")
     first, joiner, other = [], [], []
     running = post_in_background(server, chat(seed=1, **MEDIUM), first)
     wait_until(lambda: server.metric("diffutron_model_calls_total") > calls)
@@ -99,15 +100,18 @@ def test_the_queue_gauge_is_back_at_zero_after_a_join_and_a_withdrawal(server):
     wait_until(
         lambda: server.metric("diffutron_batch_rows_sum") - server.metric("diffutron_batch_rows_count") > extra_rows
     )  # a call with two rows: it joined
+    assert server.metric("diffutron_queue_depth") == 0  # nothing waits now
     # other settings: waits in the queue behind the running batch, and its client gives up there
     waiting = post_in_background(server, chat(seed=3, **{**SLOW, "steps": 64}), other, timeout=1.5)
+    wait_until(lambda: server.metric("diffutron_queue_depth") == 1)
     waiting.join()
     assert isinstance(other[0], httpx.ReadTimeout)
+    wait_until(lambda: server.metric("diffutron_dropped_rows_total", reason="client_left") == dropped + 1, timeout=10)
+    assert server.metric("diffutron_queue_depth") == 0
     running.join()
     joining.join()
     assert first[0].status_code == 200 and joiner[0].status_code == 200, (first[0].text, joiner[0].text)
-    assert joiner[0].json()["diffutron"]["batch_rows"] == 2  # it did join
-    wait_until(lambda: server.metric("diffutron_dropped_rows_total", reason="client_left") >= 1, timeout=10)
+    assert joiner[0].json()["diffutron"]["batch_rows"] == 2
     assert server.metric("diffutron_queue_depth") == 0
 
 
