@@ -108,6 +108,7 @@ def guarded():
     )
     yield process
     assert process.terminate() == 0
+    assert "Traceback" not in "".join(process.output)  # a dropped connection is no error of the server
 
 
 def open_socket(url: str, sent: bytes = b"") -> socket.socket:

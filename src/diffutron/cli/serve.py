@@ -15,9 +15,12 @@ from diffutron.serve.limits import (
 
 SERVER_PANEL = "Server"
 LIMITS_PANEL = "Batching and limits"
-BATCH_WAIT, REQUEST_TIMEOUT, READ_TIMEOUT = (
-    OPTION_RANGES[name] for name in ("batch_wait_ms", "request_timeout", "read_timeout")
-)
+
+
+def _limit(option: str, help: str) -> typer.models.OptionInfo:
+    """A float option of the limits panel, within its range (serve/limits.py; NaN fails the range too)."""
+    bound = OPTION_RANGES[option]
+    return typer.Option(min=bound.low, max=bound.high, help=help, rich_help_panel=LIMITS_PANEL)
 
 
 def serve(
@@ -53,24 +56,14 @@ def serve(
     ] = 16,
     batch_wait_ms: Annotated[
         float,
-        typer.Option(
-            min=BATCH_WAIT.low,
-            max=BATCH_WAIT.high,
-            help="Longest wait for more requests to fill a batch.",
-            rich_help_panel=LIMITS_PANEL,
-        ),
+        _limit("batch_wait_ms", "Longest wait for more requests to fill a batch."),
     ] = 10.0,
     max_queue: Annotated[
         int, typer.Option(min=1, help="Requests allowed to wait; more get a 429.", rich_help_panel=LIMITS_PANEL)
     ] = 64,
     request_timeout: Annotated[
         float,
-        typer.Option(
-            min=REQUEST_TIMEOUT.low,
-            max=REQUEST_TIMEOUT.high,
-            help="Seconds before an unanswered request gets a 504.",
-            rich_help_panel=LIMITS_PANEL,
-        ),
+        _limit("request_timeout", "Seconds before an unanswered request gets a 504."),
     ] = 120.0,
     max_request_tokens: Annotated[
         int,
@@ -84,12 +77,7 @@ def serve(
     ] = DEFAULT_MAX_CONNECTIONS,
     read_timeout: Annotated[
         float,
-        typer.Option(
-            min=READ_TIMEOUT.low,
-            max=READ_TIMEOUT.high,
-            help="Seconds a client has to send a whole request; slower ones are disconnected.",
-            rich_help_panel=LIMITS_PANEL,
-        ),
+        _limit("read_timeout", "Seconds a client has to send a whole request; slower ones are disconnected."),
     ] = DEFAULT_READ_TIMEOUT_S,
     allowed_host: Annotated[
         Optional[list[str]],
