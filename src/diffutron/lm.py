@@ -1,7 +1,9 @@
-"""`Diffutron`: a loaded masked diffusion LM with chat, generate and infill."""
+"""`Diffutron`: a loaded masked diffusion LM with chat, generate (also in the middle of a text), infill,
+embeddings and tokenization."""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,13 +12,16 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from diffutron.errors import DiffutronError
-from diffutron.model.chat import Message, cut_answer, render_chat
+from diffutron.model.chat import ANSWER_END, Message, cut_answer, render_chat
+from diffutron.model.embeddings import embed_ids
 from diffutron.model.loading import load_checkpoint
 from diffutron.model.parts import compile_encoder
 from diffutron.model.precision import is_quantized
-from diffutron.model.tokens import SpecialIds, cut_to_fit, encode_text
+from diffutron.model.tokenize import Tokenized, detokenize, tokenize
+from diffutron.model.tokens import SpecialIds, cut_to_fit, encode, encode_text
 from diffutron.sampling.config import GenerationConfig, checked_config
 from diffutron.sampling.infill import parse_placeholders
+from diffutron.sampling.logprobs import LogprobRecorder, ScoredAnswer, checked_top_logprobs
 from diffutron.sampling.presets import speed_config, speed_dtype
 from diffutron.sampling.sampler import StepCallback, denoise, sample
 from diffutron.sampling.streams import row_seeds_for
@@ -106,12 +111,19 @@ class Diffutron:
         *,
         callback: StepCallback | None = None,
         first_index: int = 0,
-    ) -> list[str]:
+        suffix: str | None = None,
+        logprobs: int | None = None,
+    ) -> list[str] | list[ScoredAnswer]:
         """Answers for several prompts in one batch; `chat=False` continues raw text.
 
         With a seed, prompt i draws from the stream of position `first_index + i`: a caller that
         splits a long input into batches passes each batch's start, so that every answer is the
         one its prompt gets alone with seed `config.seed + first_index + i` (or in any batch).
+
+        `suffix` (with `chat=False`) fills in the middle: up to `max_new_tokens` tokens between each
+        prompt and the suffix; the middle ends at its first EOS or padding token, so it may be shorter.
+        `logprobs=k` (0 to 20) returns `ScoredAnswer`s: each answer token's log-probability at the call
+        that committed it and the k likeliest alternatives there (`diffutron.sampling.logprobs`).
         """
         if isinstance(prompts, str):
             raise DiffutronError("generate takes a list of prompts; use chat() for a single one")
@@ -124,7 +136,11 @@ class Diffutron:
             if not prompt.strip():
                 raise DiffutronError(f"prompt {index} is empty: give some text")
             texts.append(render_chat(prompt) if chat else prompt)
-        return self._generate_ids([self.encode(text) for text in texts], config, callback, first_index)
+        if suffix is not None and (chat or not isinstance(suffix, str)):
+            raise DiffutronError("suffix is the text after the middle to fill: give it as text, with chat=False")
+        top = None if logprobs is None else checked_top_logprobs(logprobs)
+        suffix_ids = self.encode(suffix) if suffix else []
+        return self._generate_ids(encode(self.tokenizer, texts), config, callback, first_index, suffix_ids, top)
 
     def infill(
         self,
@@ -170,14 +186,52 @@ class Diffutron:
         fills = iter(self._span_text(filled, start, end) for start, end in spans)
         return "".join(piece if piece is not None else next(fills) for piece in pieces)
 
-    def answer(self, canvas_row: Sequence[int], prompt_length: int) -> str:
-        """The answer in a canvas row: cut at the first mask, EOS or pad, then at `[/Answer]`."""
-        tokens = list(canvas_row[prompt_length:])
-        for index, token in enumerate(tokens):
-            if token == self.special.mask or token in self.special.stops:
-                tokens = tokens[:index]
-                break
-        return cut_answer(self.tokenizer.decode(tokens, skip_special_tokens=True))
+    def answer(self, canvas_row: Sequence[int], prompt_length: int, end: int | None = None) -> str:
+        """The answer in a canvas row (from `prompt_length` to `end`, a suffix's start): cut at the first
+        mask, EOS or pad, then at `[/Answer]`."""
+        return cut_answer(
+            self.tokenizer.decode(self._answer_tokens(canvas_row, prompt_length, end), skip_special_tokens=True)
+        )
+
+    def embed(self, inputs: str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]]) -> torch.Tensor:
+        """(inputs, hidden) float32 unit vectors: the encoder's last hidden states mean-pooled over each
+        input's tokens (a text, a list of texts, a list of token ids or a list of such lists), batched."""
+        batch = self._embedding_inputs(inputs)
+        for index, ids in enumerate(batch):
+            if not ids:
+                raise DiffutronError(f"input {index} is empty: give some text or token ids")
+            if len(ids) > self.context_length:
+                raise DiffutronError(
+                    f"input {index} has {len(ids)} tokens, more than the model's context of {self.context_length}"
+                )
+            if any(
+                not isinstance(token, int) or isinstance(token, bool) or not 0 <= token < len(self.tokenizer)
+                for token in ids
+            ):
+                raise DiffutronError(f"input {index} holds a token id outside the vocabulary of {len(self.tokenizer)}")
+        return embed_ids(self.model, batch, self.special.pad)
+
+    def tokenize(
+        self,
+        prompt: str | Sequence[Message],
+        *,
+        chat: bool = False,
+        add_special_tokens: bool = False,
+        token_strs: bool = False,
+    ) -> Tokenized:
+        """The token ids of a text, or (`chat`, or a list of messages) of its chat rendering (`model.tokenize`)."""
+        return tokenize(
+            self.tokenizer,
+            prompt,
+            self.context_length,
+            chat=chat,
+            add_special_tokens=add_special_tokens,
+            token_strs=token_strs,
+        )
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """The text of token ids, special tokens kept."""
+        return detokenize(self.tokenizer, tokens)
 
     def info(self) -> dict[str, Any]:
         """What a user needs to know about the loaded checkpoint."""
@@ -206,21 +260,83 @@ class Diffutron:
         config: GenerationConfig | None,
         callback: StepCallback | None,
         first_index: int = 0,
-    ) -> list[str]:
+        suffix: Sequence[int] = (),
+        logprobs: int | None = None,
+    ) -> list[str] | list[ScoredAnswer]:
         config = checked_config(config, self.config)
-        prompts = [self._fit(prompt, config, index) for index, prompt in enumerate(prompts)]
+        prompts = [self._fit(prompt, config, index, len(suffix)) for index, prompt in enumerate(prompts)]
         row_seeds = row_seeds_for(config.seed, len(prompts), first_index)
-        canvas = sample(self.model, self.tokenizer, prompts, config, callback=callback, row_seeds=row_seeds)
-        return [self.answer(row, len(prompt)) for row, prompt in zip(canvas.tolist(), prompts)]
+        recorder = None if logprobs is None else LogprobRecorder(callback)
+        canvas = sample(
+            self.model,
+            self.tokenizer,
+            prompts,
+            config,
+            callback=callback if recorder is None else recorder,
+            row_seeds=row_seeds,
+            suffix=suffix,
+            logprobs=logprobs,
+        ).tolist()
+        ends = [len(prompt) + config.max_new_tokens for prompt in prompts]
+        answers = [self.answer(row, len(prompt), end) for row, prompt, end in zip(canvas, prompts, ends)]
+        if recorder is None:
+            return answers
+        return [
+            ScoredAnswer(
+                text,
+                recorder.tokens(
+                    row, self._scored_positions(canvas[row], len(prompt), end), canvas[row], self._token_text
+                ),
+            )
+            for row, (text, prompt, end) in enumerate(zip(answers, prompts, ends))
+        ]
 
-    def _fit(self, prompt: list[int], config: GenerationConfig, index: int) -> list[int]:
-        """The prompt, cut from the left if asked to, so that it fits the context."""
-        room = self.context_length - config.max_new_tokens
+    def _answer_tokens(self, canvas_row: Sequence[int], start: int, end: int | None) -> list[int]:
+        """The answer's tokens in a canvas row: from `start` up to `end`, the first mask, EOS or pad."""
+        tokens = list(canvas_row[start:end])
+        for index, token in enumerate(tokens):
+            if token == self.special.mask or token in self.special.stops:
+                return tokens[:index]
+        return tokens
+
+    def _scored_positions(self, canvas_row: Sequence[int], start: int, end: int) -> range:
+        """The canvas positions of the answer's tokens: those wholly before `[/Answer]` where it is there."""
+        tokens = self._answer_tokens(canvas_row, start, end)
+        decoded = lambda count: self.tokenizer.decode(tokens[:count], skip_special_tokens=True)  # noqa: E731
+        tag = decoded(len(tokens)).find(ANSWER_END)
+        if tag < 0:
+            return range(start, start + len(tokens))
+        # the fewest tokens whose text reaches into the tag; the ones before it end before it
+        reaching = bisect.bisect_right(range(len(tokens) + 1), tag, key=lambda count: len(decoded(count)))
+        return range(start, start + reaching - 1)
+
+    def _token_text(self, token: int) -> str:
+        return self.tokenizer.decode([token])
+
+    def _embedding_inputs(self, inputs: object) -> list[list[int]]:
+        """Token id lists from a text, texts, token ids or lists of token ids."""
+        if isinstance(inputs, str):
+            return encode(self.tokenizer, [inputs])
+        if not isinstance(inputs, Sequence) or not inputs:
+            raise DiffutronError("embed takes a text, a list of texts or token ids (a list, or a list of lists)")
+        if all(isinstance(item, str) for item in inputs):
+            return encode(self.tokenizer, list(inputs))
+        if all(isinstance(item, int) for item in inputs):
+            return [list(inputs)]
+        if all(isinstance(item, Sequence) and not isinstance(item, str) for item in inputs):
+            return [list(item) for item in inputs]
+        raise DiffutronError("embed takes texts or token ids, not a mix of them")
+
+    def _fit(self, prompt: list[int], config: GenerationConfig, index: int, reserved: int = 0) -> list[int]:
+        """The prompt, cut from the left if asked to, so that it fits the context with the answer and
+        `reserved` more tokens (a suffix)."""
+        room = self.context_length - config.max_new_tokens - reserved
         kept, cut = cut_to_fit(prompt, room)
         if not cut or (config.truncate == "left" and kept):
             return kept
+        suffix = f" and a suffix of {reserved} tokens" if reserved else ""
         raise DiffutronError(
-            f"prompt {index} has {len(prompt)} tokens; with max_new_tokens={config.max_new_tokens} "
+            f"prompt {index} has {len(prompt)} tokens; with max_new_tokens={config.max_new_tokens}{suffix} "
             f"that exceeds the model's context of {self.context_length} tokens. Shorten the "
             "prompt, lower max_new_tokens, or truncate from the left (--truncate left)"
         )

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from diffutron.sampling.config import MODEL_CARD_GROUP, Setting, choices, default, field_type, settings
+from diffutron.sampling.config import (
+    CONTROLS_GROUP,
+    FAST_GROUP,
+    MODEL_CARD_GROUP,
+    Setting,
+    choices,
+    default,
+    field_type,
+    settings,
+)
 from diffutron.sampling.presets import SPEEDS, speed_config, speed_dtype
 
 MODEL_PANEL = "Model and device"
 SAMPLER_PANEL = "Sampler (model card defaults)"
 FAST_PANEL = "Fast generation"
+CONTROLS_PANEL = "Sampling controls (off by default)"
+PANELS = {MODEL_CARD_GROUP: SAMPLER_PANEL, CONTROLS_GROUP: CONTROLS_PANEL, FAST_GROUP: FAST_PANEL}
 IO_PANEL = "Input and output"
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16", "int8"]
@@ -64,14 +76,18 @@ def recipe_path(positional: Optional[Path], option: Optional[Path], required: bo
 def _generation_option(name: str, setting: Setting) -> tuple[Any, Any]:
     """A sampler flag from its `GenerationConfig` field: type, choices, default and help.
 
-    The fast-generation flags default to unset, so that the --speed preset fills them.
+    The flags outside the model card's panel default to unset, so that the --speed preset (or the
+    field's own neutral default) fills them. A mapping (logit_bias) is a repeatable KEY=VALUE flag.
     """
     kind, options, help = field_type(name), choices(name), setting.help
+    panel = PANELS[setting.group]
+    if typing.get_origin(kind) is Mapping:
+        option = typer.Option(None, help=f"{help} Repeatable.", metavar="ID=BIAS", rich_help_panel=panel)
+        return Optional[list[str]], option
     if options is not None and kind is str:  # an open list (the commit rules): said in the help, checked by the config
         help = f"{help} One of: {', '.join(options)}."
     elif options is not None:
         kind = Literal[options]  # typer lists and checks the choices
-    panel = SAMPLER_PANEL if setting.group == MODEL_CARD_GROUP else FAST_PANEL
     if setting.group == MODEL_CARD_GROUP and default(name) is not None:
         return kind, typer.Option(default(name), help=help, rich_help_panel=panel)
     return Optional[kind], typer.Option(None, help=help, rich_help_panel=panel)
@@ -98,7 +114,7 @@ def _generation_options() -> dict[str, tuple[Any, Any]]:
     options: dict[str, tuple[Any, Any]] = {}
     speed_help = "Preset: exact is the model card's output."
     for name, setting in settings().items():
-        if setting.group != MODEL_CARD_GROUP and "speed" not in options:  # the preset leads its panel
+        if setting.group == FAST_GROUP and "speed" not in options:  # the preset leads its panel
             options["speed"] = (Literal[SPEEDS], typer.Option("exact", help=speed_help, rich_help_panel=FAST_PANEL))
         if field_type(name) is bool:
             options |= _flag_options(name, setting)
@@ -117,9 +133,27 @@ def _sampler_settings(values: dict[str, Any]) -> dict[str, Any]:
         if field_type(name) is bool:
             flipped = values[f"no_{name}"] if default(name) else values[name]
             changes[name] = not default(name) if flipped else default(name)
+        elif typing.get_origin(field_type(name)) is Mapping and values[name] is not None:
+            changes[name] = _pairs(name, values[name])
         elif values[name] is not None:
             changes[name] = values[name]
     return changes
+
+
+def _pairs(name: str, entries: list[str]) -> dict[str, float]:
+    """`--logit-bias 123=-100` entries as {"123": -100.0}; the config checks the ids and the range."""
+    from diffutron.errors import SettingError
+
+    pairs = {}
+    for entry in entries:
+        key, _, value = entry.partition("=")
+        try:
+            pairs[key.strip()] = float(value)
+        except ValueError:
+            raise SettingError(
+                f"--{name.replace('_', '-')} takes ID=BIAS (e.g. 123=-100), got {entry!r}", name
+            ) from None
+    return pairs
 
 
 def with_generation_options(command: Callable[..., Any]) -> Callable[..., Any]:

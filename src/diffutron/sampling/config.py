@@ -13,6 +13,7 @@ import functools
 import math
 import numbers
 import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,6 +26,9 @@ MAX_SEED = 2**64 - 1  # torch generators take seeds of at most 64 bits; JSON car
 WORK_CAP = 8192
 MODEL_CARD_GROUP = "model card"  # the model card's sampler settings
 FAST_GROUP = "fast"  # fast generation: the commit rules and the block cache
+CONTROLS_GROUP = "controls"  # OpenAI's sampling controls, neutral by default
+MAX_LOGIT_BIAS = 100.0  # OpenAI's range for a logit_bias value: -100 bans a token, 100 forces it
+MAX_BIASED_TOKENS = 1024  # tokens one logit_bias may name (OpenAI allows 300)
 # why the float settings stop where they do (docs/fast-generation.md, "Limits")
 _OVERFLOW = "further out the logits overflow the sampler's float64 draw"
 _NOISE = "hotter draws are noise"
@@ -81,6 +85,55 @@ class GenerationConfig:
     repetition_penalty: float = _setting(1.2, "1.0 disables it.", minimum=0.1, maximum=10, hint=" (1.0 disables it)")
     penalty_scope: Literal["canvas", "generated"] = _setting(
         "canvas", "Tokens penalised: the whole canvas (model card) or generated ones."
+    )
+    top_k: int = _setting(
+        0,
+        "Draw only among the k most probable tokens; 0 disables it.",
+        minimum=0,
+        hint=" (0 disables it)",
+        cap=2**31 - 1,
+        cap_reason="more tokens than any vocabulary has",
+        group=CONTROLS_GROUP,
+    )
+    top_p: float = _setting(
+        1.0,
+        "Draw only from the nucleus of this probability mass; 1 disables it.",
+        minimum=0,
+        open_minimum=True,
+        maximum=1,
+        hint=" (1.0 disables it)",
+        group=CONTROLS_GROUP,
+    )
+    min_p: float = _setting(
+        0.0,
+        "Draw only tokens at least this fraction as probable as the likeliest; 0 disables it.",
+        minimum=0,
+        maximum=1,
+        hint=" (0 disables it)",
+        group=CONTROLS_GROUP,
+    )
+    presence_penalty: float = _setting(
+        0.0,
+        "Subtracted from the logit of each token already generated; 0 disables it.",
+        minimum=-2,
+        maximum=2,
+        hint=" (0 disables it)",
+        group=CONTROLS_GROUP,
+    )
+    frequency_penalty: float = _setting(
+        0.0,
+        "Subtracted from a token's logit once per time it was generated; 0 disables it.",
+        minimum=-2,
+        maximum=2,
+        hint=" (0 disables it)",
+        group=CONTROLS_GROUP,
+    )
+    logit_bias: Mapping[int | str, float] | None = _setting(
+        None,
+        "Token id -> bias added to its logit (-100 bans it, 100 forces it).",
+        minimum=-MAX_LOGIT_BIAS,
+        maximum=MAX_LOGIT_BIAS,
+        group=CONTROLS_GROUP,
     )
     early_stop: bool = _setting(True, "Run to the end even once every answer is complete.", http=False)
     seed: int | None = _setting(
@@ -221,6 +274,8 @@ def _checked(name: str, value: object, setting: Setting, kind: Any) -> object:
         return _integer(name, value, setting)
     if kind is float:
         return _number(name, value, setting)
+    if typing.get_origin(kind) is Mapping:
+        return _token_bias(name, value, setting)
     options = choices(name) or ()
     if value not in options:
         raise SettingError(f"unknown {name} {value!r}; choose one of: {', '.join(options)}", name)
@@ -253,6 +308,51 @@ def _number(name: str, value: object, setting: Setting) -> float:
         raise SettingError(f"{name} must be {bounds}{setting.hint}, got {value}", name)
     _check_cap(name, value, setting)
     return value
+
+
+class TokenBias(Mapping[int, float]):
+    """A checked `logit_bias`: token id -> bias, read-only and hashable (a config keys a batch)."""
+
+    def __init__(self, biases: Mapping[int, float]) -> None:
+        self._biases = dict(sorted(biases.items()))
+
+    def __getitem__(self, token: int) -> float:
+        return self._biases[token]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._biases)
+
+    def __len__(self) -> int:
+        return len(self._biases)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._biases.items()))
+
+    def __repr__(self) -> str:
+        return repr(self._biases)
+
+    def __deepcopy__(self, memo: dict[int, object]) -> dict[int, float]:
+        """As a plain dict: what `GenerationConfig.to_dict` (dataclasses.asdict) writes out."""
+        return dict(self._biases)
+
+
+def _token_bias(name: str, value: object, setting: Setting) -> TokenBias | None:
+    """A mapping of token ids (ints, or their digits as JSON object keys carry them) to finite biases
+    in the setting's range; empty is None (nothing to do)."""
+    if not isinstance(value, Mapping):
+        raise SettingError(f"{name} must map token ids to biases, e.g. {{123: -100}}, got {value!r}", name)
+    if len(value) > MAX_BIASED_TOKENS:
+        raise SettingError(f"{name} may name at most {MAX_BIASED_TOKENS} tokens, got {len(value)}", name)
+    biases = {}
+    for key, bias in value.items():
+        token = int(key) if isinstance(key, str) and key.isascii() and key.isdigit() else key
+        if not (isinstance(token, numbers.Integral) and not isinstance(token, bool) and token >= 0):
+            raise SettingError(f"{name} keys must be token ids (integers >= 0), got {key!r}", name)
+        try:
+            biases[int(token)] = _number(f"{name}[{key}]", bias, setting)
+        except SettingError as error:
+            raise SettingError(str(error), name) from None
+    return TokenBias(biases) if biases else None
 
 
 def _check_cap(name: str, value: float, setting: Setting) -> None:

@@ -9,6 +9,7 @@ the candidate token, and it is what a `StepEvent` reports for the tokens a call 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import cached_property
 
 import torch
@@ -43,6 +44,7 @@ class Predictions:
         self._tokens = tokens
         self._logits = logits
         self._random_scores = random_scores
+        self.logprobs: CommitLogprobs | None = None  # set by a decoder asked for log-probabilities
 
     @classmethod
     def from_scores(cls, score: torch.Tensor) -> Predictions:
@@ -95,6 +97,40 @@ class Predictions:
         return self._distribution.gather(1, self._tokens[:, None]).squeeze(1)
 
     def _grid(self, values: torch.Tensor, fill: float | int | bool, dtype: torch.dtype) -> torch.Tensor:
-        grid = torch.full(self.shape, fill, dtype=dtype, device=self.rows.device)
+        """`values` (one per due position, each a number or a vector) placed on the canvas grid."""
+        grid = torch.full((*self.shape, *values.shape[1:]), fill, dtype=dtype, device=self.rows.device)
         grid[self.rows, self.columns] = values.to(dtype)
         return grid
+
+
+@dataclass(frozen=True)
+class CommitLogprobs:
+    """Per canvas position: the log-probability its candidate had in the distribution it was drawn
+    from (after the penalties, the bias, the temperature and the truncation), and the `k` likeliest
+    tokens of that same distribution with theirs, likeliest first. For a diffusion model this is a
+    token's probability at the call that committed it, not a left-to-right factorisation.
+    NaN (token -1) where nothing is reported."""
+
+    logprob: torch.Tensor  # (rows, width) float32
+    top_tokens: torch.Tensor  # (rows, width, k) long
+    top_logprobs: torch.Tensor  # (rows, width, k) float32
+
+    @classmethod
+    def at(cls, predictions: Predictions, distribution: torch.Tensor, k: int) -> CommitLogprobs:
+        """From `distribution` (positions, vocab), the log-probabilities the candidates were drawn from."""
+        top = distribution.topk(min(k, distribution.shape[1]), dim=-1)
+        chosen = distribution.gather(1, predictions._tokens[:, None]).squeeze(1)
+        return cls(
+            predictions._grid(chosen, math.nan, torch.float32),
+            predictions._grid(top.indices, -1, torch.long),
+            predictions._grid(top.values, math.nan, torch.float32),
+        )
+
+    def where(self, reported: torch.Tensor) -> CommitLogprobs:
+        """Only at the positions `reported` (rows, width) bool: the tokens committed at the call."""
+        wide = reported[..., None]
+        return CommitLogprobs(
+            torch.where(reported, self.logprob, math.nan),
+            torch.where(wide, self.top_tokens, -1),
+            torch.where(wide, self.top_logprobs, math.nan),
+        )

@@ -28,8 +28,8 @@ from diffutron.model.parts import MIN_GEMM_ROWS, MaskedLMParts
 from diffutron.model.tokens import SpecialIds
 from diffutron.sampling.cache import BlockCache
 from diffutron.sampling.config import GenerationConfig, checked_config
-from diffutron.sampling.predictions import Predictions
-from diffutron.sampling.processors import DuePositions, TemperatureDraw, logits_processors
+from diffutron.sampling.predictions import CommitLogprobs, Predictions
+from diffutron.sampling.processors import DuePositions, TemperatureDraw, logits_processors, truncation_warpers
 from diffutron.sampling.rules import Budget, Plan, commit_rule
 from diffutron.sampling.stopping import AnswerEnd
 from diffutron.sampling.streams import RowStreams, row_seeds_for
@@ -46,6 +46,7 @@ class StepEvent:
     probability: torch.Tensor | None = None  # (rows, width) float32: P(token) where committed, NaN elsewhere
     finished: torch.Tensor | None = None  # (rows,) bool on the CPU, rows the sampler no longer works on
     decoder: Decoder | None = None  # the decoder that made the call (see `drop`)
+    logprobs: CommitLogprobs | None = None  # with `Decoder(logprobs=k)`: the committed tokens' log-probabilities
 
     @property
     def confidence(self) -> torch.Tensor | None:
@@ -63,9 +64,14 @@ StepCallback = Callable[[StepEvent], object]  # its return value is ignored
 
 
 def build_canvas(
-    prompts: Sequence[Sequence[int]], max_new_tokens: int, ids: SpecialIds, device: torch.device
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    ids: SpecialIds,
+    device: torch.device,
+    suffix: Sequence[int] = (),
 ) -> torch.Tensor:
-    """Prompts left-aligned, each followed by exactly `max_new_tokens` masks, EOS padding right."""
+    """Prompts left-aligned, each followed by exactly `max_new_tokens` masks (then `suffix`, for
+    filling in the middle), EOS padding right."""
     if not prompts:
         raise DiffutronError("no prompts given")
     for row, prompt in enumerate(prompts):
@@ -73,11 +79,15 @@ def build_canvas(
             raise DiffutronError(f"prompt {row} is empty: give some text to answer or continue")
         if ids.mask in prompt:
             raise DiffutronError(f"prompt {row} contains the mask token; to fill gaps inside a text use infill")
-    width = max(len(prompt) for prompt in prompts) + max_new_tokens
+    if ids.mask in suffix:
+        raise DiffutronError("the suffix contains the mask token; to fill gaps inside a text use infill")
+    width = max(len(prompt) for prompt in prompts) + max_new_tokens + len(suffix)
     canvas = torch.full((len(prompts), width), ids.eos, dtype=torch.long, device=device)
     for row, prompt in enumerate(prompts):
+        end = len(prompt) + max_new_tokens
         canvas[row, : len(prompt)] = torch.as_tensor(list(prompt), dtype=torch.long)
-        canvas[row, len(prompt) : len(prompt) + max_new_tokens] = ids.mask
+        canvas[row, len(prompt) : end] = ids.mask
+        canvas[row, end : end + len(suffix)] = torch.as_tensor(list(suffix), dtype=torch.long)
     return canvas
 
 
@@ -91,8 +101,11 @@ def sample(
     stop_texts: Sequence[str] = (ANSWER_END,),
     callback: StepCallback | None = None,
     row_seeds: Sequence[int | None] | None = None,
+    suffix: Sequence[int] = (),
+    logprobs: int | None = None,
 ) -> torch.LongTensor:
-    """Generate `config.max_new_tokens` tokens after each prompt; returns the full canvas.
+    """Generate `config.max_new_tokens` tokens after each prompt (before `suffix`, if given: filling in
+    the middle); returns the full canvas. `logprobs`: see `Decoder`.
 
     `prompts` are token id lists (encoded without special tokens for chat prompts). With
     `early_stop`, decoding ends once every row's answer is complete (a stop token or one
@@ -102,7 +115,7 @@ def sample(
     """
     config = checked_config(config)
     device = next(model.parameters()).device
-    canvas = build_canvas(prompts, config.max_new_tokens, SpecialIds.from_tokenizer(tokenizer), device)
+    canvas = build_canvas(prompts, config.max_new_tokens, SpecialIds.from_tokenizer(tokenizer), device, suffix)
     return denoise(
         model,
         tokenizer,
@@ -111,6 +124,7 @@ def sample(
         stop_texts=stop_texts if config.early_stop else None,
         callback=callback,
         row_seeds=row_seeds,
+        logprobs=logprobs,
     )
 
 
@@ -124,6 +138,7 @@ def denoise(
     stop_texts: Sequence[str] | None = None,
     callback: StepCallback | None = None,
     row_seeds: Sequence[int | None] | None = None,
+    logprobs: int | None = None,
 ) -> torch.LongTensor:
     """Fill every mask of `canvas` (rows with equally many masks), block by block in order.
 
@@ -143,7 +158,7 @@ def denoise(
         return canvas.clone()
     if row_seeds is None:
         row_seeds = row_seeds_for(config.seed, canvas.shape[0])
-    decoder = Decoder(model, tokenizer, config, masks=masks, stop_texts=stop_texts)
+    decoder = Decoder(model, tokenizer, config, masks=masks, stop_texts=stop_texts, logprobs=logprobs)
     decoder.add(canvas, row_seeds)
     while decoder.step(callback):
         pass
@@ -259,7 +274,10 @@ class Decoder:
         *,
         masks: int,
         stop_texts: Sequence[str] | None = None,
+        logprobs: int | None = None,
     ) -> None:
+        """`logprobs`: with k, each `StepEvent` carries the committed tokens' log-probabilities and the k
+        likeliest alternatives of the distribution each was drawn from (`CommitLogprobs`)."""
         self.ids = SpecialIds.from_tokenizer(tokenizer)
         self.config = config
         self.masks = masks  # per row
@@ -271,8 +289,10 @@ class Decoder:
         stopper = AnswerEnd(tokenizer, self.ids.mask, self.ids.stops, stop_texts) if stop_texts is not None else None
         cache = BlockCache(model, config.cache) if config.cache != "none" else None
         self.state = _RowState(self.device, masks, self.ids, stopper, cache)
-        self.processors = logits_processors(config, self.ids)
-        self.draw = TemperatureDraw(config.temperature, self.state.streams)
+        vocabulary = getattr(model.config, "vocab_size", None) or len(tokenizer)
+        self.processors = logits_processors(config, self.ids, vocabulary)
+        self.draw = TemperatureDraw(config.temperature, self.state.streams, truncation_warpers(config))
+        self.logprobs = logprobs
         self.calls = 0
         self._done: list[bool] = []  # per row, as of the last call (and the adds, drops and removes since)
         self._padded = False
@@ -353,7 +373,10 @@ class Decoder:
         if callback is not None:
             filled_now = committed & (self.canvas != self.ids.mask)  # a mask written back fills nothing
             probability = torch.where(filled_now, predictions.probability, math.nan)
-            callback(StepEvent(self.canvas, filled_now, blocks, self.calls, probability, torch.tensor(done), self))
+            logprobs = None if predictions.logprobs is None else predictions.logprobs.where(filled_now)
+            callback(
+                StepEvent(self.canvas, filled_now, blocks, self.calls, probability, torch.tensor(done), self, logprobs)
+            )
         return True
 
     def _hidden(self, state: _OnDevice, earlier_masks: torch.Tensor, earlier: int, done: list[bool]) -> torch.Tensor:
@@ -385,7 +408,10 @@ class Decoder:
             ranking = None
         else:
             ranking = self.state.streams.rand(due)
-        return Predictions(canvas.shape, row_index, positions.columns, tokens, logits, self.ids.mask, ranking)
+        predictions = Predictions(canvas.shape, row_index, positions.columns, tokens, logits, self.ids.mask, ranking)
+        if self.logprobs is not None:
+            predictions.logprobs = CommitLogprobs.at(predictions, self.draw.log_distribution(logits), self.logprobs)
+        return predictions
 
     def _changed(self) -> None:
         self._padded = self.rows > 1 and not bool(self.state.attention.all())

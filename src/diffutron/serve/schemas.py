@@ -8,6 +8,8 @@ when a request's settings are built.
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
@@ -22,12 +24,8 @@ MAX_STOPS = 16  # stop strings per request (OpenAI allows 4)
 
 # OpenAI fields with no meaning here: accepted only when null or equal to one of these values.
 NEUTRAL_VALUES: dict[str, tuple[Any, ...]] = {
-    "top_p": (1,),
-    "presence_penalty": (0,),
-    "frequency_penalty": (0,),
     "logprobs": (False, 0),
     "top_logprobs": (0,),
-    "logit_bias": ({},),
     "tools": ([],),
     "tool_choice": ("none",),
     "functions": ([],),
@@ -187,7 +185,7 @@ def _describe(name: str, setting: Setting) -> dict[str, Any]:
     if isinstance(maximum, int) and maximum > DRAWN_SEEDS:
         maximum = str(maximum)  # beyond JavaScript's exact integers (the seed's 2**64 - 1): sent as digits
     described = {
-        "type": types.get(kind, "string"),
+        "type": "object" if typing.get_origin(kind) is Mapping else types.get(kind, "string"),
         "default": default(name),
         "help": setting.help,
         "minimum": setting.minimum,
