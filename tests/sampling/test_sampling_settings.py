@@ -23,6 +23,12 @@ HTTP_SETTINGS = (
     "cfg_scale",
     "repetition_penalty",
     "penalty_scope",
+    "top_k",
+    "top_p",
+    "min_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
     "seed",
     "rule",
     "threshold",
@@ -43,6 +49,11 @@ BOUNDARIES = {
     "repetition_penalty": (0.1, 10.0, math.nextafter(0.1, 0), math.nextafter(10.0, math.inf)),
     "threshold": (math.nextafter(0.0, 1), 1.0, 0.0, math.nextafter(1.0, 2)),
     "factor": (math.nextafter(0.0, 1), 100.0, 0.0, math.nextafter(100.0, math.inf)),
+    "top_k": (0, 2**31 - 1, -1, 2**31),
+    "top_p": (math.nextafter(0.0, 1), 1.0, 0.0, math.nextafter(1.0, 2)),
+    "min_p": (0.0, 1.0, -1e-9, math.nextafter(1.0, 2)),
+    "presence_penalty": (-2.0, 2.0, math.nextafter(-2.0, -3), math.nextafter(2.0, 3)),
+    "frequency_penalty": (-2.0, 2.0, math.nextafter(-2.0, -3), math.nextafter(2.0, 3)),
 }
 NEEDS = {"refresh_every": {"cache": "dual"}}  # what a field needs beside it
 
@@ -65,6 +76,53 @@ def test_every_number_has_a_finite_range():
     for name in numbers:
         setting = settings()[name]
         assert setting.minimum is not None and (setting.maximum is not None or setting.cap is not None), name
+
+
+def test_logit_bias_maps_token_ids_to_biases_in_range():
+    from diffutron.sampling.config import MAX_BIASED_TOKENS
+
+    config = GenerationConfig(logit_bias={"7": -100, 3: 100.0, 0: 0})  # JSON's object keys arrive as digits
+    assert config.logit_bias == {0: 0.0, 3: 100.0, 7: -100.0} and list(config.logit_bias) == [0, 3, 7]
+    assert hash(config) == hash(GenerationConfig(logit_bias={7: -100.0, 3: 100, 0: 0}))  # a config keys a batch
+    assert config.to_dict()["logit_bias"] == {0: 0.0, 3: 100.0, 7: -100.0}
+    assert (
+        len(GenerationConfig(logit_bias=dict.fromkeys(range(MAX_BIASED_TOKENS), 1.0)).logit_bias) == MAX_BIASED_TOKENS
+    )
+    for value, message in [
+        ({1: math.nextafter(100.0, 101)}, "logit_bias[1] must be in [-100, 100]"),
+        ({1: math.nextafter(-100.0, -101)}, "logit_bias[1] must be in [-100, 100]"),
+        ({1: math.inf}, "logit_bias[1] must be a finite number"),
+        ({1: math.nan}, "logit_bias[1] must be a finite number"),
+        ({-1: 1.0}, "logit_bias keys must be token ids (integers >= 0), got -1"),
+        ({True: 1.0}, "logit_bias keys must be token ids (integers >= 0), got True"),
+        ({"x7": 1.0}, "logit_bias keys must be token ids (integers >= 0), got 'x7'"),
+        ({1.5: 1.0}, "logit_bias keys must be token ids (integers >= 0), got 1.5"),
+        ([(1, 1.0)], "logit_bias must map token ids to biases, e.g. {123: -100}"),
+        (dict.fromkeys(range(MAX_BIASED_TOKENS + 1), 1.0), f"logit_bias may name at most {MAX_BIASED_TOKENS} tokens"),
+    ]:
+        with pytest.raises(SettingError) as error:
+            GenerationConfig(logit_bias=value)
+        assert error.value.param == "logit_bias" and str(error.value).startswith(message)
+
+
+def test_cli_logit_bias_is_a_repeatable_id_equals_bias_flag():
+    from diffutron.cli import app
+    from helpers.cli_probe import generation_probe
+
+    command, seen = generation_probe()
+    result = CliRunner().invoke(command, ["--logit-bias", "5=-100", "--logit-bias", "7=2.5", "--top-p", "0.9"])
+    assert result.exit_code == 0, result.output
+    assert seen["config"].logit_bias == {5: -100.0, 7: 2.5} and seen["config"].top_p == 0.9
+    for flags, complaint in [
+        (["--logit-bias", "5"], "--logit-bias takes ID=BIAS (e.g. 123=-100), got '5'"),
+        (["--logit-bias", "5=lots"], "--logit-bias takes ID=BIAS"),
+        (["--logit-bias", "5=-101"], "logit_bias[5] must be in [-100, 100]"),
+        (["--top-p", "0"], "top_p must be in (0, 1] (1.0 disables it), got 0.0"),
+        (["--top-k", "-1"], "top_k must be an integer >= 0 (0 disables it), got -1"),
+    ]:
+        result = CliRunner().invoke(app, ["generate", "a", *flags])
+        assert result.exit_code == 2, result.output
+        assert complaint in " ".join(result.output.split()) and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize(
@@ -203,3 +261,10 @@ def test_the_page_form_is_described_from_the_fields():
         "maximum": 1,
     }
     assert described["fields"]["seed"]["maximum"] == str(MAX_SEED) and "default" not in described["fields"]["seed"]
+    assert described["fields"]["logit_bias"] == {
+        "type": "object",
+        "help": settings()["logit_bias"].help,
+        "minimum": -100.0,
+        "exclusive_minimum": False,
+        "maximum": 100.0,
+    }

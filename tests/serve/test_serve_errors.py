@@ -98,13 +98,14 @@ BAD_CHAT_REQUESTS = {
         "tools is not supported by this server",
     ),
     "logprobs": (chat(logprobs=True), 400, "logprobs", "logprobs is not supported by this server"),
-    "top_p below 1": (chat(top_p=0.5), 400, "top_p", "top_p is not supported by this server"),
-    "presence_penalty": (
-        chat(presence_penalty=0.5),
+    "top_p zero": (chat(top_p=0), 400, "top_p", "top_p must be in (0, 1] (1.0 disables it), got 0.0"),
+    "presence_penalty above 2": (
+        chat(presence_penalty=2.5),
         400,
         "presence_penalty",
-        "presence_penalty is not supported by this server",
+        "presence_penalty must be in [-2, 2] (0 disables it), got 2.5",
     ),
+    "suffix": (chat(suffix="x"), 400, "suffix", "suffix is not supported by this server"),
     "unknown field": (chat(mirostat=2), 400, "mirostat", "unknown field 'mirostat'"),
     "over the context": (
         chat(messages=[{"role": "user", "content": LONG_TEXT}]),

@@ -289,7 +289,7 @@ class Decoder:
         stopper = AnswerEnd(tokenizer, self.ids.mask, self.ids.stops, stop_texts) if stop_texts is not None else None
         cache = BlockCache(model, config.cache) if config.cache != "none" else None
         self.state = _RowState(self.device, masks, self.ids, stopper, cache)
-        vocabulary = getattr(model.config, "vocab_size", None) or len(tokenizer)
+        vocabulary = getattr(getattr(model, "config", None), "vocab_size", None) or len(tokenizer)
         self.processors = logits_processors(config, self.ids, vocabulary)
         self.draw = TemperatureDraw(config.temperature, self.state.streams, truncation_warpers(config))
         self.logprobs = logprobs
