@@ -23,6 +23,19 @@ MODES = {
         0,
     ),
     "guidance": ({"temperature": 0.3, "seed": 4, "cfg_scale": 1.5}, 0),
+    "sampling controls": (
+        {
+            "temperature": 0.7,
+            "seed": 7,
+            "top_k": 20,
+            "top_p": 0.9,
+            "min_p": 0.05,
+            "presence_penalty": 0.5,
+            "frequency_penalty": 0.3,
+            "logit_bias": {5: -100},
+        },
+        0,
+    ),
     "threshold, dual cache": ({"temperature": 0.3, "seed": 5, "threshold": 0.9, "cache": "dual"}, 0),
     # the prefix cache reads where its earliest row starts
     "factor, prefix cache": ({"temperature": 0.3, "seed": 6, "factor": 0.5, "cache": "prefix"}, 1),
