@@ -26,6 +26,17 @@ class FixedLogits(nn.Module):
         return MaskedLMOutput(logits=self.fixed.expand(*input_ids.shape, -1).clone())
 
 
+FAVOURED = {10: 2.0, 11: 1.5, 12: 1.0, 13: 0.5, 14: 0.0, 15: -0.5, 16: -1.0, 17: -1.5}
+
+
+def favoured_logits(vocabulary: int, favoured: Mapping[int, float] = FAVOURED) -> FixedLogits:
+    """Fixed logits: `favoured`'s on its tokens and -30 on every other one (the mask token included)."""
+    logits = torch.full((vocabulary,), -30.0)
+    for token, logit in favoured.items():
+        logits[token] = logit
+    return FixedLogits(logits)
+
+
 class ForcedTokens(nn.Module):
     """`model` with the logit of a chosen token raised by `strength` at chosen (row, position)s.
 

@@ -22,19 +22,15 @@ from diffutron.sampling.processors import (
     truncation_warpers,
 )
 from helpers.stats import P_MIN, goodness_of_fit
-from helpers.steered import FixedLogits
+from helpers.steered import FAVOURED, favoured_logits
 
-FAVOURED = {10: 2.0, 11: 1.5, 12: 1.0, 13: 0.5, 14: 0.0, 15: -0.5, 16: -1.0, 17: -1.5}
 IDS = SimpleNamespace(mask=0, eos=4)
 
 
 @pytest.fixture(scope="module")
 def fixed(tiny_tokenizer):
     """Logits 2.0 .. -1.5 on eight tokens and -30 on every other one (the mask token included)."""
-    logits = torch.full((len(tiny_tokenizer),), -30.0)
-    for token, logit in FAVOURED.items():
-        logits[token] = logit
-    return FixedLogits(logits)
+    return favoured_logits(len(tiny_tokenizer))
 
 
 def _draws(model, tokenizer, draws: int, **options) -> list[int]:

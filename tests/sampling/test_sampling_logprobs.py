@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from diffutron import Diffutron, DiffutronError, GenerationConfig
 from diffutron.sampling.logprobs import MAX_TOP_LOGPROBS, ScoredAnswer
-from helpers.steered import FixedLogits
+from helpers.steered import favoured_logits
 
 GREEDY = GenerationConfig(max_new_tokens=10, steps=5, block_length=5, temperature=0.0, early_stop=False)
 FAVOURED = {10: 2.0, 11: 1.5, 12: 1.0, 13: 0.5}
@@ -38,10 +37,7 @@ def test_a_greedy_answers_tokens_are_each_their_rows_maximum(lm):
 def test_logprobs_are_of_the_tempered_truncated_distribution(tiny_tokenizer):
     """Fixed logits at temperature 0.5, top-k 3: every token's log-probability is log softmax(2 * logits)
     over the three kept tokens, and the alternatives are those three (the others were truncated away)."""
-    logits = torch.full((len(tiny_tokenizer),), -30.0)
-    for token, logit in FAVOURED.items():
-        logits[token] = logit
-    lm = Diffutron(FixedLogits(logits), tiny_tokenizer)
+    lm = Diffutron(favoured_logits(len(tiny_tokenizer), FAVOURED), tiny_tokenizer)
     config = GenerationConfig(
         max_new_tokens=12, steps=3, block_length=12, temperature=0.5, top_k=3, repetition_penalty=1.0, seed=1
     )

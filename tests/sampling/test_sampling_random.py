@@ -19,10 +19,9 @@ from diffutron import GenerationConfig, sample
 from diffutron.sampling.reference import reference_sample
 from diffutron.sampling.schedule import stochastic_transfer_counts
 from helpers.stats import P_MIN, goodness_of_fit, same_distribution
-from helpers.steered import FixedLogits
+from helpers.steered import favoured_logits
 
 RUNS = 150  # seeded runs per distribution compared
-FAVOURED = {10: 2.0, 11: 1.5, 12: 1.0, 13: 0.5, 14: 0.0, 15: -0.5, 16: -1.0, 17: -1.5}
 
 
 def _encode(tokenizer, text):
@@ -32,10 +31,7 @@ def _encode(tokenizer, text):
 @pytest.fixture(scope="module")
 def fixed(tiny_tokenizer):
     """Logits 2.0 .. -1.5 on eight tokens and -30 on every other one (the mask token included)."""
-    logits = torch.full((len(tiny_tokenizer),), -30.0)
-    for token, logit in FAVOURED.items():
-        logits[token] = logit
-    return FixedLogits(logits)
+    return favoured_logits(len(tiny_tokenizer))
 
 
 def _softmax(fixed, temperature):
