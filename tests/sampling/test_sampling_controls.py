@@ -5,7 +5,6 @@ neutral values that build nothing."""
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -24,7 +23,7 @@ from diffutron.sampling.processors import (
 from helpers.stats import P_MIN, goodness_of_fit
 from helpers.steered import FAVOURED, favoured_logits
 
-IDS = SimpleNamespace(mask=0, eos=4)
+IDS = SpecialIds(mask=0, eos=4, pad=7)
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +61,12 @@ def test_neutral_controls_build_no_processor_and_no_warper(tiny_tokenizer):
 
 
 def test_presence_and_frequency_penalties_count_the_generated_tokens_of_each_row():
-    # row 0: given 3, generated 5 5 6, a mask (0) and EOS (4); row 1: generated 6 and a mask
+    # row 0: given 3, generated 5 5 6, a mask (0) and EOS (4); row 1: generated 6, a mask and padding (7)
     due = DuePositions(
         rows=torch.tensor([0, 1, 1]),
         columns=torch.tensor([4, 1, 2]),
         counts=[1, 2],
-        canvas=torch.tensor([[3, 5, 5, 6, 0, 4], [3, 6, 0, 0, 4, 4]]),
+        canvas=torch.tensor([[3, 5, 5, 6, 0, 4], [3, 6, 0, 0, 7, 4]]),
         given=torch.tensor([[True, False, False, False, False, False], [True, False, False, False, False, False]]),
     )
     logits = torch.zeros(3, 8)

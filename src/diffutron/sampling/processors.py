@@ -83,8 +83,8 @@ class RepetitionPenalty:
 
 class OccurrencePenalty:
     """OpenAI's presence and frequency penalties: from each token's logit, `frequency` times the number
-    of times the token stands on the row's canvas among the generated tokens (given ones, masks and
-    EOS do not count), plus `presence` if it stands there at all. One count per row, no host sync."""
+    of times the token stands on the row's canvas among the generated tokens (given ones, masks, EOS
+    and padding do not count), plus `presence` if it stands there at all. One count per row, no host sync."""
 
     def __init__(self, presence: float, frequency: float, ids: SpecialIds) -> None:
         self.presence = presence
@@ -95,7 +95,7 @@ class OccurrencePenalty:
         generated = torch.where(due.given, self.ids.mask, due.canvas)
         counts = torch.zeros(generated.shape[0], logits.shape[1], dtype=torch.float32, device=logits.device)
         counts.scatter_add_(1, generated, torch.ones_like(generated, dtype=torch.float32))
-        counts[:, [self.ids.mask, self.ids.eos]] = 0
+        counts[:, [self.ids.mask, *self.ids.stops]] = 0
         penalty = self.frequency * counts + self.presence * counts.clamp(max=1)
         return logits - penalty[due.rows].to(logits.dtype)
 
