@@ -8,12 +8,14 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-import diffutron.serve.scheduler as scheduler_module
+import diffutron.serve.serving.decoding as decoding_module
 from diffutron.lm import Diffutron
 from diffutron.sampling.config import GenerationConfig
 from diffutron.serve.app import ServeOptions, create_app
 from diffutron.serve.metrics import Metrics
-from diffutron.serve.scheduler import Failed, Job, Row, Scheduler
+from diffutron.serve.scheduler import Dropped, Scheduler
+from diffutron.serve.serving.base import outcome_error
+from diffutron.serve.serving.decoding import GenerationWork, Row
 
 BODY = {
     "model": "tiny",
@@ -24,7 +26,7 @@ BODY = {
 
 
 def test_a_failing_batch_gets_500_and_the_next_one_is_served(tiny_model, tiny_tokenizer, monkeypatch):
-    real_step = scheduler_module.Decoder.step
+    real_step = decoding_module.Decoder.step
     calls = []
 
     def failing_once(*args, **kwargs):
@@ -33,7 +35,7 @@ def test_a_failing_batch_gets_500_and_the_next_one_is_served(tiny_model, tiny_to
             raise RuntimeError("simulated fault in the model")
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(scheduler_module.Decoder, "step", failing_once)
+    monkeypatch.setattr(decoding_module.Decoder, "step", failing_once)
     app = create_app(Diffutron(tiny_model, tiny_tokenizer), ServeOptions(model_id="tiny", batch_wait_ms=0))
     with TestClient(app) as client:
         failed = client.post("/v1/chat/completions", json=BODY)
@@ -53,13 +55,12 @@ def test_a_request_given_up_while_its_batch_fills_is_dropped_and_answered(tiny_m
     metrics = Metrics()
     scheduler = Scheduler(lm, metrics, max_batch_size=4, batch_wait_s=0.5, max_queue=4)
 
-    async def scenario() -> Failed:
-        job = Job(
-            "generate",
-            [Row(lm.encode("Kitap ne demek?"), 0, 0)],
-            GenerationConfig(max_new_tokens=4),
-            time.monotonic() + 30,
-            asyncio.get_running_loop(),
+    async def scenario() -> Dropped:
+        job = GenerationWork(
+            rows=[Row(lm.encode("Kitap ne demek?"), 0, 0)],
+            config=GenerationConfig(max_new_tokens=4),
+            deadline=time.monotonic() + 30,
+            loop=asyncio.get_running_loop(),
         )
         scheduler.start()
         scheduler.submit(job)
@@ -74,5 +75,6 @@ def test_a_request_given_up_while_its_batch_fills_is_dropped_and_answered(tiny_m
         return event
 
     event = asyncio.run(scenario())
-    assert isinstance(event, Failed) and event.error.status == (504 if give_up == "client_left" else 503)
+    assert isinstance(event, Dropped) and event.reason == give_up
+    assert outcome_error(event).status == (504 if give_up == "client_left" else 503)
     assert metrics.registry.get_sample_value("diffutron_dropped_rows_total", {"reason": give_up}) == 1
