@@ -234,8 +234,10 @@ class Scheduler:
         try:
             with interrupt_when(self._abandoned):
                 type(batch[0]).run(batch, self)
-        except Interrupted:
-            pass  # nobody waits for any of it: each item is told below why it was dropped
+        except Interrupted:  # nobody waits for any of it: its rows are dropped, each item is told why below
+            for item in self.running:
+                if not item.settled and (reason := self.drop_reason(item)):
+                    self.metrics.dropped_rows.labels(reason).inc(item.size)
         except DiffutronError as error:  # inputs are checked before queueing; this is a late one
             self._settle(Failed("invalid", str(error)))
         except Exception as error:  # a failed batch must not stop the worker

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from diffutron.model.chat import ANSWER_END
 from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.frames import DenoisingFrame, FrameBuilder
+from diffutron.sampling.interrupt import Interrupted
 from diffutron.sampling.sampler import Decoder, StepEvent, build_canvas
 from diffutron.serve.answers import AnswerTracker
 from diffutron.serve.scheduler import Done, Event, Scheduler, WorkItem
@@ -130,12 +131,23 @@ class _Batch:
             if self.decoder.continuous and self.worker.continuous:
                 room = self.worker.max_batch_size - self.decoder.rows
                 self.join([item for item in self.worker.joiners(key, room) if isinstance(item, GenerationWork)])
-            if not self.decoder.step(self.on_step):
-                break
+            try:
+                if not self.decoder.step(self.on_step):
+                    break
+            except Interrupted:  # a long loop before a model call, and nobody waits for any row
+                self.abandon()
+                return
             if self.decoder.continuous:
                 self.settle()
         for index, entry in enumerate(self.entries):
             self.close(index, entry)
+
+    def abandon(self) -> None:
+        """Drop every row still decoding: each of their items was given up."""
+        for entry in self.entries:
+            if not entry.tracker.finished and not entry.gone and (reason := self.worker.drop_reason(entry.item)):
+                entry.gone = True
+                self.metrics.dropped_rows.labels(reason).inc()
 
     def join(self, items: list[GenerationWork]) -> None:
         for item in items:
