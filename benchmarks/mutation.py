@@ -531,6 +531,9 @@ def main() -> None:
     parser.add_argument("--tests", type=Path, default=ROOT / "tests", help="the test suite to measure")
     parser.add_argument("--only", choices=("named", "auto"), help="only the named or the automatic mutants")
     parser.add_argument("--modules", nargs="*", default=list(AUTO_MODULES), help="package files of the automatic set")
+    parser.add_argument(
+        "--pool", nargs="*", default=list(POOL), help="test files and folders whose coverage picks a mutant's tests"
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="least seconds a mutant's tests may take")
     parser.add_argument(
         "--threads",
@@ -573,7 +576,7 @@ def main() -> None:
         if args.rerun:
             mutants = survivors_of(args.rerun, mutants)
         print(f"{len(mutants)} mutants ({sum(m.named is not None for m in mutants)} named)", flush=True)
-        pool = [p for p in POOL if (work / p).exists()]
+        pool = [p for p in args.pool if (work / p).exists()]
         lines, durations = coverage_map(work, pool, threads, timeout=3600)
         started = time.monotonic()
         for index, mutant in enumerate(mutants, start=1):

@@ -72,16 +72,6 @@ class ChatChoice(_Body):
     logprobs: None = None
 
 
-class ChatCompletion(_Body):
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[ChatChoice]
-    usage: Usage
-    diffutron: Extension
-
-
 class CompletionChoice(_Body):
     index: int
     text: str
@@ -89,14 +79,26 @@ class CompletionChoice(_Body):
     logprobs: None = None
 
 
-class Completion(_Body):
+class _Answer(_Body):
+    """A whole answer; its subclasses give `object` and `choices` their types."""
+
     id: str
-    object: Literal["text_completion"] = "text_completion"
+    object: str
     created: int
     model: str
-    choices: list[CompletionChoice]
+    choices: list[Any]
     usage: Usage
     diffutron: Extension
+
+
+class ChatCompletion(_Answer):
+    object: Literal["chat.completion"] = "chat.completion"
+    choices: list[ChatChoice]
+
+
+class Completion(_Answer):
+    object: Literal["text_completion"] = "text_completion"
+    choices: list[CompletionChoice]
 
 
 class ChatDelta(_Body):
