@@ -60,6 +60,8 @@ def run_items(lm: Diffutron, specs: list[dict], **options) -> list[Event]:
         scheduler.start()
         events = [await asyncio.wait_for(item.events.get(), 10) for item in items]
         await asyncio.to_thread(scheduler.stop)
+        await asyncio.sleep(0.05)  # anything the worker sent after an item's last event would be here now
+        assert [item.events.qsize() for item in items] == [0] * len(items)
         return events
 
     RUNS.clear()
@@ -221,3 +223,26 @@ async def _last(item: WorkItem) -> Event:
     while not isinstance(event := await item.events.get(), (Done, Dropped, Failed)):
         pass
     return event
+
+
+def test_the_defaults_of_a_work_item(tiny_model, tiny_tokenizer):
+    """An item that says nothing takes one row, shares no batch, and its run is an internal failure."""
+    lm = Diffutron(tiny_model, tiny_tokenizer)
+    metrics = Metrics()
+    scheduler = Scheduler(lm, metrics, max_batch_size=4, batch_wait_s=0, max_queue=4)
+
+    async def scenario() -> tuple[WorkItem, WorkItem, Event]:
+        loop = asyncio.get_running_loop()
+        first, second = (WorkItem(deadline=time.monotonic() + 30, loop=loop) for _ in range(2))
+        assert first.size == 1 and first.batch_key == (WorkItem, first.number) != second.batch_key
+        scheduler.pending = [first, second]
+        scheduler.withdraw(second, "client_left")
+        scheduler.start()
+        event = await asyncio.wait_for(first.events.get(), 10)
+        await asyncio.to_thread(scheduler.stop)
+        return first, second, event
+
+    first, second, event = asyncio.run(scenario())
+    assert event == Failed("internal", "generation failed: NotImplementedError: WorkItem does not say how to run it")
+    assert first.settled and not second.settled and second.cancelled == "client_left"
+    assert metrics.registry.get_sample_value("diffutron_dropped_rows_total", {"reason": "client_left"}) == 1
