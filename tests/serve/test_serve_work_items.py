@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -169,6 +170,24 @@ def test_checkpoints_interrupt_only_inside_an_interruptible_block():
         with pytest.raises(Interrupted):
             checkpoint()
     checkpoint()  # the block is over
+
+
+def test_an_interruptible_block_belongs_to_its_thread():
+    """The worker's condition must not interrupt the sampler of another thread (the CLI's, a test's)."""
+    outcomes: list[str] = []
+
+    def elsewhere() -> None:
+        try:
+            checkpoint()
+            outcomes.append("ran")
+        except Interrupted:
+            outcomes.append("interrupted")
+
+    with interrupt_when(lambda: True):
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join()
+    assert outcomes == ["ran"]
 
 
 @pytest.mark.parametrize("schedule", [transfer_counts, stochastic_draws], ids=["counts", "stochastic draws"])
