@@ -123,6 +123,8 @@ def test_client_leaving_a_stream_frees_its_row(server):
 
 def test_client_leaving_a_plain_request_frees_its_row(server):
     left_before = server.metric("diffutron_dropped_rows_total", reason="client_left")
+    unread = {"endpoint": "/v1/chat/completions", "status": "499"}  # the answer nobody reads
+    unread_before = server.metric("diffutron_requests_total", **unread)
     long_request = LONG_REQUEST
     with server.client(timeout=1.5) as http, pytest.raises(httpx.ReadTimeout):
         http.post("/v1/chat/completions", json=long_request)  # the client gives up and closes the connection
@@ -131,6 +133,7 @@ def test_client_leaving_a_plain_request_frees_its_row(server):
         assert time.monotonic() < deadline, "the row of a client that left was not dropped"
         time.sleep(0.1)
     assert ask(server, "Güneş nereden doğar?", max_tokens=4)["choices"][0]["message"]["content"] is not None
+    assert server.metric("diffutron_requests_total", **unread) == unread_before + 1
 
 
 def test_bounded_load(server):

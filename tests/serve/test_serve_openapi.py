@@ -35,7 +35,7 @@ OPERATIONS = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def app(tiny_model, tiny_tokenizer):
     return create_app(Diffutron(tiny_model, tiny_tokenizer), ServeOptions(model_id="tiny", batch_wait_ms=0))
 
