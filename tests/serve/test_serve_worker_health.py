@@ -63,6 +63,7 @@ def wait_for_health(server, status: int, within: float) -> float:
 
 def test_a_busy_worker_that_progresses_is_healthy(server):
     calls = server.metric("diffutron_model_calls_total")
+    timed_out = server.metric("diffutron_dropped_rows_total", reason="timeout")
     results: list = []
     started = time.monotonic()
     request = post_in_background(server.url, LONG, results)
@@ -76,6 +77,11 @@ def test_a_busy_worker_that_progresses_is_healthy(server):
     assert results[0].status_code in (200, 504), results[0].text  # answered, or timed out while progressing
     assert server.metric("diffutron_model_calls_total") - calls >= 2  # it made model calls all along
     assert set(seen) == {200}
+    if results[0].status_code == 504:  # its four rows leave at the worker's next step
+        deadline = time.monotonic() + 30
+        while server.metric("diffutron_dropped_rows_total", reason="timeout") != timed_out + 4:
+            assert time.monotonic() < deadline, "the rows of a timed-out request were not dropped"
+            time.sleep(0.1)
 
 
 def test_a_stuck_worker_fails_health_until_the_request_times_out(server):
