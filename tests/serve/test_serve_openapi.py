@@ -77,7 +77,8 @@ def test_bodies_are_the_declared_models(app):
     with TestClient(app) as client:
         ModelList.model_validate(client.get("/v1/models").json(), strict=True)
         ModelCard.model_validate(client.get("/v1/models/tiny").json(), strict=True)
-        ChatCompletion.model_validate(client.post("/v1/chat/completions", json=chat).json(), strict=True)
+        answer = ChatCompletion.model_validate(client.post("/v1/chat/completions", json=chat).json(), strict=True)
+        assert answer.diffutron.settings["max_new_tokens"] == 4 and answer.model == "tiny"
         completion = client.post("/v1/completions", json={"model": "tiny", "prompt": ["a", "b"], "max_tokens": 3})
         Completion.model_validate(completion.json(), strict=True)
         infill = client.post("/v1/infill", json={"model": "tiny", "text": "a [MASK:2] b"})

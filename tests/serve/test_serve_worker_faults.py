@@ -78,3 +78,27 @@ def test_a_request_given_up_while_its_batch_fills_is_dropped_and_answered(tiny_m
     assert isinstance(event, Dropped) and event.reason == give_up
     assert outcome_error(event).status == (504 if give_up == "client_left" else 503)
     assert metrics.registry.get_sample_value("diffutron_dropped_rows_total", {"reason": give_up}) == 1
+
+
+def test_a_request_past_its_timeout_gets_504_and_its_row_is_dropped(tiny_model, tiny_tokenizer, monkeypatch):
+    real_step = decoding_module.Decoder.step
+
+    def slow_step(*args, **kwargs):
+        time.sleep(0.2)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(decoding_module.Decoder, "step", slow_step)
+    options = ServeOptions(model_id="tiny", batch_wait_ms=0, request_timeout=0.5)
+    app = create_app(Diffutron(tiny_model, tiny_tokenizer), options)
+    with TestClient(app) as client:
+        started = time.monotonic()
+        late = client.post("/v1/chat/completions", json={**BODY, "max_tokens": 32, "steps": 32})
+        assert late.status_code == 504 and late.json()["error"]["code"] == "timeout"
+        assert 0.5 <= time.monotonic() - started < 5
+        assert late.json()["error"]["message"] == (
+            "no answer within the request timeout (0.5 s): ask for fewer tokens or retry later"
+        )
+        deadline = time.monotonic() + 10
+        while 'diffutron_dropped_rows_total{reason="timeout"} 1.0' not in client.get("/metrics").text:
+            assert time.monotonic() < deadline, "the timed-out row was not dropped"
+            time.sleep(0.05)
