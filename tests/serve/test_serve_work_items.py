@@ -205,8 +205,12 @@ def test_a_schedule_of_a_billion_steps_is_interrupted(schedule):
 
 
 def test_a_generation_given_up_in_its_step_schedule_is_dropped(tiny_model, tiny_tokenizer):
-    """A request of a billion steps loops in Python before its first model call: its timeout still ends it."""
+    """A request of a billion steps loops in Python before its first model call: its timeout still ends it.
+
+    `GenerationConfig` caps steps well below that; the worker's guard is tested past the cap all the same."""
     lm = Diffutron(tiny_model, tiny_tokenizer)
+    billion_steps = GenerationConfig(max_new_tokens=4)
+    object.__setattr__(billion_steps, "steps", 10**9)  # past the cap, which the constructor would refuse
     metrics = Metrics()
     scheduler = Scheduler(lm, metrics, max_batch_size=4, batch_wait_s=0, max_queue=4)
 
@@ -215,7 +219,7 @@ def test_a_generation_given_up_in_its_step_schedule_is_dropped(tiny_model, tiny_
         rows = [Row(lm.encode("Kitap ne demek?"), seed, seed) for seed in range(2)]
         huge = GenerationWork(
             rows=rows,
-            config=GenerationConfig(max_new_tokens=4, steps=10**9),
+            config=billion_steps,
             deadline=time.monotonic() + 0.5,
             loop=loop,
         )

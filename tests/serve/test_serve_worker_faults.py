@@ -37,7 +37,7 @@ def test_a_failing_batch_gets_500_and_the_next_one_is_served(tiny_model, tiny_to
 
     monkeypatch.setattr(decoding_module.Decoder, "step", failing_once)
     app = create_app(Diffutron(tiny_model, tiny_tokenizer), ServeOptions(model_id="tiny", batch_wait_ms=0))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:  # the Host must name the server
         failed = client.post("/v1/chat/completions", json=BODY)
         assert failed.status_code == 500
         assert failed.json()["error"]["type"] == "server_error"
@@ -90,7 +90,7 @@ def test_a_request_past_its_timeout_gets_504_and_its_row_is_dropped(tiny_model, 
     monkeypatch.setattr(decoding_module.Decoder, "step", slow_step)
     options = ServeOptions(model_id="tiny", batch_wait_ms=0, request_timeout=0.5)
     app = create_app(Diffutron(tiny_model, tiny_tokenizer), options)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:  # the Host must name the server
         started = time.monotonic()
         late = client.post("/v1/chat/completions", json={**BODY, "max_tokens": 32, "steps": 32})
         assert late.status_code == 504 and late.json()["error"]["code"] == "timeout"

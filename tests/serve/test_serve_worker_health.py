@@ -3,18 +3,23 @@ leaving frees the worker for the next request (a real server process)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
-from helpers.server import MODEL, ServerProcess
+from diffutron.sampling.config import WORK_CAP
+from helpers.server import MODEL, REPOSITORY, ServerProcess
 
 TIMEOUT_S = 8.0  # the request timeout: the worker counts as stuck after half of it without progress
 QUESTION = [{"role": "user", "content": "Kitap ne demek?"}]
-# a step schedule of a billion steps: Python loops over it before the first model call
-STUCK = {"model": MODEL, "messages": QUESTION, "max_tokens": 4, "steps": 10**9, "temperature": 0}
+# a step schedule that Python loops over before the first model call, until the worker gives it up: the
+# server's schedule of WORK_CAP steps is made endless (helpers/stuck_schedule), as one far past the cap would be
+STUCK = {"model": MODEL, "messages": QUESTION, "max_tokens": 4, "steps": WORK_CAP, "temperature": 0}
+STUCK_SCHEDULE = Path(__file__).resolve().parents[1] / "helpers" / "stuck_schedule"
 # about 200 model calls on 4 rows: busy for longer than the stall bound on a CPU, and progressing
 LONG = {
     "model": MODEL,
@@ -31,7 +36,8 @@ QUICK = {"model": MODEL, "messages": QUESTION, "max_tokens": 4, "temperature": 0
 
 @pytest.fixture(scope="module")
 def server():
-    process = ServerProcess("--batch-wait-ms", "0", "--request-timeout", str(TIMEOUT_S))
+    path = os.pathsep.join([str(STUCK_SCHEDULE), str(REPOSITORY / "src")])
+    process = ServerProcess("--batch-wait-ms", "0", "--request-timeout", str(TIMEOUT_S), env={"PYTHONPATH": path})
     yield process
     assert process.terminate() == 0
 

@@ -29,7 +29,7 @@ from diffutron.serve.responses import (
     ModelCard,
     ModelList,
 )
-from diffutron.serve.schemas import ChatCompletionRequest, CompletionRequest, InfillRequest
+from diffutron.serve.schemas import ChatCompletionRequest, CompletionRequest, InfillRequest, page_settings
 from diffutron.serve.serving.base import Serving, ServingContext
 from diffutron.serve.serving.chat import ChatServing
 from diffutron.serve.serving.completions import CompletionServing
@@ -47,7 +47,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 STREAMED = {"/v1/chat/completions": ChatCompletionChunk, "/v1/completions": CompletionChunk}
 
 openai = APIRouter(responses=ERRORS)  # the OpenAI-compatible endpoints and extensions under /v1
-service = APIRouter()  # the chat page, health and metrics
+service = APIRouter()  # the chat page and its settings form, health and metrics
 
 
 def served(kind: type[S]) -> Callable[[Request], S]:
@@ -104,6 +104,12 @@ async def infill(
 async def page() -> FileResponse:
     """The chat page that draws the denoising live (docs/serving.md)."""
     return FileResponse(STATIC / "index.html")
+
+
+@service.get("/settings", include_in_schema=False)
+async def settings_form() -> dict[str, Any]:
+    """The sampler settings the chat page offers: types, defaults and ranges from GenerationConfig."""
+    return page_settings()
 
 
 @service.get("/health", response_model=Health, responses={503: {"model": ErrorResponse}})

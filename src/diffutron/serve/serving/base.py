@@ -19,7 +19,7 @@ from diffutron.serve.errors import APIError
 from diffutron.serve.options import ServeOptions
 from diffutron.serve.responses import Extension
 from diffutron.serve.scheduler import Done, Dropped, Event, Failed, Refused, Scheduler, WorkItem
-from diffutron.serve.schemas import MAX_SEED, DiffusionSettings
+from diffutron.serve.schemas import DRAWN_SEEDS, DiffusionSettings
 
 DISCONNECT_POLL_S = 0.25  # how often a waiting non-streamed request checks that its client is still there
 CLIENT_LEFT = 499  # nginx's code for a client that left: nobody reads it
@@ -80,7 +80,7 @@ class Serving:
             config = speed_config(speed, **changes)
         except DiffutronError as error:
             raise APIError.bad_setting(error) from error
-        seed = body.seed if body.seed is not None else secrets.randbelow(MAX_SEED)
+        seed = body.seed if body.seed is not None else secrets.randbelow(DRAWN_SEEDS)
         return Settings(config, seed, speed)
 
     def deadline(self) -> float:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request, Response
 
-from diffutron.errors import DiffutronError
-from diffutron.model.chat import render_chat
-from diffutron.serve.errors import APIError
+from diffutron.serve.conversation import chat_prompt
 from diffutron.serve.schemas import ChatCompletionRequest
 from diffutron.serve.serving.generation import GenerationServing
 
@@ -18,8 +16,5 @@ class ChatServing(GenerationServing):
         self.check_model(body.model)
         max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         settings = self.settings(body, max_tokens)
-        try:
-            prompt = render_chat([message.as_turn() for message in body.messages])
-        except DiffutronError as error:
-            raise APIError(400, str(error), param="messages", code="invalid_value") from error
+        prompt = chat_prompt(body.messages, self.options.user_tags)
         return await self.answer(body, [self.prompt_ids(prompt, settings, "messages")], settings, request)

@@ -182,7 +182,7 @@ class _Batch:
             if reason := self.worker.drop_reason(item):
                 self.metrics.dropped_rows.labels(reason).inc()
                 entry.gone = True
-                event.drop(index)
+                self.decoder.drop([index])
                 continue
             # a row is read when it streams, could have met a stop string, or has just ended
             if not item.denoising and not (changed[index] and (item.stream or item.stops or finished[index])):
@@ -195,7 +195,7 @@ class _Batch:
             delta = tracker.update(canvas[index])
             if tracker.finished:
                 self.finish(entry, delta)
-                event.drop(index)
+                self.decoder.drop([index])
             elif item.stream and delta:
                 item.emit(Delta(row.choice, delta))
 

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from diffutron.sampling.streams import row_seeds_for
 from diffutron.serve.errors import APIError
+from diffutron.serve.limits import check_answers, check_prompt_length, check_request_tokens
 from diffutron.serve.responses import Format, server_sent_event, usage
 from diffutron.serve.scheduler import Done, Dropped, Failed
 from diffutron.serve.schemas import GenerationRequest
@@ -32,6 +33,7 @@ class GenerationServing(Serving):
         """Token ids of a prompt that, with the answer, fits the model's context."""
         if not text.strip():
             raise APIError(400, f"{param} is empty: give some text", param=param, code="invalid_value")
+        check_prompt_length(text, self.lm.context_length, param)
         ids = self.lm.encode(text)
         if self.lm.special.mask in ids:
             raise APIError(
@@ -53,14 +55,10 @@ class GenerationServing(Serving):
 
     def work(self, body: GenerationRequest, prompts: list[list[int]], settings: Settings) -> GenerationWork:
         """n rows per prompt, seeded seed, seed + 1, ... in choice order (as a seeded call's rows are)."""
+        check_answers(body.n, len(prompts), self.options.max_batch_size)
+        max_tokens = settings.config.max_new_tokens
+        check_request_tokens([len(ids) for ids in prompts], body.n, max_tokens, self.options.max_request_tokens)
         copies = [ids for ids in prompts for _ in range(body.n)]
-        limit = self.options.max_batch_size
-        if body.n < 1 or len(copies) > limit:
-            raise APIError(
-                400,
-                f"n must be between 1 and {limit // len(prompts)} here (--max-batch-size {limit}), got {body.n}",
-                param="n",
-            )
         seeds = row_seeds_for(settings.seed, len(copies))
         rows = [Row(ids, row_seed, choice) for choice, (ids, row_seed) in enumerate(zip(copies, seeds))]
         return GenerationWork(

@@ -15,6 +15,7 @@ from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.infill import parse_placeholders
 from diffutron.sampling.sampler import StepEvent
 from diffutron.serve.errors import APIError
+from diffutron.serve.limits import check_prompt_length
 from diffutron.serve.responses import InfillResponse
 from diffutron.serve.scheduler import Done, Dropped, Event, Scheduler, WorkItem
 from diffutron.serve.schemas import InfillRequest
@@ -63,6 +64,7 @@ class InfillServing(Serving):
     async def create(self, body: InfillRequest, request: Request) -> Response:
         self.check_model(body.model)
         settings = self.settings(body, None)
+        check_prompt_length(body.text, self.lm.context_length, "text")
         try:
             parse_placeholders(body.text)
         except DiffutronError as error:
