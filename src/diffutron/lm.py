@@ -14,7 +14,7 @@ from diffutron.model.chat import Message, cut_answer, render_chat
 from diffutron.model.loading import load_checkpoint
 from diffutron.model.parts import compile_encoder
 from diffutron.model.precision import is_quantized
-from diffutron.model.tokens import SpecialIds, cut_to_fit, encode_text
+from diffutron.model.tokens import SpecialIds, check_unicode, cut_to_fit, encode_text
 from diffutron.sampling.config import GenerationConfig, checked_config
 from diffutron.sampling.infill import parse_placeholders
 from diffutron.sampling.presets import speed_config, speed_dtype
@@ -83,9 +83,10 @@ class Diffutron:
             self.chat("Merhaba", once)
             self.generate(["Merhaba", "Bugün hava çok güzel, parka gidelim mi?"], once)
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids without special tokens (the chat format uses plain-text tags)."""
-        return encode_text(self.tokenizer, text)
+    def encode(self, text: str, field: str = "text") -> list[int]:
+        """Token ids without special tokens (the chat format uses plain-text tags); text that is
+        not valid Unicode is an error naming `field`."""
+        return encode_text(self.tokenizer, text, field)
 
     def chat(
         self,
@@ -125,6 +126,7 @@ class Diffutron:
                 raise DiffutronError(f"prompt {index} must be text, got {type(prompt).__name__}")
             if not prompt.strip():
                 raise DiffutronError(f"prompt {index} is empty: give some text")
+            check_unicode(prompt, f"prompt {index}")
             texts.append(render_chat(prompt) if chat else prompt)
         if positions is None:
             positions = range(first_index, first_index + len(texts))
@@ -145,6 +147,7 @@ class Diffutron:
         config = checked_config(config, self.config)
         if not isinstance(text, str):
             raise DiffutronError(f"infill takes a text with [MASK] placeholders, got {type(text).__name__}")
+        check_unicode(text, "the text")
         parts = parse_placeholders(text)
         gaps = sum(part for part in parts if isinstance(part, int))
         if gaps > self.context_length:  # refused before allocating the canvas

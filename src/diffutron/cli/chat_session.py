@@ -12,6 +12,7 @@ from rich.text import Text
 from diffutron.errors import DiffutronError
 from diffutron.lm import Diffutron
 from diffutron.model.chat import Message, render_chat
+from diffutron.model.tokens import check_unicode
 from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.frames import FrameRecorder
 from diffutron.sampling.sampler import StepEvent
@@ -103,6 +104,11 @@ def run_chat(
             break
         if not text:
             console.print(Text("Please write a question (or /exit).", style="dim"))
+            continue
+        try:
+            check_unicode(text, "your message")
+        except DiffutronError as error:  # checked first: such text cannot even be printed back
+            console.print(Text.assemble(("error: ", "red"), str(error)))
             continue
         command = text.lower()
         if command in ("/exit", "/quit"):

@@ -1,6 +1,8 @@
 """`diffutron generate | chat | infill | info`: use a model."""
 
+import io
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -59,9 +61,12 @@ def generate(
     """
     from diffutron.cli.jsonl_batch import generate_jsonl, read_prompts
     from diffutron.files import check_destination
+    from diffutron.model.tokens import check_unicode
 
     if bool(prompts) == (input is not None):
         raise DiffutronError("give prompts as arguments or --input FILE (one of the two)")
+    for index, prompt in enumerate(prompts or []):  # before loading the model
+        check_unicode(prompt, f"prompt {index}")
     if batch_size < 1:
         raise DiffutronError(f"--batch-size must be >= 1, got {batch_size}")
     from diffutron.distributed import current_launch
@@ -115,7 +120,12 @@ def chat(
 ) -> None:
     """Talk with the model, several turns; /reset starts over, /exit (or Ctrl-D) quits."""
     from diffutron.cli.chat_session import run_chat
+    from diffutron.model.tokens import check_unicode
 
+    if system is not None:
+        check_unicode(system, "--system")
+    if isinstance(sys.stdin, io.TextIOWrapper):  # bytes that are not UTF-8 reach the chat's check, not a traceback
+        sys.stdin.reconfigure(errors="surrogateescape")
     lm = load(model, device, dtype)
     run_chat(lm, config, system=system, viz=viz, console=console)
 
@@ -129,9 +139,10 @@ def infill(
     config: GenerationConfig = _DEFAULTS,
 ) -> None:
     """Fill the gaps of a text and print it whole."""
+    from diffutron.model.tokens import check_unicode
     from diffutron.sampling.infill import parse_placeholders
 
-    parse_placeholders(text)  # fail on a text without gaps before loading the model
+    parse_placeholders(check_unicode(text, "the text"))  # fail on a text without gaps before loading the model
     lm = load(model, device, dtype)
     say(lm.infill(text, config))
 

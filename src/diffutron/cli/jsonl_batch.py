@@ -12,6 +12,7 @@ from diffutron.data.readers import iter_jsonl
 from diffutron.errors import DiffutronError
 from diffutron.files import atomic_file
 from diffutron.lm import Diffutron
+from diffutron.model.tokens import check_unicode
 from diffutron.sampling.config import GenerationConfig
 
 
@@ -23,6 +24,7 @@ def read_prompts(path: Path) -> list[dict[str, Any]]:
             raise DiffutronError(f'{location}: expected an object like {{"prompt": "..."}}')
         if not record["prompt"].strip():
             raise DiffutronError(f"{location}: the prompt is empty")
+        check_unicode(record["prompt"], f"{location}: the prompt")
         records.append(record)
     if not records:
         raise DiffutronError(f"{path} has no prompts")

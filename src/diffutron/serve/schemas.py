@@ -7,10 +7,14 @@ their ranges are checked once, by `GenerationConfig`, when a request's settings 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
+
+from diffutron.errors import DiffutronError
+from diffutron.model.tokens import check_unicode
 
 MAX_SEED = 2**63 - 1
 MAX_STOPS = 16  # stop strings per request (OpenAI allows 4)
@@ -105,6 +109,17 @@ class DiffusionSettings(_Strict):
                 )
         return {name: value for name, value in data.items() if name not in NEUTRAL_VALUES}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_invalid_unicode(cls, data: Any) -> Any:
+        """A lone surrogate (an unpaired `\\ud800` escape) in any text is a 400 naming its field."""
+        for path, text in _texts(data, ""):
+            try:
+                check_unicode(text, path)
+            except DiffutronError as error:
+                raise PydanticCustomError("invalid_unicode", "{message}", {"name": path, "message": str(error)}) from None
+        return data
+
     def sampler_settings(self) -> dict[str, Any]:
         """The GenerationConfig fields this request sets (speed and seed are handled apart)."""
         excluded = {"speed", "seed", "user", *_REQUEST_ONLY}
@@ -156,6 +171,18 @@ _REQUEST_ONLY = {
     "prompt",
     "text",
 }
+
+
+def _texts(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every string in a JSON value, with its path as errors name fields (messages.0.content)."""
+    if isinstance(value, str):
+        yield path or "the body", value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _texts(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _texts(item, f"{path}.{index}")
 
 
 def _same(given: Any, neutral: Any) -> bool:
