@@ -67,6 +67,7 @@ def test_generate_jsonl(run, tmp_path, expected):
         (b'{"prompt": "a"}\n\xff\xfe\n', "in.jsonl:2: not valid UTF-8"),
         (b'{"text": "a"}\n', "in.jsonl:1: expected an object"),
         (b'{"prompt": "  "}\n', "in.jsonl:1: the prompt is empty"),
+        (b'{"prompt": "a"}\n{"prompt": "b \\ud800"}\n', "in.jsonl:2: the prompt is not valid Unicode: character 3"),
         (b"\n\n", "has no prompts"),
     ],
 )
@@ -89,6 +90,9 @@ def test_bad_jsonl_leaves_no_output(run, tmp_path, content, complaint):
         (["generate"], "give prompts as arguments or --input"),
         (["infill", "no gaps here"], "no placeholder"),
         (["generate", "a", "--max-new-tokens", "600"], "context of 512"),
+        (["generate", "a", "b \udcff"], "prompt 1 is not valid Unicode: character 3 is a lone surrogate \\udcff"),
+        (["infill", "\ud800 [MASK]"], "the text is not valid Unicode"),
+        (["chat", "--system", "x\udcfe"], "--system is not valid Unicode: character 2"),
     ],
 )
 def test_usage_errors_exit_2_without_traceback(run, args, complaint):
@@ -117,6 +121,28 @@ def test_chat_session(run):
     assert result.output.count("diffutron>") == 2
     assert "Please write a question" in result.output
     assert "Conversation cleared" in result.output
+
+
+def test_bytes_that_are_not_utf8_exit_2_or_keep_the_chat(tiny_checkpoint):
+    """Real processes: invalid bytes in argv and on chat's stdin reach the one Unicode check."""
+    import subprocess
+    import sys
+
+    def diffutron(*args: bytes, stdin: bytes = b"") -> subprocess.CompletedProcess:
+        command = [sys.executable.encode(), b"-m", b"diffutron", *args, b"--model", str(tiny_checkpoint).encode()]
+        return subprocess.run(command, input=stdin, capture_output=True, timeout=300)
+
+    argv = diffutron(b"generate", b"Kitap \xff\xfe ne?")
+    assert argv.returncode == 2
+    assert argv.stderr.decode().splitlines() == [
+        "error: prompt 0 is not valid Unicode: character 7 is a lone surrogate \\udcff (bytes that are not UTF-8, "
+        "or half of a \\u escape pair); give UTF-8 text"
+    ]
+    chat = diffutron(b"chat", b"--no-viz", *(word.encode() for word in FAST), stdin=b"Kitap \xff?\nKitap?\n/exit\n")
+    output = " ".join(chat.stdout.decode().split())
+    assert chat.returncode == 0, chat.stderr.decode()
+    assert "error: your message is not valid Unicode: character 7 is a lone surrogate \\udcff" in output
+    assert output.count("diffutron>") == 1  # the next message is answered in the same session
 
 
 def test_generate_never_replaces_a_file_without_overwrite_and_checks_before_the_work(run, tmp_path):

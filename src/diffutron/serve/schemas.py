@@ -117,7 +117,9 @@ class DiffusionSettings(_Strict):
             try:
                 check_unicode(text, path)
             except DiffutronError as error:
-                raise PydanticCustomError("invalid_unicode", "{message}", {"name": path, "message": str(error)}) from None
+                raise PydanticCustomError(
+                    "invalid_unicode", "{message}", {"name": path, "message": str(error)}
+                ) from None
         return data
 
     def sampler_settings(self) -> dict[str, Any]:
