@@ -308,6 +308,8 @@ BAD_INPUTS = [
         "answerKey 'E' is not one of its labels",
     ),
     ("cetvel unknown task", lambda p: resolve_tasks(["hellaswag"]), "unknown task(s) hellaswag"),
+    ("cetvel empty task list", lambda p: resolve_tasks([""]), "the task list [''] names no task"),
+    ("cetvel task list of commas", lambda p: resolve_tasks([",", " "]), "the task list [',', ' '] names no task"),
     ("lm-eval unknown task", _lm_eval_unknown_task, "unknown lm-eval task(s): no_such_task. The packaged tasks are"),
 ]
 

@@ -120,3 +120,14 @@ def test_save_animation_draws_the_last_answer(tiny_model, tiny_tokenizer, tmp_pa
     assert "no answer to draw yet" in output and "already exists" in output
     with Image.open(target) as image:
         assert image.n_frames == 4  # one frame per model call: 4 steps
+
+
+def test_save_animation_to_a_place_that_cannot_be_written_keeps_the_chat(tiny_model, tiny_tokenizer, tmp_path):
+    target = "/sys/diffutron-test-output/answer.gif"  # sysfs: no new entries, not even for root
+    output, asked = chat_output(
+        Diffutron(tiny_model, tiny_tokenizer), SHORT, "Kitap ne demek?", f"/save-animation {target}", "Çay?"
+    )
+    said = " ".join(output.split())
+    assert f"error: cannot write {target}: /sys is not writable" in said
+    assert len(asked) == 2 and said.count("diffutron>") == 2  # the conversation went on
+    assert asked[1][-3]["content"] == "Kitap ne demek?"  # with its history

@@ -175,6 +175,19 @@ def test_generate_animation_has_one_frame_per_model_call(run, tmp_path):
     assert two.exit_code == 2 and "exactly one prompt" in two.output
 
 
+def test_generate_with_output_and_animation_writes_both(run, tmp_path):
+    output, animation = tmp_path / "out.jsonl", tmp_path / "answer.svg"
+    both = run("generate", "Kitap ne demek?", "-o", str(output), "--animation", str(animation), *FAST)
+    assert both.exit_code == 0, both.output
+    alone = run("generate", "Kitap ne demek?", "-o", str(tmp_path / "alone.jsonl"), *FAST)
+    assert alone.exit_code == 0, alone.output
+    assert output.read_text(encoding="utf-8") == (tmp_path / "alone.jsonl").read_text(encoding="utf-8")
+    assert animation.read_text(encoding="utf-8").startswith("<svg")
+    assert f"wrote 1 answer to {output}" in " ".join(both.output.split())
+    same = run("generate", "Kitap?", "-o", str(tmp_path / "a.gif"), "--animation", str(tmp_path / "a.gif"), *FAST)
+    assert same.exit_code == 2 and "--output and --animation both name" in same.output
+
+
 def test_generate_under_torchrun_merges_the_parts_into_what_one_process_writes(tiny_checkpoint, tmp_path):
     import os
     import subprocess

@@ -174,6 +174,8 @@ def _answer(
 
 
 def _save_animation(last: tuple[list, str] | None, arguments: list[str], console: Console) -> None:
+    """Draw the last answer; a file that cannot be written is an error line, and the chat goes on."""
+    from diffutron.files import check_destination
     from diffutron.viz.animation import write_animation
 
     try:
@@ -181,7 +183,8 @@ def _save_animation(last: tuple[list, str] | None, arguments: list[str], console
             raise DiffutronError("give a file: /save-animation answer.gif (or .svg)")
         if last is None:
             raise DiffutronError("no answer to draw yet: ask something first")
-        path = write_animation(last[0], arguments[0].strip(), prompt=last[1])
+        target = check_destination(arguments[0].strip(), kind="file", flag=None)
+        path = write_animation(last[0], target, prompt=last[1])
     except DiffutronError as error:
         console.print(Text.assemble(("error: ", "red"), str(error)))
         return

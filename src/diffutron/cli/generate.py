@@ -79,6 +79,10 @@ def generate(
     if animation is not None:
         if input is not None or len(prompts or []) != 1:
             raise DiffutronError("--animation draws one answer: give exactly one prompt, without --input")
+        if sharded:
+            raise DiffutronError("--animation draws one answer in one process: leave out --resume and the launcher")
+        if output is not None and output.absolute() == animation.absolute():
+            raise DiffutronError(f"--output and --animation both name {output}: give two files")
         check_destination(animation, kind="file", overwrite=overwrite)
     records = read_prompts(input) if input is not None else [{"prompt": p} for p in prompts or []]
     if sharded:
@@ -94,10 +98,15 @@ def generate(
         return
     lm = load(model, device, dtype)
     if animation is not None:
+        from diffutron.cli.jsonl_batch import answer_settings, write_answers
         from diffutron.viz.animation import animate_answer
 
-        say(animate_answer(lm, records[0]["prompt"], animation, config, chat=not raw, overwrite=overwrite))
+        answer = animate_answer(lm, records[0]["prompt"], animation, config, chat=not raw, overwrite=overwrite)
+        say(answer)
         say(f"wrote the animation to {animation}")
+        if output is not None:
+            write_answers(output, [{**records[0], "answer": answer, "settings": answer_settings(lm, config, not raw)}])
+            say(f"wrote 1 answer to {output}")
         return
     results = generate_jsonl(lm, records, config, chat=not raw, batch_size=batch_size, output=output)
     if output is None:

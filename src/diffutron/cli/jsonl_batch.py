@@ -42,7 +42,7 @@ def generate_jsonl(
 ) -> list[dict[str, Any]]:
     """Answer every record in batches; the output file appears only once all are done."""
     results: list[dict[str, Any]] = []
-    settings = {**config.to_dict(), "chat": chat, "model": lm.info()["model"]}
+    settings = answer_settings(lm, config, chat)
     progress = Progress(
         TextColumn("generating"),
         BarColumn(),
@@ -59,10 +59,20 @@ def generate_jsonl(
             results.extend({**record, "answer": answer, "settings": settings} for record, answer in zip(batch, answers))
             progress.advance(task, len(batch))
     if output is not None:
-        with atomic_file(output) as handle:
-            for record in results:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        write_answers(output, results)
     return results
+
+
+def answer_settings(lm: Diffutron, config: GenerationConfig, chat: bool) -> dict[str, Any]:
+    """What every answer record says it was generated with."""
+    return {**config.to_dict(), "chat": chat, "model": lm.info()["model"]}
+
+
+def write_answers(output: Path, results: list[dict[str, Any]]) -> None:
+    """The answer records as JSONL, in place at once (atomically)."""
+    with atomic_file(output) as handle:
+        for record in results:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 POSITION = "_position"  # a record's place in the input, carried through a sharded run
@@ -84,7 +94,7 @@ def generate_jsonl_sharded(
     answers in input order on the first process, None on the others."""
     from diffutron.sampling.sharded import generate_sharded
 
-    settings = {**config.to_dict(), "chat": chat, "model": lm.info()["model"]}
+    settings = answer_settings(lm, config, chat)
 
     def answer_batch(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         positions = [record[POSITION] for record in batch]
