@@ -175,11 +175,13 @@ def test_generate_animation_has_one_frame_per_model_call(run, tmp_path):
     assert two.exit_code == 2 and "exactly one prompt" in two.output
 
 
-def test_generate_with_output_and_animation_writes_both(run, tmp_path):
+@pytest.mark.parametrize("mode", [[], ["--raw"]], ids=["chat", "raw"])
+def test_generate_with_output_and_animation_writes_both(run, tmp_path, mode):
+    """The answer written beside the animation is the one the command writes without it (--raw too)."""
     output, animation = tmp_path / "out.jsonl", tmp_path / "answer.svg"
-    both = run("generate", "Kitap ne demek?", "-o", str(output), "--animation", str(animation), *FAST)
+    both = run("generate", "Kitap ne demek?", *mode, "-o", str(output), "--animation", str(animation), *FAST)
     assert both.exit_code == 0, both.output
-    alone = run("generate", "Kitap ne demek?", "-o", str(tmp_path / "alone.jsonl"), *FAST)
+    alone = run("generate", "Kitap ne demek?", *mode, "-o", str(tmp_path / "alone.jsonl"), *FAST)
     assert alone.exit_code == 0, alone.output
     assert output.read_text(encoding="utf-8") == (tmp_path / "alone.jsonl").read_text(encoding="utf-8")
     assert animation.read_text(encoding="utf-8").startswith("<svg")
