@@ -143,8 +143,8 @@ NAMED = (
     Named(
         "generate --raw --animation ignores --raw",
         "cli/generate.py",
-        "animation, config, chat=not raw, overwrite=overwrite)",
-        "animation, config, chat=True, overwrite=overwrite)",
+        "animation, output, config, chat=not raw, overwrite=overwrite)",
+        "animation, output, config, chat=True, overwrite=overwrite)",
         ("tests/cli/test_cli_generation.py::test_generate_with_output_and_animation_writes_both",),
     ),
 )

@@ -4,7 +4,7 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -20,6 +20,9 @@ from diffutron.cli.options import (
 )
 from diffutron.errors import DiffutronError
 from diffutron.sampling.config import GenerationConfig
+
+if TYPE_CHECKING:
+    from diffutron.lm import Diffutron  # imported when a command runs, so that --help stays fast
 
 _DEFAULTS = GenerationConfig()
 
@@ -77,13 +80,7 @@ def generate(
     if output is not None:  # before the work: a bad destination must not cost the answers
         check_destination(output, kind="file", overwrite=overwrite or sharded, inputs=[input])
     if animation is not None:
-        if input is not None or len(prompts or []) != 1:
-            raise DiffutronError("--animation draws one answer: give exactly one prompt, without --input")
-        if sharded:
-            raise DiffutronError("--animation draws one answer in one process: leave out --resume and the launcher")
-        if output is not None and output.absolute() == animation.absolute():
-            raise DiffutronError(f"--output and --animation both name {output}: give two files")
-        check_destination(animation, kind="file", overwrite=overwrite)
+        _check_animation(animation, output, len(prompts or []) if input is None else 0, sharded, overwrite)
     records = read_prompts(input) if input is not None else [{"prompt": p} for p in prompts or []]
     if sharded:
         from diffutron.cli.jsonl_batch import generate_jsonl_sharded
@@ -98,15 +95,7 @@ def generate(
         return
     lm = load(model, device, dtype)
     if animation is not None:
-        from diffutron.cli.jsonl_batch import answer_settings, write_answers
-        from diffutron.viz.animation import animate_answer
-
-        answer = animate_answer(lm, records[0]["prompt"], animation, config, chat=not raw, overwrite=overwrite)
-        say(answer)
-        say(f"wrote the animation to {animation}")
-        if output is not None:
-            write_answers(output, [{**records[0], "answer": answer, "settings": answer_settings(lm, config, not raw)}])
-            say(f"wrote 1 answer to {output}")
+        _answer_with_animation(lm, records[0], animation, output, config, chat=not raw, overwrite=overwrite)
         return
     results = generate_jsonl(lm, records, config, chat=not raw, batch_size=batch_size, output=output)
     if output is None:
@@ -116,6 +105,42 @@ def generate(
             say(record["answer"])
     else:
         say(f"wrote {len(results)} answers to {output}")
+
+
+def _check_animation(animation: Path, output: Optional[Path], prompts: int, sharded: bool, overwrite: bool) -> None:
+    """--animation draws one answer (`prompts` given as arguments), in one process, to a file of its own."""
+    from diffutron.files import check_destination
+
+    if prompts != 1:
+        raise DiffutronError("--animation draws one answer: give exactly one prompt, without --input")
+    if sharded:
+        raise DiffutronError("--animation draws one answer in one process: leave out --resume and the launcher")
+    if output is not None and output.absolute() == animation.absolute():
+        raise DiffutronError(f"--output and --animation both name {output}: give two files")
+    check_destination(animation, kind="file", overwrite=overwrite)
+
+
+def _answer_with_animation(
+    lm: "Diffutron",
+    record: dict,
+    animation: Path,
+    output: Optional[Path],
+    config: GenerationConfig,
+    *,
+    chat: bool,
+    overwrite: bool,
+) -> None:
+    """Answer one prompt and draw its denoising; with --output the answer is also written there, as
+    the command writes it without --animation."""
+    from diffutron.cli.jsonl_batch import answer_settings, write_answers
+    from diffutron.viz.animation import animate_answer
+
+    answer = animate_answer(lm, record["prompt"], animation, config, chat=chat, overwrite=overwrite)
+    say(answer)
+    say(f"wrote the animation to {animation}")
+    if output is not None:
+        write_answers(output, [{**record, "answer": answer, "settings": answer_settings(lm, config, chat)}])
+        say(f"wrote 1 answer to {output}")
 
 
 @with_generation_options
