@@ -132,14 +132,14 @@ def _answer_with_animation(
 ) -> None:
     """Answer one prompt and draw its denoising; with --output the answer is also written there, as
     the command writes it without --animation."""
-    from diffutron.cli.jsonl_batch import answer_settings, write_answers
+    from diffutron.cli.jsonl_batch import answer_record, answer_settings, write_answers
     from diffutron.viz.animation import animate_answer
 
     answer = animate_answer(lm, record["prompt"], animation, config, chat=chat, overwrite=overwrite)
     say(answer)
     say(f"wrote the animation to {animation}")
     if output is not None:
-        write_answers(output, [{**record, "answer": answer, "settings": answer_settings(lm, config, chat)}])
+        write_answers(output, [answer_record(record, answer, answer_settings(lm, config, chat))])
         say(f"wrote 1 answer to {output}")
 
 

@@ -1,9 +1,9 @@
 """Mutation testing of the generation code: plant one small bug at a time, see whether a test fails.
 
-    python benchmarks/mutation.py                     # named mutations, then the automatic set
-    python benchmarks/mutation.py --only named        # the named ones only (a few minutes)
-    python benchmarks/mutation.py --tests /tmp/old/tests --output before.json   # another test suite
-    python benchmarks/mutation.py --rerun after.json  # only the survivors of an earlier run (same source)
+    python tools/mutation.py                     # named mutations, then the automatic set
+    python tools/mutation.py --only named        # the named ones only (a few minutes)
+    python tools/mutation.py --tests /tmp/old/tests --output before.json   # another test suite
+    python tools/mutation.py --rerun after.json  # only the survivors of an earlier run (same source)
 
 The package and the tests are copied to a temporary directory; each mutant rewrites one file of
 the copy. A first run of the test pool under coverage records which tests execute each line; a
@@ -356,7 +356,7 @@ def named_mutants(package: Path) -> list[Mutant]:
         if count != 1:
             raise SystemExit(
                 f"named mutation {named.name!r}: {named.old!r} occurs {count} times in {named.path}; "
-                "update NAMED in benchmarks/mutation.py"
+                "update NAMED in tools/mutation.py"
             )
         start = source.index(named.old)
         line = source[:start].count("\n") + 1
@@ -589,7 +589,7 @@ def main() -> None:
         shutil.copytree(args.tests, work / "tests", ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
         shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
         shutil.copy(ROOT / "README.md", work / "README.md")  # read by the tests, as are the next two
-        for folder in ("configs", "benchmarks"):
+        for folder in ("configs", "benchmarks", "tools"):
             shutil.copytree(ROOT / folder, work / folder, ignore=shutil.ignore_patterns("__pycache__"))
         os.environ["PYTHONPATH"] = os.pathsep.join([str(work / "src"), os.environ.get("PYTHONPATH", "")])
         package = work / "src" / PACKAGE
