@@ -55,8 +55,14 @@ POOL = (
 )
 AUTO_MODULES = (
     "sampling/cache.py",
-    "sampling/commit.py",
     "sampling/config.py",
+    "sampling/predictions.py",
+    "sampling/processors.py",
+    "sampling/rules/__init__.py",
+    "sampling/rules/_parallel.py",
+    "sampling/rules/count.py",
+    "sampling/rules/factor.py",
+    "sampling/rules/threshold.py",
     "sampling/infill.py",
     "sampling/presets.py",
     "sampling/sampler.py",
@@ -83,9 +89,9 @@ NAMED = (
     Named("output layer padding off", "model/parts.py", "if not pad or hidden.dim() != 2:", "if True:"),
     Named(
         "penalty_scope='generated' ignored",
-        "sampling/sampler.py",
-        'source = canvas if config.penalty_scope == "canvas" else torch.where(given, ids.mask, canvas)',
-        "source = canvas",
+        "sampling/processors.py",
+        'source = due.canvas if self.scope == "canvas" else torch.where(due.given, ids.mask, due.canvas)',
+        "source = due.canvas",
     ),
     Named(
         "system message not stripped",
@@ -105,12 +111,12 @@ NAMED = (
         "end = _first(tokens, self.mask_id, start)",
         "end = sum(token != self.mask_id for token in tokens)",
     ),
-    Named("temperature without effect", "sampling/sampler.py", "** config.temperature", "* config.temperature"),
+    Named("temperature without effect", "sampling/processors.py", "** self.temperature", "* self.temperature"),
     Named("truncate='left' keeps the start", "model/tokens.py", "list(ids[len(ids) - room :])", "list(ids[:room])"),
     Named("remasking='random' ignored", "sampling/sampler.py", 'if config.remasking == "low_confidence":', "if True:"),
     Named(
         "stochastic_transfer ignored",
-        "sampling/commit.py",
+        "sampling/rules/count.py",
         "CountSchedule(steps_per_block, config.stochastic_transfer)",
         "CountSchedule(steps_per_block, False)",
     ),
