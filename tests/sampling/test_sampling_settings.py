@@ -202,4 +202,4 @@ def test_the_page_form_is_described_from_the_fields():
         "exclusive_minimum": True,
         "maximum": 1,
     }
-    assert described["fields"]["seed"]["maximum"] == MAX_SEED and "default" not in described["fields"]["seed"]
+    assert described["fields"]["seed"]["maximum"] == str(MAX_SEED) and "default" not in described["fields"]["seed"]

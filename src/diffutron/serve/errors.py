@@ -159,7 +159,9 @@ def validation_error(errors: list[dict[str, Any]]) -> APIError:
     parts = [str(part) for part in first.get("loc", ()) if part != "body"]
     param = ".".join(part for part in parts if not _UNION_MEMBER.match(part))
     if first.get("type") == "missing":
-        return APIError(400, f"{param} is required", param=param or None, code="missing_required_parameter")
+        if not param:  # the body itself
+            return APIError(400, "the request has no body: send a JSON object", code="missing_required_parameter")
+        return APIError(400, f"{param} is required", param=param, code="missing_required_parameter")
     if first.get("type") == "extra_forbidden":
         return APIError(
             400, f"unknown field {param!r}: this server does not take it", param=param or None, code="unknown_parameter"

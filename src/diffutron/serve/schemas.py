@@ -19,6 +19,8 @@ from diffutron.model.tokens import check_unicode
 from diffutron.sampling.config import MAX_SEED, Setting, choices, default, field_type, settings
 from diffutron.sampling.presets import SPEEDS
 
+# seeds drawn for requests without one: below 2**53, so that any JSON parser (a browser's) reads them exactly
+DRAWN_SEEDS = 2**53
 MAX_STOPS = 16  # stop strings per request (OpenAI allows 4)
 
 # OpenAI fields with no meaning here: accepted only when null or equal to one of these values.
@@ -210,6 +212,8 @@ def _describe(name: str, setting: Setting) -> dict[str, Any]:
     kind = field_type(name)
     types = {int: "integer", float: "number", bool: "boolean"}
     maximum = setting.cap if setting.cap is not None else setting.maximum
+    if isinstance(maximum, int) and maximum > DRAWN_SEEDS:
+        maximum = str(maximum)  # beyond JavaScript's exact integers (the seed's 2**64 - 1): sent as digits
     described = {
         "type": types.get(kind, "string"),
         "default": default(name),

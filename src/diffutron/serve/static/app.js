@@ -155,13 +155,31 @@ function settings() {
   const inputs = settingInputs();
   const body = { speed: document.querySelector('input[name="speed"]:checked').value };
   for (const [name, field, input] of inputs) {
-    if (input.value === "") continue;
+    if (input.value === "" || name === "seed") continue; // the seed travels as digits (seedDigits)
     if (!input.checkValidity()) throw new Error(`${input.labels[0].textContent}: ${input.validationMessage}`);
     if (field.type === "integer") body[name] = parseInt(input.value, 10);
     else if (field.type === "number") body[name] = parseFloat(input.value);
     else body[name] = input.value;
   }
   return body;
+}
+
+// The seed as its digits: a JavaScript number would round seeds above 2^53 and read "1e3" as 1000.
+function seedDigits() {
+  const field = $("seed");
+  const text = field.value.trim();
+  if (text === "") return null;
+  const largest = BigInt(state.settings.fields.seed.maximum); // sent as digits by the server
+  if (!/^[0-9]+$/.test(text) || BigInt(text) > largest) {
+    throw new Error(`${field.labels[0].textContent}: give a whole number from 0 to ${largest}, or nothing`);
+  }
+  return BigInt(text).toString();
+}
+
+// The request as JSON, its seed written as digits (JSON.stringify has no exact form for big integers).
+function requestJson(request, seed) {
+  const json = JSON.stringify(request);
+  return seed === null ? json : `${json.slice(0, -1)},"seed":${seed}}`;
 }
 
 function resetSettings() {
@@ -234,9 +252,11 @@ async function send(question) {
   const turn = { role: "user", content: question };
   const messages = [...(system ? [{ role: "system", content: system }] : []), ...state.history, turn];
   let request;
+  let seed;
   try {
     request = { model: state.model, messages, stream: true,
       stream_options: { include_denoising: true, include_usage: true }, ...settings() };
+    seed = seedDigits();
   } catch (error) {
     $("settings").open = true;
     addTurn("assistant error", `Check the settings: ${error.message}`);
@@ -260,7 +280,7 @@ async function send(question) {
   let usage = null;
   try {
     const response = await apiFetch("v1/chat/completions", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request),
+      method: "POST", headers: { "Content-Type": "application/json" }, body: requestJson(request, seed),
       signal: controller.signal,
     });
     if (!response.ok) throw new HttpError(response.status, await errorMessage(response));
