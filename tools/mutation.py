@@ -144,7 +144,7 @@ NAMED = (
         "serve/scheduler.py",
         "tokens = len(self.lm.encode(tracker.text)) if tracker.text else 0",
         "tokens = len(tracker.text)",
-        ("tests/serve/test_serve_api.py",),
+        ("tests/serve/test_serve_counts.py::test_completion_tokens_count_the_tokens_of_each_answer",),
     ),
     Named(
         "generate --raw --animation ignores --raw",
