@@ -92,8 +92,8 @@ NAMED = (
     Named(
         "early stop on a stop token anywhere in the answer",
         "sampling/stopping.py",
-        "if any(token in self.stop_ids for token in tokens[start:end]):",
-        "if any(token in self.stop_ids for token in tokens):",
+        "if any(token in stops.stop_ids for token in tokens[start:end]):",
+        "if any(token in stops.stop_ids for token in tokens):",
     ),
     Named(
         "early stop counts decided positions, not the decided prefix",

@@ -29,7 +29,7 @@ from diffutron.model.tokens import SpecialIds
 from diffutron.sampling.cache import BlockCache
 from diffutron.sampling.commit import Budget, Plan, commit_rule
 from diffutron.sampling.config import GenerationConfig, checked_config
-from diffutron.sampling.stopping import AnswerEnd
+from diffutron.sampling.stopping import AnswerEnd, AnswerStops
 from diffutron.sampling.streams import RowStreams, row_seeds_for
 
 
@@ -220,8 +220,11 @@ class Decoder:
         finished = self.stopper.done if self.stopper is not None else [False] * self.rows
         return [any(flags) for flags in zip(finished, self.exhausted, self.dropped, strict=True)]
 
-    def add(self, canvas: torch.Tensor, seeds: Sequence[int | None]) -> None:
-        """Append rows (each with exactly `masks` masks); row i draws from a stream seeded `seeds[i]`."""
+    def add(
+        self, canvas: torch.Tensor, seeds: Sequence[int | None], stops: Sequence[AnswerStops] | None = None
+    ) -> None:
+        """Append rows (each with exactly `masks` masks); row i draws from a stream seeded `seeds[i]`
+        and, with early stopping, ends at `stops[i]` if given (a request's stop strings)."""
         rows, width = canvas.shape
         if len(seeds) != rows:
             raise DiffutronError(f"row_seeds has {len(seeds)} entries for {rows} rows: give one per row")
@@ -249,7 +252,7 @@ class Decoder:
         self.exhausted += [False] * rows
         self.streams.add(seeds)
         if self.stopper is not None:
-            self.stopper.add(rows)
+            self.stopper.add(rows, stops)
         self._changed()
 
     def remove(self, rows: Collection[int]) -> None:

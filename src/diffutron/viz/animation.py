@@ -23,7 +23,7 @@ import numpy as np
 from diffutron.errors import DiffutronError
 from diffutron.files import atomic_file
 from diffutron.model.chat import render_chat
-from diffutron.sampling.frames import DenoisingFrame, FrameRecorder, frame_text, visible_tokens
+from diffutron.sampling.frames import DenoisingFrame, FrameRecorder, frame_text, visible_positions
 
 if TYPE_CHECKING:
     from diffutron.lm import Diffutron
@@ -114,7 +114,7 @@ def write_animation(
     if path.suffix.lower() == ".gif":
         data = _gif(scenes, height, durations)
     else:
-        data = _svg(scenes, height, durations, f"{title}: {frame_text(frames[-1]['tokens'])}").encode()
+        data = _svg(scenes, height, durations, f"{title}: {frame_text(visible_positions(frames[-1]))}").encode()
     with atomic_file(path, "wb") as handle:
         handle.write(data)
     return path
@@ -264,7 +264,7 @@ class _Layout:
         fresh = dict(zip(frame["committed"], frame["confidence"]))
         shapes: list[Shape] = []
         x, line = 0.0, 0
-        for unit in _units(visible_tokens(frame["tokens"])):
+        for unit in _units(visible_positions(frame)):
             if unit.newline:
                 x, line = 0.0, line + 1
                 continue
