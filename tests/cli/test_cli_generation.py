@@ -149,6 +149,20 @@ def test_generate_animation_has_one_frame_per_model_call(run, tmp_path):
     assert two.exit_code == 2 and "exactly one prompt" in two.output
 
 
+def test_generate_raw_animation_draws_the_raw_continuation(run, tiny_checkpoint, tmp_path):
+    import html
+
+    lm = Diffutron.from_pretrained(tiny_checkpoint)
+    prompt = "Bugün hava"
+    raw = lm.generate([prompt], FAST_CONFIG, chat=False)[0]
+    assert raw != lm.chat(prompt, FAST_CONFIG)  # otherwise the check below could not tell them apart
+    target = tmp_path / "raw.svg"
+    result = run("generate", prompt, "--raw", "--animation", str(target), *FAST)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].strip() == raw.strip()
+    assert f"<title>Diffutron: {html.escape(raw)}</title>" in target.read_text(encoding="utf-8")
+
+
 def test_generate_under_torchrun_merges_the_parts_into_what_one_process_writes(tiny_checkpoint, tmp_path):
     import os
     import subprocess

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -48,6 +49,28 @@ def test_a_request_joins_the_running_batch_and_is_answered_as_alone(server, fiel
     assert [answer["diffutron"]["batch_rows"] for answer in together] == [2, 2]  # decoded together
     assert together[1]["diffutron"]["model_calls"] == alone[1]["diffutron"]["model_calls"]  # from its own start
     assert _texts(together) == _texts(alone)
+
+
+def test_the_frames_of_a_request_that_joined_a_running_batch_count_its_own_calls(server):
+    fields = {"temperature": 0, "max_tokens": 128, "steps": 128, "block_length": 64}
+    calls_before = server.metric("diffutron_model_calls_total")
+    joined = {**fields, "stream": True, "stream_options": {"include_denoising": True, "include_usage": True}}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": OTHERS[1]}], **joined}
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(ask, server, QUESTION, **fields)
+        deadline = time.monotonic() + 30
+        while server.metric("diffutron_model_calls_total") < calls_before + 3:  # the first one is being decoded
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with server.client() as http, http.stream("POST", "/v1/chat/completions", json=body) as response:
+            events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+        first = running.result()
+    usage = events[-1]["diffutron"]
+    assert usage["batch_rows"] == 2 and first["diffutron"]["batch_rows"] == 2  # decoded together
+    calls = [event["denoising"]["call"] for event in events if "denoising" in event]
+    assert calls == list(range(1, usage["model_calls"] + 1))  # from its own first call, not the batch's
+    alone = ask(server, OTHERS[1], **fields)
+    assert usage["model_calls"] == alone["diffutron"]["model_calls"]
 
 
 def test_batch_at_a_time_makes_a_request_wait_for_the_running_batch():
