@@ -10,7 +10,6 @@ confidence (the model's probability of the committed token).
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Sequence
 from typing import TypedDict
 
@@ -20,7 +19,7 @@ from transformers import PreTrainedTokenizerBase
 from diffutron.errors import DiffutronError
 from diffutron.model.tokens import SpecialIds
 from diffutron.sampling.sampler import StepEvent
-from diffutron.sampling.stopping import REPLACEMENT_CHARACTER, AnswerStops
+from diffutron.sampling.stopping import REPLACEMENT_CHARACTER, AnswerStops, decided_texts
 
 
 class DenoisingFrame(TypedDict):
@@ -163,5 +162,4 @@ def frame_text(tokens: Sequence[str | None], stops: AnswerStops | None = None) -
     no tag is cut there only if nothing but masks or special tokens follows it; a frame's
     `visible` positions are cut at that token).
     """
-    decided = list(itertools.takewhile(lambda token: token is not None, tokens))
-    return (stops or AnswerStops()).cut("".join(decided))[0].strip()  # type: ignore[arg-type]
+    return (stops or AnswerStops()).cut("".join(decided_texts(tokens)))[0].strip()

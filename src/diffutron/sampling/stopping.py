@@ -84,17 +84,16 @@ class AnswerStops:
         the start of a stop text cut before it), trailing whitespace trimmed as the answer is trimmed.
         With the positions' token `ids`, a stop token ends it too; without, only the stop texts do.
         """
-        decided = next((index for index, piece in enumerate(pieces) if piece is None), len(pieces))
-        stop = self.stop_token(ids[:decided]) if ids is not None else None
-        text, ended = self.cut("".join(pieces[: decided if stop is None else stop]))  # type: ignore[arg-type]
+        decided = decided_texts(pieces)
+        stop = self.stop_token(ids[: len(decided)]) if ids is not None else None
+        text, ended = self.cut("".join(decided[:stop]))
         if not ended and stop is None:
             return list(pieces)
         kept: list[str | None] = []
         start = 0
-        for piece in pieces:
+        for piece in decided:
             if start >= len(text):
                 break
-            assert piece is not None
             kept.append(piece[: len(text) - start])
             start += len(piece)
         while kept and not (kept[-1] or "").strip():
@@ -102,6 +101,16 @@ class AnswerStops:
         if kept:
             kept[-1] = (kept[-1] or "").rstrip()
         return kept
+
+
+def decided_texts(pieces: Sequence[str | None]) -> list[str]:
+    """The texts of the positions before the first masked one (None)."""
+    texts = []
+    for piece in pieces:
+        if piece is None:
+            break
+        texts.append(piece)
+    return texts
 
 
 class AnswerEnd:
