@@ -52,6 +52,8 @@ def test_read_and_answer_stop_at_the_first_mask_then_the_first_stop_token_then_t
     assert stops.with_texts([STOP]).read(decode, ids) == ("Bir şey", True)
     assert stops.answer(tiny_tokenizer, [*ids[:7], eos, *ids[7:]]) == "Bir şey"
     assert stops.answer(tiny_tokenizer, [eos, *ids]) == ""
+    bos = tiny_tokenizer.bos_token_id  # a special token that does not end the answer reads as no text
+    assert stops.answer(tiny_tokenizer, [*ids[:2], bos, *ids[2:7]]) == "Bir şey"
 
 
 def test_streamable_holds_back_a_stop_text_in_the_making_and_an_unfinished_character(stops):
