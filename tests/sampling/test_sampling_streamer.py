@@ -75,3 +75,16 @@ def test_end_settles_a_row_the_sampler_left_with_masks(tiny_tokenizer):
     unchanged = AnswerStreamer(tiny_tokenizer, stops, len(PROMPT), 20)
     row = [*PROMPT, *ids[:3], *[mask] * 17]
     assert unchanged.put(row) == "Bir" and unchanged.put(row) == "" and unchanged.decided == 3
+
+
+def test_the_final_text_is_trimmed_and_special_tokens_read_as_no_text(tiny_tokenizer):
+    stops = AnswerStops.for_tokenizer(tiny_tokenizer)
+    mask, bos = tiny_tokenizer.mask_token_id, tiny_tokenizer.bos_token_id
+    ids = _encode(tiny_tokenizer, "Bir şey ")
+    streamer, sent = _stream(tiny_tokenizer, stops, ids, len(ids))  # the region ends on a space
+    assert (streamer.text, streamer.finish_reason, "".join(sent)) == ("Bir şey", "length", "Bir şey")
+    left = AnswerStreamer(tiny_tokenizer, stops, len(PROMPT), len(ids) + 2)
+    assert left.end([*PROMPT, *ids, mask, mask]) == "Bir şey" and left.text == "Bir şey"
+    special = [*ids[:2], bos, *ids[2:]]
+    streamer, sent = _stream(tiny_tokenizer, stops, special, len(special))
+    assert (streamer.text, "".join(sent)) == ("Bir şey", "Bir şey")
