@@ -61,6 +61,7 @@ def test_frames_follow_the_step_callback_and_end_on_the_answer(lm, speed):
             expected = confidence[row, region][committed[row, region]]
             assert frame["confidence"] == pytest.approx(expected.tolist(), abs=1e-4)
             assert all(0 < value <= 1 for value in frame["confidence"])
+            assert all(round(value, 4) == value for value in frame["confidence"])  # four decimals, as documented
             decided = ids[: int((ids == lm.special.mask).long().cumsum(0).eq(0).sum())].tolist()
             prefix = frame["tokens"][: len(decided)]
             assert "".join(prefix) == lm.tokenizer.decode(decided, skip_special_tokens=True)
