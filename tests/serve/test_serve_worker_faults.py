@@ -35,7 +35,7 @@ def test_a_failing_batch_gets_500_and_the_next_one_is_served(tiny_model, tiny_to
 
     monkeypatch.setattr(scheduler_module.Decoder, "step", failing_once)
     app = create_app(Diffutron(tiny_model, tiny_tokenizer), ServeOptions(model_id="tiny", batch_wait_ms=0))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:  # the Host must name the server
         failed = client.post("/v1/chat/completions", json=BODY)
         assert failed.status_code == 500
         assert failed.json()["error"]["type"] == "server_error"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import secrets
 import time
 import uuid
@@ -15,28 +14,40 @@ from pathlib import Path
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from diffutron import __version__
 from diffutron.errors import DiffutronError
 from diffutron.lm import Diffutron
-from diffutron.model.chat import render_chat
+from diffutron.model.chat import USER_TAG_RULES
 from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.infill import parse_placeholders
 from diffutron.sampling.presets import SPEEDS, speed_config
 from diffutron.sampling.streams import row_seeds_for
+from diffutron.serve.conversation import chat_prompt
 from diffutron.serve.errors import APIError, BodyLimit, install_error_handlers
+from diffutron.serve.limits import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_REQUEST_TOKENS,
+    DEFAULT_READ_TIMEOUT_S,
+    check_answers,
+    check_api_key,
+    check_float_options,
+    check_prompt_length,
+    check_request_tokens,
+)
 from diffutron.serve.metrics import Metrics, RequestMetrics
 from diffutron.serve.responses import Format, Json, server_sent_event, usage
 from diffutron.serve.scheduler import Delta, Done, Event, Failed, Finished, Frame, Job, Row, Scheduler
 from diffutron.serve.schemas import (
-    MAX_SEED,
+    DRAWN_SEEDS,
     ChatCompletionRequest,
     CompletionRequest,
     DiffusionSettings,
     GenerationRequest,
     InfillRequest,
+    page_settings,
 )
+from diffutron.serve.security import BearerAuth, ConnectionLimit, HostCheck
 
 STATIC = Path(__file__).parent / "static"  # the chat page: plain HTML, CSS and JS, nothing fetched
 DISCONNECT_POLL_S = 0.25  # how often a waiting non-streamed request checks that its client is still there
@@ -58,19 +69,26 @@ class ServeOptions:
     api_key: str | None = None
     continuous_batching: bool = True
     compile: bool = False  # torch.compile the encoder before serving (`run_server` does it)
+    # the guards (serve/limits.py, serve/security.py; docs/serving.md, "Limits and errors")
+    max_request_tokens: int = DEFAULT_MAX_REQUEST_TOKENS
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # applied by `run_server`'s protocol
+    read_timeout: float = DEFAULT_READ_TIMEOUT_S  # applied by `run_server`'s protocol
+    allowed_hosts: tuple[str, ...] = ()  # host names served besides IP addresses and localhost
+    openapi: bool = False  # serve /openapi.json (behind the key)
+    user_tags: str = "keep"  # chat tags typed in user turns: keep, escape or refuse
 
     def __post_init__(self) -> None:
         if self.speed not in SPEEDS:
             raise DiffutronError(f"unknown speed {self.speed!r}; choose one of: {', '.join(SPEEDS)}")
-        for name in ("max_batch_size", "max_queue"):
+        for name in ("max_batch_size", "max_queue", "max_request_tokens", "max_connections"):
             if getattr(self, name) < 1:
                 raise DiffutronError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if not self.batch_wait_ms >= 0:
-            raise DiffutronError(f"--batch-wait-ms must be >= 0, got {self.batch_wait_ms}")
-        if not self.request_timeout > 0:
-            raise DiffutronError(f"--request-timeout must be > 0 seconds, got {self.request_timeout}")
-        if self.api_key is not None and not self.api_key.strip():
-            raise DiffutronError("--api-key is empty: give a key, or leave it out to serve without one")
+        check_float_options(
+            batch_wait_ms=self.batch_wait_ms, request_timeout=self.request_timeout, read_timeout=self.read_timeout
+        )
+        check_api_key(self.api_key)
+        if self.user_tags not in USER_TAG_RULES:
+            raise DiffutronError(f"--user-tags must be one of {', '.join(USER_TAG_RULES)}, got {self.user_tags!r}")
 
 
 class ClientGone(Exception):
@@ -98,10 +116,21 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
         finally:
             await asyncio.to_thread(scheduler.stop)
 
-    app = FastAPI(title="Diffutron", version=__version__, lifespan=lifespan)
+    # no /docs or /redoc (their pages load scripts from a CDN); /openapi.json only when asked, behind the key
+    openapi_url = "/openapi.json" if options.openapi else None
+    app = FastAPI(
+        title="Diffutron",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=openapi_url,
+    )
     install_error_handlers(app)
     app.add_middleware(BodyLimit)
     app.add_middleware(BearerAuth, api_key=options.api_key)
+    app.add_middleware(HostCheck, allowed_hosts=options.allowed_hosts)
+    app.add_middleware(ConnectionLimit, max_connections=options.max_connections)
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts refusals too
 
     def model_card() -> Json:
@@ -126,13 +155,14 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
             config = speed_config(speed, **changes)
         except DiffutronError as error:
             raise APIError.bad_setting(error) from error
-        seed = body.seed if body.seed is not None else secrets.randbelow(MAX_SEED)
+        seed = body.seed if body.seed is not None else secrets.randbelow(DRAWN_SEEDS)
         return config, seed, {"seed": seed, "speed": speed, "settings": config.to_dict() | {"seed": seed}}
 
     def prompt_ids(text: str, config: GenerationConfig, param: str) -> list[int]:
         """Token ids of a prompt that, with the answer, fits the model's context."""
         if not text.strip():
             raise APIError(400, f"{param} is empty: give some text", param=param, code="invalid_value")
+        check_prompt_length(text, lm.context_length, param)
         ids = lm.encode(text)
         if lm.special.mask in ids:
             raise APIError(
@@ -153,14 +183,9 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
 
     def generation_job(body: GenerationRequest, prompts: list[list[int]], config: GenerationConfig, seed: int) -> Job:
         """n rows per prompt, seeded seed, seed + 1, ... in choice order (as a seeded call's rows are)."""
+        check_answers(body.n, len(prompts), options.max_batch_size)
+        check_request_tokens([len(ids) for ids in prompts], body.n, config.max_new_tokens, options.max_request_tokens)
         copies = [ids for ids in prompts for _ in range(body.n)]
-        if body.n < 1 or len(copies) > options.max_batch_size:
-            raise APIError(
-                400,
-                f"n must be between 1 and {options.max_batch_size // len(prompts)} here "
-                f"(--max-batch-size {options.max_batch_size}), got {body.n}",
-                param="n",
-            )
         seeds = row_seeds_for(seed, len(copies))
         rows = [Row(ids, row_seed, choice) for choice, (ids, row_seed) in enumerate(zip(copies, seeds))]
         denoising = bool(body.stream and body.stream_options and body.stream_options.include_denoising)
@@ -269,10 +294,7 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
         check_model(body.model)
         max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         config, seed, extension = settings(body, max_tokens)
-        try:
-            prompt = render_chat([message.as_turn() for message in body.messages])
-        except DiffutronError as error:
-            raise APIError(400, str(error), param="messages", code="invalid_value") from error
+        prompt = chat_prompt(body.messages, options.user_tags)
         ids = prompt_ids(prompt, config, "messages")
         job = generation_job(body, [ids], config, seed)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -299,6 +321,7 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
         """Extension: fill `[MASK]` / `[MASK:n]` placeholders in a text."""
         check_model(body.model)
         config, seed, extension = settings(body, None)
+        check_prompt_length(body.text, lm.context_length, "text")
         try:
             parse_placeholders(body.text)
         except DiffutronError as error:
@@ -327,6 +350,11 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
         except ClientGone:
             return Response(status_code=499)
 
+    @app.get("/settings", include_in_schema=False)
+    async def settings_form() -> Json:
+        """The sampler settings the chat page offers: types, defaults and ranges from GenerationConfig."""
+        return page_settings()
+
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         """The chat page that draws the denoising live (docs/serving.md)."""
@@ -346,26 +374,3 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
         return Response(content, media_type=media_type)
 
     return app
-
-
-class BearerAuth:
-    """ASGI middleware: with an API key, every /v1 request needs `Authorization: Bearer KEY` (else 401)."""
-
-    def __init__(self, app: ASGIApp, api_key: str | None) -> None:
-        self.app = app
-        self.api_key = api_key
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.api_key is not None and scope["type"] == "http" and scope["path"].startswith("/v1/"):
-            headers = dict(scope["headers"])
-            scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.api_key.encode()):
-                error = APIError(
-                    401,
-                    "missing or wrong API key: send 'Authorization: Bearer KEY'",
-                    code="invalid_api_key",
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-                await error.response()(scope, receive, send)
-                return
-        await self.app(scope, receive, send)

@@ -386,10 +386,10 @@ class _Batch:
             if reason := self.scheduler.drop_reason(job):
                 self.metrics.dropped_rows.labels(reason).inc()
                 entry.gone = True
-                event.drop(index)
+                self.decoder.drop([index])
                 continue
             # a row is read when it streams, has just ended, or could have met a stop string no stopper watches
-            unwatched = bool(job.stops) and self.decoder.stopper is None
+            unwatched = bool(job.stops) and self.decoder.state.stopper is None
             if not job.denoising and not (changed[index] and (job.stream or finished[index] or unwatched)):
                 continue
             canvas = canvas if canvas is not None else event.canvas.tolist()
@@ -402,7 +402,7 @@ class _Batch:
             delta = tracker.put(canvas[index])
             if tracker.finished:
                 self.finish(entry, delta)
-                event.drop(index)
+                self.decoder.drop([index])
             elif job.stream and delta:
                 job.emit(Delta(row.choice, delta))
 
