@@ -98,6 +98,7 @@ def test_partial_characters_wait_for_their_last_byte(lm):
     texts = builder.token_texts(ids)
     assert "".join(texts) == "a漢b"
     assert "\ufffd" not in "".join(texts)
+    assert len(texts) == len(ids) and texts[1:-2] == [""] * (len(ids) - 3) and texts[-2] == "漢"  # one per token
     assert len(ids) > 3, "the character was not split over byte tokens: the check saw nothing"
     split = [*ids[:2], lm.special.mask, *ids[3:]]  # the character's second byte still masked
     partial = builder.token_texts(split)
