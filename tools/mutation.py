@@ -102,8 +102,8 @@ NAMED = (
     Named(
         "early stop on a stop token anywhere in the answer",
         "sampling/stopping.py",
-        "if any(token in self.stop_ids for token in tokens[start:end]):",
-        "if any(token in self.stop_ids for token in tokens):",
+        "if any(token in stops.stop_ids for token in tokens[start:end]):",
+        "if any(token in stops.stop_ids for token in tokens):",
     ),
     Named(
         "early stop counts decided positions, not the decided prefix",
@@ -151,7 +151,10 @@ NAMED = (
         "cli/generate.py",
         "animation, output, config, chat=not raw, overwrite=overwrite)",
         "animation, output, config, chat=True, overwrite=overwrite)",
-        ("tests/cli/test_cli_generation.py::test_generate_with_output_and_animation_writes_both",),
+        (
+            "tests/cli/test_cli_generation.py::test_generate_raw_animation_draws_the_raw_continuation",
+            "tests/cli/test_cli_generation.py::test_generate_with_output_and_animation_writes_both",
+        ),
     ),
 )
 

@@ -10,7 +10,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from diffutron.errors import DiffutronError
-from diffutron.model.chat import Message, cut_answer, render_chat
+from diffutron.model.chat import Message, render_chat
 from diffutron.model.loading import load_checkpoint
 from diffutron.model.parts import compile_encoder
 from diffutron.model.precision import is_quantized
@@ -19,6 +19,7 @@ from diffutron.sampling.config import GenerationConfig, checked_config
 from diffutron.sampling.infill import parse_placeholders
 from diffutron.sampling.presets import speed_config, speed_dtype
 from diffutron.sampling.sampler import StepCallback, denoise, sample
+from diffutron.sampling.stopping import AnswerStops
 from diffutron.sampling.streams import row_seeds_for
 
 
@@ -39,6 +40,7 @@ class Diffutron:
         self.tokenizer = tokenizer
         self.config = checked_config(config)
         self.special = SpecialIds.from_tokenizer(tokenizer)
+        self.answer_stops = AnswerStops.for_tokenizer(tokenizer)  # where an answer ends
 
     @classmethod
     def from_pretrained(
@@ -174,13 +176,8 @@ class Diffutron:
         return "".join(piece if piece is not None else next(fills) for piece in pieces)
 
     def answer(self, canvas_row: Sequence[int], prompt_length: int) -> str:
-        """The answer in a canvas row: cut at the first mask, EOS or pad, then at `[/Answer]`."""
-        tokens = list(canvas_row[prompt_length:])
-        for index, token in enumerate(tokens):
-            if token == self.special.mask or token in self.special.stops:
-                tokens = tokens[:index]
-                break
-        return cut_answer(self.tokenizer.decode(tokens, skip_special_tokens=True))
+        """The answer in a canvas row: cut at the first mask, EOS or pad, then at `[/Answer]` (`AnswerStops`)."""
+        return self.answer_stops.answer(self.tokenizer, canvas_row[prompt_length:])
 
     def info(self) -> dict[str, Any]:
         """What a user needs to know about the loaded checkpoint."""

@@ -190,6 +190,20 @@ def test_generate_with_output_and_animation_writes_both(run, tmp_path, mode):
     assert same.exit_code == 2 and "--output and --animation both name" in same.output
 
 
+def test_generate_raw_animation_draws_the_raw_continuation(run, tiny_checkpoint, tmp_path):
+    import html
+
+    lm = Diffutron.from_pretrained(tiny_checkpoint)
+    prompt = "Bugün hava"
+    raw = lm.generate([prompt], FAST_CONFIG, chat=False)[0]
+    assert raw != lm.chat(prompt, FAST_CONFIG)  # otherwise the check below could not tell them apart
+    target = tmp_path / "raw.svg"
+    result = run("generate", prompt, "--raw", "--animation", str(target), *FAST)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].strip() == raw.strip()
+    assert f"<title>Diffutron: {html.escape(raw)}</title>" in target.read_text(encoding="utf-8")
+
+
 def test_generate_resume_keeps_a_finished_output_only_for_its_own_prompts(run, tmp_path):
     source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     prompts = ["Kitap ne demek?", "Çay?", "Ankara"]

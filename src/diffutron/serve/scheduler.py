@@ -28,7 +28,7 @@ from diffutron.model.chat import ANSWER_END
 from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.frames import DenoisingFrame, FrameBuilder
 from diffutron.sampling.sampler import Decoder, StepEvent, build_canvas
-from diffutron.serve.answers import AnswerTracker
+from diffutron.sampling.streamer import AnswerStreamer
 from diffutron.serve.errors import APIError
 from diffutron.serve.metrics import Metrics
 
@@ -305,7 +305,7 @@ class _Entry:
 
     job: Job
     row: Row
-    tracker: AnswerTracker
+    tracker: AnswerStreamer
     joined: int  # the decoder's model calls when the row joined
     gone: bool = False  # dropped: nobody waits for it any more
 
@@ -355,12 +355,13 @@ class _Batch:
         for job in jobs:
             prompts = [row.prompt for row in job.rows]
             canvas = build_canvas(prompts, self.config.max_new_tokens, self.decoder.ids, self.decoder.device)
-            self.decoder.add(canvas, [row.seed for row in job.rows])
+            stops = self.lm.answer_stops.with_texts(job.stops)  # the decoder's stopper ends a row at them too
+            self.decoder.add(canvas, [row.seed for row in job.rows], [stops] * len(job.rows))
             self.entries += [
                 _Entry(
                     job,
                     row,
-                    AnswerTracker(self.lm, len(row.prompt), self.config.max_new_tokens, job.stops),
+                    AnswerStreamer(self.lm.tokenizer, stops, len(row.prompt), self.config.max_new_tokens),
                     self.decoder.calls,
                 )
                 for row in job.rows
@@ -387,15 +388,18 @@ class _Batch:
                 entry.gone = True
                 self.decoder.drop([index])
                 continue
-            # a row is read when it streams, could have met a stop string, or has just ended
-            if not job.denoising and not (changed[index] and (job.stream or job.stops or finished[index])):
+            # a row is read when it streams, has just ended, or could have met a stop string no stopper watches
+            unwatched = bool(job.stops) and self.decoder.state.stopper is None
+            if not job.denoising and not (changed[index] and (job.stream or finished[index] or unwatched)):
                 continue
             canvas = canvas if canvas is not None else event.canvas.tolist()
             if job.denoising:
                 region = range(len(row.prompt), len(row.prompt) + self.config.max_new_tokens)
-                frame = self.frames.frame(event, index, row.choice, region=region, call=event.calls - entry.joined)
+                frame = self.frames.frame(
+                    event, index, row.choice, region=region, call=event.calls - entry.joined, stops=tracker.stops
+                )
                 job.emit(Frame(row.choice, frame))
-            delta = tracker.update(canvas[index])
+            delta = tracker.put(canvas[index])
             if tracker.finished:
                 self.finish(entry, delta)
                 self.decoder.drop([index])
@@ -430,7 +434,7 @@ class _Batch:
     def close(self, index: int, entry: _Entry) -> None:
         """The decoder is done with row `index`: answer it if its blocks ran out before its answer ended."""
         if not entry.tracker.finished and not entry.gone and self.scheduler.drop_reason(entry.job) is None:
-            self.finish(entry, entry.tracker.close(self.decoder.canvas[index].tolist()))
+            self.finish(entry, entry.tracker.end(self.decoder.canvas[index].tolist()))
 
     def finish(self, entry: _Entry, delta: str) -> None:
         job, row, tracker = entry.job, entry.row, entry.tracker
