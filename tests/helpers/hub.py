@@ -22,8 +22,9 @@ class FakeHubApi:
         FakeHubApi.instances.append(self)
 
     def create_repo(self, repo_id: str, **options: Any) -> RepoUrl:
+        """As the Hub does, a bare name is created in the token owner's namespace ("someone")."""
         self.calls.append(("create_repo", repo_id, options))
-        return RepoUrl(f"https://huggingface.co/{repo_id}")
+        return RepoUrl(f"https://huggingface.co/{repo_id if '/' in repo_id else 'someone/' + repo_id}")
 
     def create_branch(self, repo_id: str, **options: Any) -> None:
         self.calls.append(("create_branch", repo_id, options))
