@@ -197,8 +197,20 @@ def test_a_failed_upload_says_how_to_retry(model_dir, hub, monkeypatch, error_ty
 
 
 def test_the_embedded_model_folder_is_shareable_as_it_is():
+    from huggingface_hub import ModelCard
+
     from diffutron.model.loading import default_model_path
+    from diffutron.training.card_facts import model_facts
 
     plan = upload_plan(default_model_path())
     assert plan.files == ("README.md", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
     assert plan.left_out == ()
+    metadata = ModelCard.load(default_model_path() / "README.md", ignore_metadata_errors=False).data.to_dict()
+    assert {key: metadata[key] for key in ("language", "license", "library_name", "pipeline_tag")} == {
+        "language": "tr",
+        "license": "gpl-3.0",  # most of its training text is KeNet's
+        "library_name": "transformers",
+        "pipeline_tag": "fill-mask",
+    }
+    assert "masked-diffusion" in metadata["tags"]
+    assert model_facts(default_model_path())["parameters"] == 3_795_392  # the count its card states

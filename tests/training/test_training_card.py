@@ -312,11 +312,14 @@ def test_report_kinds_licenses_durations_and_hub_datasets():
     ]
     assert report_kind({"splits": {}}) is None and report_kind({"splits": {"a": {"bleu": 1}}}) is None
     assert [
-        hub_license(text) for text in ("GPL-3.0 (derived from KeNet)", "MIT", "Apache-2.0", "user-provided", "")
+        hub_license(text)
+        for text in ("GPL-3.0 (derived from KeNet)", "MIT", "Apache-2.0", "user-provided", "", "GPL-3.0, MIT", "GPL 3")
     ] == [
         "gpl-3.0",
         "mit",
         "apache-2.0",
+        None,
+        None,
         None,
         None,
     ]
@@ -344,3 +347,17 @@ def test_report_kinds_licenses_durations_and_hub_datasets():
             "tokens": 70,
         }
     ]
+
+
+def test_a_model_copied_out_of_its_run_is_described_with_run(run_copy, tmp_path):
+    (run_copy / "final" / "eval-ppl.json").write_text(json.dumps(PERPLEXITY), encoding="utf-8")
+    copy = tmp_path / "shipped"
+    shutil.copytree(run_copy / "final", copy, ignore=shutil.ignore_patterns("README.md", "loss.png", "*.json"))
+    shutil.copy(run_copy / "final" / "config.json", copy)
+    code, output = invoke("card", copy, "--run", run_copy)
+    assert code == 0 and output == f"wrote {copy / 'README.md'} and {copy / 'loss.png'}"
+    text = (copy / "README.md").read_text(encoding="utf-8")
+    assert f"| 1 | run | pretraining, full | from scratch | {STEPS} |" in text and "# shipped\n" in text
+    assert "| heldout.jsonl | model | 0.15 | 1,234 |" in text  # the report beside the run's own final model
+    assert '"run": "../run"' in text.splitlines()[text.splitlines().index("---", 1) + 2]
+    assert invoke("card", copy)[0] == 0 and (copy / "README.md").read_text(encoding="utf-8") == text  # kept

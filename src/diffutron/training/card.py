@@ -168,7 +168,8 @@ def render_card(model_dir: Path, stages: list[Stage], options: CardOptions, note
         card_facts.data_facts(path) for stage in stages for path in (stage.recipe.data.train, stage.recipe.data.eval)
     ]
     data = _unique([facts for facts in data if facts is not None])
-    reports = card_facts.eval_reports([model_dir, *([stages[-1].run_dir] if stages else [])])
+    run_folders = [stages[-1].run_dir, stages[-1].run_dir / "final"] if stages else []
+    reports = card_facts.eval_reports([model_dir, *run_folders])
     model = card_facts.model_facts(model_dir)
     name = options.repo_id.split("/")[-1] if options.repo_id else _local_name(model_dir)
     where = options.repo_id or str(model_dir)

@@ -12,7 +12,6 @@ import json
 import math
 import os
 import platform
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -245,14 +244,17 @@ def source_license(source: dict[str, Any]) -> str | None:
 
 
 def hub_license(text: str | None) -> str | None:
-    """The Hub license id of a recorded license ("GPL-3.0 (derived from ...)" -> gpl-3.0), if it is SPDX."""
+    """The Hub license id of one recorded license ("GPL-3.0 (derived from ...)" -> gpl-3.0), if it is SPDX.
+
+    A list of several licenses ("GPL-3.0, MIT") is no single license: None.
+    """
     from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
 
-    if not text:
+    name = (text or "").split("(", 1)[0].strip()
+    if not name or "," in name or " " in name:
         return None
-    first = re.split(r"[\s(,]", text.strip(), maxsplit=1)[0]
     try:
-        return canonicalize_license_expression(first).lower()
+        return canonicalize_license_expression(name).lower()
     except InvalidLicenseExpression:
         return None
 
