@@ -220,7 +220,10 @@ def _derived_license(stages: list[Stage], data: list[DataFacts]) -> str:
 
     base = stages[0].recipe.model.name_or_path if stages else None
     if base and (Path(base) / CARD_NAME).is_file():
-        license = ModelCard.load(Path(base) / CARD_NAME, ignore_metadata_errors=True).data.license
+        try:
+            license = ModelCard.load(Path(base) / CARD_NAME, ignore_metadata_errors=True).data.license
+        except ValueError:  # its metadata block is no mapping: no license to take
+            license = None
         if isinstance(license, str):
             return license
     licenses = [card_facts.hub_license(source["license"]) for facts in data for source in facts.sources()]
@@ -289,7 +292,7 @@ def _training(stages: list[Stage]) -> str:
         for index, stage in enumerate(stages, start=1)
     ]
     table = (
-        "| stage | run | task | starts from | steps | global batch | tokens seen | learning rate | time |\n"
+        "| stage | run | task | starts from | steps | rows per step | tokens seen | learning rate | time |\n"
         "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)
     )
     last = stages[-1]
@@ -333,7 +336,7 @@ def _run_details(stage: Stage) -> str:
             f"{objective.normalization} normalization.",
             f"- Optimizer: {optimizer.name}, learning rate {optimizer.lr:g} ({optimizer.schedule}, "
             f"warm-up {optimizer.warmup:g}), weight decay {optimizer.weight_decay:g}.",
-            f"- Steps: {stage.steps:,} x global batch {stage.global_batch}, max length {recipe.training.max_length}; "
+            f"- Steps: {stage.steps:,} of {stage.global_batch} rows, max length {recipe.training.max_length}; "
             f"tokens seen {_count(stage.tokens)}; last logged training loss {last_loss}.",
             f"- Time: {format_duration(stage.seconds)} of training steps; hardware: {hardware}.",
         ]

@@ -9,6 +9,7 @@ the evaluation reports (`diffutron eval ... --output FILE.json`) in the model or
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import platform
@@ -22,6 +23,8 @@ from diffutron.files import atomic_file, is_local_path, read_json_object
 from diffutron.training.callbacks import LOG_NAME, read_log
 from diffutron.training.config import Recipe, load_training_recipe
 from diffutron.training.run import RECIPE_NAME, is_run_directory
+
+logger = logging.getLogger(__name__)
 
 RUN_INFO = "run.json"
 MAX_STAGES = 16  # a chain of runs, each fine-tuning the previous one's final model
@@ -47,7 +50,11 @@ NOT_REPORTS = frozenset(
 def record_session(run_dir: Path, *, started: datetime, steps: tuple[int, int], args: Any, parameters: tuple) -> None:
     """Add this `train` command's machine and step range to RUN_DIR/run.json (atomically)."""
     path = run_dir / RUN_INFO
-    info = read_json_object(path) if path.is_file() else {}
+    try:
+        info = read_json_object(path) if path.is_file() else {}
+    except DiffutronError as error:  # the model is saved by now: a damaged record must not fail the run
+        logger.warning("%s; it is written afresh", error)
+        info = {}
     session = {
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -115,9 +122,11 @@ class Stage:
         return max((session["processes"] for session in self.info.get("sessions", [])), default=1)
 
     @property
-    def global_batch(self) -> int:
+    def global_batch(self) -> str:
+        """Rows per optimizer step; per process when run.json does not say how many processes ran."""
         training = self.recipe.training
-        return training.batch_size * training.gradient_accumulation * self.processes
+        rows = training.batch_size * training.gradient_accumulation
+        return f"{rows * self.processes}" if self.info.get("sessions") else f"{rows} per process"
 
     @property
     def hardware(self) -> list[str]:

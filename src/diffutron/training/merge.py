@@ -63,12 +63,11 @@ def merge_lora(
     base: str | None = None,
     tolerance: float = 1e-4,
     overwrite: bool = False,
-    card: bool = True,
 ) -> float:
     """Merge `adapter_dir` into its base masked LM, write a plain checkpoint to `out_dir`.
 
-    With `card`, the merged model gets its model card (from the adapter's run when the adapter is
-    RUN_DIR/adapter or one of its checkpoints). Returns the largest absolute logit difference seen
+    The merged model gets its model card (from the adapter's run when the adapter is RUN_DIR/adapter
+    or one of its checkpoints). Returns the largest absolute logit difference seen
     on the probe batch.
     """
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
@@ -83,8 +82,7 @@ def merge_lora(
     adapted = load_adapter(model, adapter_dir, base)
     merged, difference = merge_checked(adapted, probe_batch(tokenizer), tolerance)
     save_model(merged, tokenizer, out_dir, overwrite)
-    if card:
-        write_merged_card(adapter_dir, out_dir)
+    write_merged_card(adapter_dir, out_dir)
     return difference
 
 

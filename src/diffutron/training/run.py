@@ -435,8 +435,7 @@ def save_final(trainer: MDLMTrainer, recipe: Recipe) -> Path:
             base=recipe.model.name_or_path,
             tolerance=MERGE_TOLERANCE,
             overwrite=True,
-            card=False,  # written once the run is recorded, by publish_final
-        )
+        )  # merge_lora writes a card; publish_final writes it again once the run is recorded
     trainer.accelerator.wait_for_everyone()
     return run_dir / "final"
 
