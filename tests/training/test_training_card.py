@@ -3,10 +3,13 @@ evaluation reports, refresh, merged models, `push_to_hub` at the end of `train`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from huggingface_hub import ModelCard
@@ -20,8 +23,18 @@ from diffutron.errors import DiffutronError
 from diffutron.model import hub_upload
 from diffutron.training import card_facts, run
 from diffutron.training.callbacks import read_log
-from diffutron.training.card import NOTES_MARKER, format_duration, write_card
-from diffutron.training.card_facts import DataFacts, device_name, hub_license, report_kind
+from diffutron.training.card import NOTES_MARKER, _derived_license, _introduction, _usage, format_duration, write_card
+from diffutron.training.card_facts import (
+    DataFacts,
+    data_facts,
+    device_name,
+    hub_base_model,
+    hub_license,
+    load_stage,
+    record_session,
+    report_kind,
+    source_license,
+)
 from diffutron.training.config import load_training_recipe
 from helpers.tiny import TURKISH_TEXT
 from helpers.training_data import pretrain_sections, write_recipe
@@ -124,6 +137,10 @@ def test_the_cards_numbers_are_the_runs(card_run, corpus_data):
     assert (card_run / "recipe.yaml").read_text(encoding="utf-8").strip() in text
     assert f"diffutron chat --model {card_run / 'final'}\n" in text and "No evaluation report was found" in text
     config = json.loads((card_run / "final" / "config.json").read_text(encoding="utf-8"))
+    assert "\n# run\n" in text and "It is pretrained (not instruction-tuned)" in text
+    assert (
+        f"- `ModernBertForMaskedLM` (loaded by transformers without custom code), {parameters:,} parameters: " in text
+    )
     assert f"{parameters:,} parameters: hidden size 32, 2 layers, 2 attention heads, intermediate size 48, " in text
     assert f"context 128 tokens, vocabulary {config['vocab_size']:,}." in text
 
@@ -173,6 +190,7 @@ def test_reports_beside_the_model_fill_the_evaluation_and_a_refresh_keeps_the_op
     assert "| Belebele_TR | 27.50 | 25.00 | 26.12 | 900 |\n| XCOPA_TR | 52.00 | 50.00 | 51.00 | 500 |" in text
     assert "| **Average** | **39.75** | 37.50 | 38.56 | |" in text
     assert "| heldout | 10.8 | 200 | 1 |" in text
+    assert text.count("| heldout.jsonl | model |") == 1 and text.count("| **Average** |") == 1  # each report once
     assert "Sampler settings (used in the evaluation below):" in text and "| `block_length` | 16 |" in text
     assert "diffutron chat --model someone/tiny-tr\n" in text and text.startswith("---\n") and "# tiny-tr\n" in text
     assert text.endswith(f"{NOTES_MARKER}\n\n## Limitations\n\nA test model.\n")
@@ -361,3 +379,169 @@ def test_a_model_copied_out_of_its_run_is_described_with_run(run_copy, tmp_path)
     assert "| heldout.jsonl | model | 0.15 | 1,234 |" in text  # the report beside the run's own final model
     assert '"run": "../run"' in text.splitlines()[text.splitlines().index("---", 1) + 2]
     assert invoke("card", copy)[0] == 0 and (copy / "README.md").read_text(encoding="utf-8") == text  # kept
+
+
+def test_write_card_keeps_a_readme_it_did_not_write_unless_told(run_copy):
+    (run_copy / "final" / "README.md").write_text("# mine\n", encoding="utf-8")
+    with pytest.raises(DiffutronError, match="was not written by `diffutron card`"):
+        write_card(run_copy)
+    assert (run_copy / "final" / "README.md").read_text(encoding="utf-8") == "# mine\n"
+
+
+def test_a_checkpoint_folder_is_described_up_to_its_step(run_copy):
+    code, _ = invoke("card", run_copy / "checkpoint-3")
+    assert code == 0
+    text = (run_copy / "checkpoint-3" / "README.md").read_text(encoding="utf-8")
+    assert "| 1 | run | pretraining, full | from scratch | 3 | 8 |" in text
+
+
+def test_a_card_whose_run_is_gone_asks_for_it(run_copy, tmp_path):
+    moved = tmp_path / "elsewhere" / "final"
+    shutil.copytree(run_copy / "final", moved)  # its card records the run as ".."
+    code, output = invoke("card", moved)
+    assert code == 2 and output == (
+        f"error: {(tmp_path / 'elsewhere').resolve()} (the run this card was written from) is not a run folder; "
+        "pass --run RUN_DIR"
+    )
+
+
+def test_a_run_without_records_data_or_losses_says_so(run_copy):
+    (run_copy / "run.json").unlink()
+    (run_copy / "log.jsonl").write_text('{"step": 6, "epoch": 1.0, "eval_loss": 2.5}\n', encoding="utf-8")
+    (run_copy / "final" / "loss.png").unlink()
+    recipe = (run_copy / "recipe.yaml").read_text(encoding="utf-8")
+    (run_copy / "recipe.yaml").write_text(re.sub(r"train: .*", "train: no-such-data", recipe), encoding="utf-8")
+    card, plot = write_card(run_copy)
+    text = card.read_text(encoding="utf-8")
+    assert plot is None and not (run_copy / "final" / "loss.png").exists() and "## Training loss" not in text
+    assert (
+        "| 1 | run | pretraining, full | from scratch | 6 | 8 per process | not logged | 0.003 | not logged |" in text
+    )
+    assert "- Trained: all parameters.\n" in text and "hardware: not recorded." in text
+    assert "last logged training loss not logged." in text
+    assert "- `no-such-data`: its manifest is not here, so its sources are not listed." in text
+    assert ModelCard.load(card).data.to_dict()["license"] == "other"  # no data license known
+
+
+def test_explicit_base_model_and_hub_ids_in_the_history(card_run):
+    stage = load_stage(card_run)
+    hub = dataclasses.replace(stage, recipe=dataclasses.replace(stage.recipe, model=type(stage.recipe.model)("a/b")))
+    assert hub_base_model([hub]) == "a/b" and hub_base_model([stage]) is None and hub_base_model([]) is None
+    local = dataclasses.replace(stage, recipe=dataclasses.replace(stage.recipe, model=type(stage.recipe.model)("./a")))
+    assert hub_base_model([local]) is None
+
+
+def test_base_model_option_goes_into_the_metadata(run_copy):
+    assert invoke("card", run_copy, "--base-model", "jhu-clsp/mmBERT-base")[0] == 0
+    assert ModelCard.load(run_copy / "final" / "README.md").data.to_dict()["base_model"] == "jhu-clsp/mmBERT-base"
+
+
+def test_an_instruction_tuned_stage_is_introduced_and_used_as_a_chat_model(card_run):
+    stage = load_stage(card_run)
+    sft = dataclasses.replace(stage, recipe=dataclasses.replace(stage.recipe, task="sft"))
+    model = card_facts.model_facts(card_run / "final")
+    reports = {kind: [] for kind in card_facts.REPORT_KINDS}
+    assert "It is instruction-tuned: it answers prompts in the chat format" in _introduction("m", model, [sft])
+    assert "No training run was found beside it" in _introduction("m", model, [])
+    assert 'print(lm.chat("Türkiye\'nin başkenti neresidir?"))' in _usage("a/b", [sft], reports)
+    assert 'print(lm.infill("Kitap okumak insanın [MASK] genişletir."))' in _usage("a/b", [stage], reports)
+    assert "print(lm.chat(" in _usage("a/b", [], reports)
+
+
+def licensed(*licenses):
+    sources = {f"s{i}": {"origin": "x"} for i in range(len(licenses))}
+    facts = DataFacts("d", {"sources": sources})
+    facts.sources = lambda: [{"license": license} for license in licenses]  # as source_license found them
+    return facts
+
+
+def test_the_derived_license_is_the_datas_one_license_or_other():
+    assert _derived_license([], []) == "other"
+    assert _derived_license([], [licensed("MIT"), licensed("MIT")]) == "mit"
+    assert _derived_license([], [licensed("MIT", None)]) == "other"
+    assert _derived_license([], [licensed("MIT", "Apache-2.0")]) == "other"
+    assert _derived_license([], [licensed("GPL-3.0, MIT")]) == "other"
+
+
+def test_source_licenses_come_from_the_manifest_beside_the_file(tmp_path):
+    def folder(name: str, manifest: str | None) -> dict:
+        (tmp_path / name).mkdir()
+        if manifest is not None:
+            (tmp_path / name / "manifest.json").write_text(manifest, encoding="utf-8")
+        return {"path": str(tmp_path / name / "train.jsonl")}
+
+    assert (
+        source_license(folder("kenet", '{"license": "GPL-3.0 (derived from KeNet)"}')) == "GPL-3.0 (derived from KeNet)"
+    )
+    corpus = '{"sources": [{"license": "GPL-3.0"}, {"license": "MIT"}, {"license": "GPL-3.0"}, 3]}'
+    assert source_license(folder("corpus", corpus)) == "GPL-3.0, MIT"
+    assert source_license(folder("none", '{"sources": [{"name": "x"}]}')) is None
+    assert source_license(folder("broken", "{")) is None
+    assert source_license(folder("bare", None)) is None
+    assert source_license({"dataset": "a/b"}) is None
+    assert data_facts(None) is None and data_facts("") is None
+    assert data_facts(str(tmp_path / "missing")) == DataFacts(str(tmp_path / "missing"), None)
+    assert DataFacts("x", None).sources() == []
+
+
+def test_stage_figures_from_the_log_and_run_json(card_run):
+    stage = load_stage(card_run)
+    records = [
+        {"step": 1, "tokens": 100, "tokens_per_second": 50.0},
+        {"step": 1, "eval_loss": 2.0},
+        {"step": 2, "tokens": 300, "tokens_per_second": 100.0},
+        {"step": 3, "tokens": 400, "tokens_per_second": None},
+        {"step": 4, "tokens": 500, "tokens_per_second": 0.0},
+        {"step": 5, "tokens": 700, "tokens_per_second": 200.0},
+        {"step": 6, "tokens": 800, "tokens_per_second": float("inf")},
+    ]
+    logged = dataclasses.replace(stage, records=records)
+    assert (logged.steps, logged.tokens, logged.seconds) == (6, 800, 5.0)  # 100/50 + 200/100 + 200/200
+    empty = dataclasses.replace(stage, records=[], info={})
+    assert (empty.steps, empty.tokens, empty.seconds, empty.global_batch, empty.hardware) == (
+        0,
+        None,
+        None,
+        "8 per process",
+        [],
+    )
+    unmeasured = dataclasses.replace(stage, records=[{"step": 1, "tokens": 5}])
+    assert unmeasured.seconds is None
+    sessions = [
+        {"processes": 2, "device": "GPU", "precision": "bf16"},
+        {"processes": 2, "device": "GPU", "precision": "bf16"},
+        {"processes": 1, "device": "CPU", "precision": "fp32"},
+    ]
+    two = dataclasses.replace(stage, info={"sessions": sessions})
+    assert two.global_batch == "16" and two.hardware == ["2 x GPU, bf16", "1 x CPU, fp32"]
+
+
+def test_record_session_appends_and_survives_a_damaged_record(tmp_path, caplog):
+    from datetime import datetime, timezone
+
+    started = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    for precision in ("bf16", "fp16"):
+        args = SimpleNamespace(world_size=2, device="cpu", bf16=precision == "bf16", fp16=precision == "fp16")
+        record_session(tmp_path, started=started, steps=(0, 4), args=args, parameters=(10, 40))
+    info = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))
+    assert info["parameters"] == {"trainable": 10, "total": 40}
+    assert [{k: v for k, v in s.items() if k != "finished"} for s in info["sessions"]] == [
+        {
+            "started": "2026-01-02T03:04:05+00:00",
+            "steps": [0, 4],
+            "processes": 2,
+            "device": device_name("cpu"),
+            "precision": precision,
+        }
+        for precision in ("bf16", "fp16")
+    ]
+    assert (tmp_path / "run.json").read_text(encoding="utf-8").startswith('{\n  "parameters"')
+    assert (tmp_path / "run.json").read_text(encoding="utf-8").endswith("}\n")
+    (tmp_path / "run.json").write_text("{", encoding="utf-8")
+    args = SimpleNamespace(world_size=1, device="cpu", bf16=False, fp16=False)
+    with caplog.at_level(logging.WARNING):
+        record_session(tmp_path, started=started, steps=(4, 8), args=args, parameters=(40, 40))
+    assert "it is written afresh" in caplog.text
+    sessions = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))["sessions"]
+    assert [(s["steps"], s["precision"]) for s in sessions] == [([4, 8], "fp32")]
+    assert device_name("meta") == "meta" and device_name("cpu").startswith("CPU (")

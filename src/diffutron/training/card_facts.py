@@ -118,15 +118,14 @@ class Stage:
         return total if known else None
 
     @property
-    def processes(self) -> int:
-        return max((session["processes"] for session in self.info.get("sessions", [])), default=1)
-
-    @property
     def global_batch(self) -> str:
         """Rows per optimizer step; per process when run.json does not say how many processes ran."""
         training = self.recipe.training
         rows = training.batch_size * training.gradient_accumulation
-        return f"{rows * self.processes}" if self.info.get("sessions") else f"{rows} per process"
+        sessions = self.info.get("sessions", [])
+        if not sessions:
+            return f"{rows} per process"
+        return f"{rows * max(session['processes'] for session in sessions)}"
 
     @property
     def hardware(self) -> list[str]:
