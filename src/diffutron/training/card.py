@@ -11,6 +11,7 @@ replaced unless --overwrite says so. Figures come from card_facts, never from ty
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,9 +21,9 @@ from diffutron.errors import DiffutronError
 from diffutron.files import atomic_file
 from diffutron.model.hub_upload import CARD_NAME, PLOT_NAME, check_repo_id
 from diffutron.training import card_facts
-from diffutron.training.callbacks import LOG_NAME
 from diffutron.training.card_facts import DataFacts, Stage
 from diffutron.training.checkpoints import PREFIX
+from diffutron.training.plot import plot_loss
 from diffutron.training.run import is_run_directory
 
 MARKER = "<!-- diffutron-card "
@@ -75,11 +76,13 @@ def write_card(
         raise DiffutronError(f"{run} (the run this card was written from) is not a run folder; pass --run RUN_DIR")
     notes_text = _read_notes(notes) if notes is not None else kept_notes
     stages = card_facts.load_stages(run, options.up_to_step) if run else []
-    plot = _plot(run, model_dir) if run else None
-    content = render_card(model_dir, stages, options, notes_text, has_plot=plot is not None)
+    has_plot = run is not None and any(record.get("loss") is not None for record in stages[-1].records)
+    content = render_card(model_dir, stages, options, notes_text, has_plot=has_plot)  # all read, nothing written
+    if has_plot:
+        plot_loss([run], model_dir / PLOT_NAME)
     with atomic_file(card_path) as handle:
         handle.write(content)
-    return card_path, plot
+    return card_path, model_dir / PLOT_NAME if has_plot else None
 
 
 def locate(path: Path, run_dir: Path | None) -> tuple[Path, Path | None, int | None]:
@@ -116,15 +119,13 @@ def read_previous(card_path: Path, overwrite: bool) -> tuple[CardOptions, str]:
     try:
         recorded = json.loads(line.removeprefix(MARKER).removesuffix("-->"))
         options = CardOptions(**{key: recorded.get(key) for key in asdict(CardOptions())})
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, AttributeError):
         options = CardOptions()  # a damaged first line: the card is written afresh
     notes = text.split(NOTES_MARKER, 1)[1].strip("\n") if NOTES_MARKER in text else ""
     return options, notes
 
 
 def _relative(run_dir: Path, model_dir: Path) -> str:
-    import os
-
     return Path(os.path.relpath(run_dir.resolve(), model_dir.resolve())).as_posix()
 
 
@@ -145,16 +146,6 @@ def _read_notes(notes: str | Path) -> str:
         return Path(notes).read_text(encoding="utf-8").strip("\n")
     except (OSError, UnicodeDecodeError) as error:
         raise DiffutronError(f"--notes {notes}: cannot be read ({error})") from None
-
-
-def _plot(run_dir: Path, model_dir: Path) -> Path | None:
-    from diffutron.training.callbacks import read_log
-    from diffutron.training.plot import plot_loss
-
-    if not any(record.get("loss") is not None for record in read_log(run_dir / LOG_NAME)):
-        return None
-    plot_loss([run_dir], model_dir / PLOT_NAME)
-    return model_dir / PLOT_NAME
 
 
 # --- rendering ----------------------------------------------------------------------------------
