@@ -73,6 +73,12 @@ def test_push_uploads_exactly_the_shareable_files(model_dir, hub):
     )
 
 
+def test_the_command_without_options_makes_a_public_repo(model_dir, hub):
+    code, output = invoke("push", model_dir, "someone/tiny-tr")
+    assert code == 0, output
+    assert hub[0].calls[0][2]["private"] is False and "(revision main)" in output
+
+
 def test_push_without_options_commits_to_main_as_a_public_repo(model_dir, hub):
     result = push_model(model_dir, "tiny-tr")
     (api,) = hub

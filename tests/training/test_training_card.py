@@ -547,3 +547,10 @@ def test_record_session_appends_and_survives_a_damaged_record(tmp_path, caplog):
     sessions = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))["sessions"]
     assert [(s["steps"], s["precision"]) for s in sessions] == [([4, 8], "fp32")]
     assert device_name("meta") == "meta" and device_name("cpu").startswith("CPU (")
+
+
+def test_an_accelerator_is_named_by_its_product_name(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: f"NVIDIA Test GPU ({device})")
+    assert device_name("cuda:1") == "NVIDIA Test GPU (cuda:1)"
