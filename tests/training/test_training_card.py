@@ -494,9 +494,10 @@ def test_stage_figures_from_the_log_and_run_json(card_run):
         {"step": 4, "tokens": 500, "tokens_per_second": 0.0},
         {"step": 5, "tokens": 700, "tokens_per_second": 200.0},
         {"step": 6, "tokens": 800, "tokens_per_second": float("inf")},
+        {"step": 7, "tokens": 801, "tokens_per_second": 0.5},
     ]
     logged = dataclasses.replace(stage, records=records)
-    assert (logged.steps, logged.tokens, logged.seconds) == (6, 800, 5.0)  # 100/50 + 200/100 + 200/200
+    assert (logged.steps, logged.tokens, logged.seconds) == (7, 801, 7.0)  # 100/50 + 200/100 + 200/200 + 1/0.5
     empty = dataclasses.replace(stage, records=[], info={})
     assert (empty.steps, empty.tokens, empty.seconds, empty.global_batch, empty.hardware) == (
         0,
