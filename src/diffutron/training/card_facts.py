@@ -259,7 +259,7 @@ def hub_license(text: str | None) -> str | None:
     from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
 
     name = (text or "").split("(", 1)[0].strip()
-    if not name or "," in name or " " in name:
+    if not name or " " in name:  # an expression of several ("MIT OR Apache-2.0") is no single Hub id
         return None
     try:
         return canonicalize_license_expression(name).lower()
