@@ -21,10 +21,13 @@ import pytest
 import torch
 
 from diffutron import Diffutron, DiffutronError, GenerationConfig, sample
+from diffutron.cli.jsonl_batch import answer_settings, generate_jsonl, generate_jsonl_sharded
+from diffutron.distributed import Launch
 from diffutron.eval import task_functions
 from diffutron.eval.cetvel import resolve_tasks
 from diffutron.eval.perplexity import mlm_perplexity
 from diffutron.sampling.infill import parse_placeholders
+from diffutron.sharded_jsonl import input_fingerprint, part_path
 
 NAN, INF = math.nan, math.inf
 GREEDY = GenerationConfig(max_new_tokens=4, steps=4, block_length=4, temperature=0.0)
@@ -79,6 +82,56 @@ def _relative_path_under_existing_directory(probe: Probe) -> None:
     (probe.tmp / "runs").mkdir()
     probe.monkeypatch.chdir(probe.tmp)
     Diffutron.from_pretrained("runs/final")
+
+
+PROMPTS = [{"prompt": "Kitap ne demek?"}, {"prompt": "Çay?", "id": 2}, {"prompt": "Ankara"}]
+
+
+def _answered(probe: Probe, records: list[dict] = PROMPTS) -> Path:
+    """A finished `generate --output` file for `records` (GREEDY, chat), as a plain run writes it."""
+    output = probe.tmp / "out.jsonl"
+    generate_jsonl(probe.lm, records, GREEDY, chat=True, batch_size=2, output=output)
+    return output
+
+
+def _resume(probe: Probe, records: list[dict] = PROMPTS, config: GenerationConfig = GREEDY) -> None:
+    """`generate --input ... --output out.jsonl --resume` over what the row left in the scratch directory."""
+    output = probe.tmp / "out.jsonl"
+    generate_jsonl_sharded(
+        probe.lm, records, config, chat=True, batch_size=2, output=output, resume=True, overwrite=False
+    )
+
+
+def _resume_over_output(text: str | bytes) -> Callable[[Probe], None]:
+    def row(probe: Probe) -> None:
+        output = probe.tmp / "out.jsonl"
+        output.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+        _resume(probe)
+
+    return row
+
+
+def _resume_with_broken_line(probe: Probe) -> None:
+    output = _answered(probe)
+    lines = output.read_text(encoding="utf-8").splitlines()
+    output.write_text(f'{lines[0]}\n{{"prompt": "Çay?", "ans\n{lines[2]}\n', encoding="utf-8")
+    _resume(probe)
+
+
+def _resume_over_part(settings_of: Callable[[Probe], dict], entry: dict) -> Callable[[Probe], None]:
+    """A part left by a killed run: its header fingerprints PROMPTS with `settings_of(probe)`."""
+
+    def row(probe: Probe) -> None:
+        header = {"input": input_fingerprint(PROMPTS, settings_of(probe)), "records": len(PROMPTS)}
+        part = part_path(probe.tmp / "out.jsonl", Launch())
+        part.write_text(json.dumps(header) + "\n" + json.dumps(entry) + "\n", encoding="utf-8")
+        _resume(probe)
+
+    return row
+
+
+def _settings(probe: Probe) -> dict:
+    return answer_settings(probe.lm, GREEDY, True)
 
 
 BAD_INPUTS = [
@@ -162,6 +215,57 @@ BAD_INPUTS = [
         "literal mask token",
         lambda p: p.lm.infill("Kitap <mask> güzel [MASK]", GREEDY),
         "contains the mask token '<mask>'",
+    ),
+    # --- generate --resume: only what can be verified is kept -------------------------------------
+    (
+        "resume after the prompts changed",
+        lambda p: (_answered(p), _resume(p, [PROMPTS[0], {"prompt": "Kahve?", "id": 2}, PROMPTS[2]])),
+        "out.jsonl line 2 is not the answer to input record 2 with these settings; pass --overwrite",
+    ),
+    (
+        "resume with another seed",
+        lambda p: (_answered(p), _resume(p, config=GREEDY.replace(seed=7))),
+        "out.jsonl line 1 is not the answer to input record 1 with these settings",
+    ),
+    (
+        "resume over an unrelated three-line JSONL",
+        _resume_over_output('{"a": 1}\n{"a": 2}\n{"a": 3}\n'),
+        "out.jsonl line 1 is not the answer to input record 1 with these settings",
+    ),
+    (
+        "resume over a broken line",
+        _resume_with_broken_line,
+        "out.jsonl line 2 is not a JSON object; pass --overwrite to answer them again",
+    ),
+    (
+        "resume over lines that are not objects",
+        _resume_over_output("[1]\n2\nnull\n"),
+        "out.jsonl line 1 is not a JSON object",
+    ),
+    (
+        "resume over fewer answers than records",
+        lambda p: (_answered(p, PROMPTS[:2]), _resume(p)),
+        "out.jsonl holds 2 answers for 3 records; pass --overwrite to answer them again",
+    ),
+    (
+        "resume over an output that is not UTF-8",
+        _resume_over_output(b"\xff\xfe\x00a\n\x00b\n\x00c\n"),
+        "out.jsonl is not UTF-8 text, so not an output of this run",
+    ),
+    (
+        "resume over a part of other settings",
+        _resume_over_part(lambda p: answer_settings(p.lm, GREEDY.replace(seed=7), True), {"index": 0}),
+        "out.jsonl.part-0-of-1 holds answers for other input or other settings",
+    ),
+    (
+        "resume over a part line out of range",
+        _resume_over_part(_settings, {"index": 3, "record": {"prompt": "Ankara"}}),
+        "out.jsonl.part-0-of-1 line 2 is damaged: it is not an answer to this input",
+    ),
+    (
+        "resume over a part line of another record",
+        _resume_over_part(_settings, {"index": 0, "record": {"prompt": "Çay?", "id": 2, "answer": ""}}),
+        "out.jsonl.part-0-of-1 line 2 is damaged",
     ),
     # --- model loading ------------------------------------------------------------------------------
     (

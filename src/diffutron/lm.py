@@ -19,7 +19,7 @@ from diffutron.sampling.config import GenerationConfig, checked_config
 from diffutron.sampling.infill import parse_placeholders
 from diffutron.sampling.presets import speed_config, speed_dtype
 from diffutron.sampling.sampler import StepCallback, denoise, sample
-from diffutron.sampling.streams import row_seeds_for, seeds_at
+from diffutron.sampling.streams import row_seeds_for
 
 
 class Diffutron:
@@ -106,14 +106,12 @@ class Diffutron:
         *,
         callback: StepCallback | None = None,
         first_index: int = 0,
-        positions: Sequence[int] | None = None,
     ) -> list[str]:
         """Answers for several prompts in one batch; `chat=False` continues raw text.
 
         With a seed, prompt i draws from the stream of position `first_index + i`: a caller that
         splits a long input into batches passes each batch's start, so that every answer is the
         one its prompt gets alone with seed `config.seed + first_index + i` (or in any batch).
-        A caller whose batch is not a contiguous run of its input gives each prompt's `positions`.
         """
         if isinstance(prompts, str):
             raise DiffutronError("generate takes a list of prompts; use chat() for a single one")
@@ -126,13 +124,7 @@ class Diffutron:
             if not prompt.strip():
                 raise DiffutronError(f"prompt {index} is empty: give some text")
             texts.append(render_chat(prompt) if chat else prompt)
-        if positions is None:
-            positions = range(first_index, first_index + len(texts))
-        elif len(positions) != len(texts):
-            raise DiffutronError(
-                f"positions has {len(positions)} entries for {len(texts)} prompts: give one per prompt"
-            )
-        return self._generate_ids([self.encode(text) for text in texts], config, callback, positions)
+        return self._generate_ids([self.encode(text) for text in texts], config, callback, first_index)
 
     def infill(
         self,
@@ -213,11 +205,11 @@ class Diffutron:
         prompts: list[list[int]],
         config: GenerationConfig | None,
         callback: StepCallback | None,
-        positions: Sequence[int] | None = None,
+        first_index: int = 0,
     ) -> list[str]:
         config = checked_config(config, self.config)
         prompts = [self._fit(prompt, config, index) for index, prompt in enumerate(prompts)]
-        row_seeds = row_seeds_for(config.seed, len(prompts)) if positions is None else seeds_at(config.seed, positions)
+        row_seeds = row_seeds_for(config.seed, len(prompts), first_index)
         canvas = sample(self.model, self.tokenizer, prompts, config, callback=callback, row_seeds=row_seeds)
         return [self.answer(row, len(prompt)) for row, prompt in zip(canvas.tolist(), prompts)]
 

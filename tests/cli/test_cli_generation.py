@@ -149,6 +149,24 @@ def test_generate_animation_has_one_frame_per_model_call(run, tmp_path):
     assert two.exit_code == 2 and "exactly one prompt" in two.output
 
 
+def test_generate_resume_keeps_a_finished_output_only_for_its_own_prompts(run, tmp_path):
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    prompts = ["Kitap ne demek?", "Çay?", "Ankara"]
+    source.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts), encoding="utf-8")
+    assert run("generate", "-i", str(source), "-o", str(target), *FAST).exit_code == 0
+    finished = target.read_bytes()
+    assert '"prompt": "Çay?", "answer": ' in finished.decode("utf-8")  # UTF-8 text, not escapes
+    kept = run("generate", "-i", str(source), "-o", str(target), "--resume", *FAST)
+    assert kept.exit_code == 0 and kept.output.strip() == f"wrote 3 answers to {target}"
+    assert target.read_bytes() == finished
+    source.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ["Kitap ne demek?", "Kahve?", "Ankara"]))
+    changed = run("generate", "-i", str(source), "-o", str(target), "--resume", *FAST)
+    assert changed.exit_code == 2, changed.output
+    assert "line 2 is not the answer to input record 2 with these settings" in changed.output
+    assert len(changed.output.strip().splitlines()) == 1 and "Traceback" not in changed.output
+    assert target.read_bytes() == finished
+
+
 def test_generate_under_torchrun_merges_the_parts_into_what_one_process_writes(tiny_checkpoint, tmp_path):
     import os
     import subprocess

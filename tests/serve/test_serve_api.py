@@ -10,6 +10,7 @@ import pytest
 from diffutron.lm import Diffutron
 from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.frames import FrameRecorder, frame_text
+from diffutron.serve.schemas import page_settings
 from helpers.server import MODEL
 
 QUESTION = "Kitap okumak neden önemlidir?"
@@ -134,6 +135,30 @@ def test_diffusion_settings_as_extra_fields(openai_client):
     extension = fast.model_extra["diffutron"]
     assert extension["speed"] == "fastest" and extension["settings"]["cache"] == "dual"
     assert extension["settings"]["threshold"] == 0.5 and extension["settings"]["refresh_every"] == 2
+
+
+def test_a_rule_named_over_http(openai_client):
+    response = openai_client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": QUESTION}],
+        max_tokens=8,
+        temperature=0,
+        extra_body={"speed": "fast", "rule": "factor", "factor": 1.0},
+    )
+    settings = response.model_extra["diffutron"]["settings"]
+    assert (settings["rule"], settings["factor"], settings["threshold"], settings["cache"]) == (
+        "factor",
+        1.0,
+        None,
+        "dual",
+    )
+
+
+def test_the_page_s_settings_come_from_the_server(server):
+    with server.client() as http:
+        response = http.get("/settings", headers={"Authorization": ""})  # the page asks before any key
+    assert response.status_code == 200
+    assert response.json() == page_settings()
 
 
 def test_infill_over_plain_http(server, lm):

@@ -6,6 +6,7 @@ import typer
 
 from diffutron.cli.console import errors, say
 from diffutron.cli.options import DeviceOption, DtypeOption, ModelOption
+from diffutron.sampling.presets import SPEEDS
 
 SERVER_PANEL = "Server"
 LIMITS_PANEL = "Batching and limits"
@@ -16,7 +17,7 @@ def serve(
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     speed: Annotated[
-        Literal["exact", "fast", "fastest"], typer.Option(help="Default settings: exact is the model card's output.")
+        Literal[SPEEDS], typer.Option(help="Default settings: exact is the model card's output.")
     ] = "exact",
     host: Annotated[
         str,

@@ -36,6 +36,7 @@ from diffutron.serve.schemas import (
     DiffusionSettings,
     GenerationRequest,
     InfillRequest,
+    page_settings,
 )
 
 STATIC = Path(__file__).parent / "static"  # the chat page: plain HTML, CSS and JS, nothing fetched
@@ -326,6 +327,11 @@ def create_app(lm: Diffutron, options: ServeOptions) -> FastAPI:
                     )
         except ClientGone:
             return Response(status_code=499)
+
+    @app.get("/settings", include_in_schema=False)
+    async def settings_form() -> Json:
+        """The sampler settings the chat page offers: types, defaults and ranges from GenerationConfig."""
+        return page_settings()
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from diffutron.errors import DiffutronError
+from diffutron.errors import DiffutronError, SettingError
 
 logger = logging.getLogger("diffutron.serve")
 MAX_BODY_BYTES = 1024 * 1024  # a request body over 1 MiB gets a 413
@@ -29,21 +29,6 @@ ERROR_TYPES = {
     504: "timeout_error",
 }
 _UNION_MEMBER = re.compile(r"^(str|int|float|bool|list\[.*\]|dict\[.*\])$")
-# request fields whose name may open a sampler error message ("steps must be ...")
-_SETTING_NAMES = (
-    "max_new_tokens",
-    "steps",
-    "block_length",
-    "temperature",
-    "repetition_penalty",
-    "cfg_scale",
-    "threshold",
-    "factor",
-    "refresh_every",
-    "remasking",
-    "penalty_scope",
-    "cache",
-)
 
 
 class APIError(Exception):
@@ -67,11 +52,11 @@ class APIError(Exception):
 
     @classmethod
     def bad_setting(cls, error: DiffutronError) -> APIError:
-        """A 400 for a sampler setting that `GenerationConfig` refused."""
-        message = str(error)
-        name = next((name for name in _SETTING_NAMES if message.startswith(f"{name} must")), None)
-        param = "max_tokens" if name == "max_new_tokens" else name
-        return cls(400, message.replace("max_new_tokens", "max_tokens"), param=param, code="invalid_value")
+        """A 400 for a sampler setting that `GenerationConfig` refused, naming the field it is about
+        (`max_new_tokens` is OpenAI's `max_tokens` here)."""
+        param = error.param if isinstance(error, SettingError) else None
+        param = "max_tokens" if param == "max_new_tokens" else param
+        return cls(400, str(error).replace("max_new_tokens", "max_tokens"), param=param, code="invalid_value")
 
     def body(self) -> dict[str, Any]:
         return {

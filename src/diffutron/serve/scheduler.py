@@ -385,7 +385,7 @@ class _Batch:
             if reason := self.scheduler.drop_reason(job):
                 self.metrics.dropped_rows.labels(reason).inc()
                 entry.gone = True
-                event.drop(index)
+                self.decoder.drop([index])
                 continue
             # a row is read when it streams, could have met a stop string, or has just ended
             if not job.denoising and not (changed[index] and (job.stream or job.stops or finished[index])):
@@ -398,7 +398,7 @@ class _Batch:
             delta = tracker.update(canvas[index])
             if tracker.finished:
                 self.finish(entry, delta)
-                event.drop(index)
+                self.decoder.drop([index])
             elif job.stream and delta:
                 job.emit(Delta(row.choice, delta))
 

@@ -5,14 +5,11 @@
 
 const ANSWER_END = "[/Answer]";
 const KEY_STORAGE = "diffutron-api-key";
-// The model card's sampler settings (the form's initial values).
-const MODEL_CARD = { max_tokens: 64, steps: 64, block_length: 32, temperature: 0.1, repetition_penalty: 1.2,
-  remasking: "low_confidence", seed: "", speed: "exact" };
-const NUMBER_FIELDS = ["max_tokens", "steps", "block_length", "temperature", "repetition_penalty", "seed"];
-const INTEGER_FIELDS = new Set(["max_tokens", "steps", "block_length", "seed"]);
 
 const $ = (id) => document.getElementById(id);
-const state = { model: null, history: [], controller: null };
+// settings: the sampler settings as the server describes them (GET settings): each field's type,
+// default (the model card's), range and choices, and the speed presets.
+const state = { model: null, history: [], controller: null, settings: null };
 
 class HttpError extends Error {
   constructor(status, message) {
@@ -146,23 +143,43 @@ function addTurn(role, text) {
   return item;
 }
 
+// The form's inputs for the server's settings: those of the fields this page shows.
+function settingInputs() {
+  if (!state.settings) throw new Error("the settings have not loaded from the server");
+  const form = $("settings-form");
+  return Object.entries(state.settings.fields).map(([name, field]) => [name, field, form.querySelector(`#${name}`)])
+    .filter(([, , input]) => input);
+}
+
 function settings() {
-  const body = { remasking: $("remasking").value,
-    speed: document.querySelector('input[name="speed"]:checked').value };
-  for (const name of NUMBER_FIELDS) {
-    const field = $(name);
-    if (field.value === "") continue;
-    if (!field.checkValidity()) throw new Error(`${field.labels[0].textContent}: ${field.validationMessage}`);
-    body[name] = INTEGER_FIELDS.has(name) ? parseInt(field.value, 10) : parseFloat(field.value);
+  const inputs = settingInputs();
+  const body = { speed: document.querySelector('input[name="speed"]:checked').value };
+  for (const [name, field, input] of inputs) {
+    if (input.value === "") continue;
+    if (!input.checkValidity()) throw new Error(`${input.labels[0].textContent}: ${input.validationMessage}`);
+    if (field.type === "integer") body[name] = parseInt(input.value, 10);
+    else if (field.type === "number") body[name] = parseFloat(input.value);
+    else body[name] = input.value;
   }
   return body;
 }
 
 function resetSettings() {
-  for (const [name, value] of Object.entries(MODEL_CARD)) {
-    if (name === "speed") document.querySelector(`input[name="speed"][value="${value}"]`).checked = true;
-    else $(name).value = value;
+  document.querySelector(`input[name="speed"][value="${state.settings.speeds[0]}"]`).checked = true;
+  for (const [, field, input] of settingInputs()) input.value = field.default ?? "";
+}
+
+// The form takes its choices, ranges and defaults from the server's description.
+async function loadSettings() {
+  const response = await apiFetch("settings");
+  if (!response.ok) throw new HttpError(response.status, await errorMessage(response));
+  state.settings = await response.json();
+  for (const [, field, input] of settingInputs()) {
+    if (field.choices) input.replaceChildren(...field.choices.map((choice) => new Option(choice, choice)));
+    if (field.minimum !== undefined) input.min = String(field.minimum);
+    if (field.maximum !== undefined) input.max = String(field.maximum);
   }
+  resetSettings();
 }
 
 function setBusy(busy) {
@@ -295,6 +312,7 @@ async function send(question) {
 
 async function loadModel() {
   try {
+    await loadSettings();
     const response = await apiFetch("v1/models");
     if (!response.ok) throw new HttpError(response.status, await errorMessage(response));
     const models = (await response.json()).data || [];
@@ -332,5 +350,4 @@ $("clear").addEventListener("click", () => {
 });
 $("defaults").addEventListener("click", resetSettings);
 $("settings").open = window.matchMedia("(min-width: 761px)").matches;
-resetSettings();
 loadModel();

@@ -1,9 +1,9 @@
 """Mutation testing of the generation code: plant one small bug at a time, see whether a test fails.
 
-    python benchmarks/mutation.py                     # named mutations, then the automatic set
-    python benchmarks/mutation.py --only named        # the named ones only (a few minutes)
-    python benchmarks/mutation.py --tests /tmp/old/tests --output before.json   # another test suite
-    python benchmarks/mutation.py --rerun after.json  # only the survivors of an earlier run (same source)
+    python tools/mutation.py                     # named mutations, then the automatic set
+    python tools/mutation.py --only named        # the named ones only (a few minutes)
+    python tools/mutation.py --tests /tmp/old/tests --output before.json   # another test suite
+    python tools/mutation.py --rerun after.json  # only the survivors of an earlier run (same source)
 
 The package and the tests are copied to a temporary directory; each mutant rewrites one file of
 the copy. A first run of the test pool under coverage records which tests execute each line; a
@@ -53,8 +53,14 @@ POOL = (
 )
 AUTO_MODULES = (
     "sampling/cache.py",
-    "sampling/commit.py",
     "sampling/config.py",
+    "sampling/predictions.py",
+    "sampling/processors.py",
+    "sampling/rules/__init__.py",
+    "sampling/rules/_parallel.py",
+    "sampling/rules/count.py",
+    "sampling/rules/factor.py",
+    "sampling/rules/threshold.py",
     "sampling/infill.py",
     "sampling/presets.py",
     "sampling/sampler.py",
@@ -79,9 +85,9 @@ NAMED = (
     Named("output layer padding off", "model/parts.py", "if not pad or hidden.dim() != 2:", "if True:"),
     Named(
         "penalty_scope='generated' ignored",
-        "sampling/sampler.py",
-        'source = canvas if config.penalty_scope == "canvas" else torch.where(given, ids.mask, canvas)',
-        "source = canvas",
+        "sampling/processors.py",
+        'source = due.canvas if self.scope == "canvas" else torch.where(due.given, ids.mask, due.canvas)',
+        "source = due.canvas",
     ),
     Named(
         "system message not stripped",
@@ -101,12 +107,12 @@ NAMED = (
         "end = _first(tokens, self.mask_id, start)",
         "end = sum(token != self.mask_id for token in tokens)",
     ),
-    Named("temperature without effect", "sampling/sampler.py", "** config.temperature", "* config.temperature"),
+    Named("temperature without effect", "sampling/processors.py", "** self.temperature", "* self.temperature"),
     Named("truncate='left' keeps the start", "model/tokens.py", "list(ids[len(ids) - room :])", "list(ids[:room])"),
     Named("remasking='random' ignored", "sampling/sampler.py", 'if config.remasking == "low_confidence":', "if True:"),
     Named(
         "stochastic_transfer ignored",
-        "sampling/commit.py",
+        "sampling/rules/count.py",
         "CountSchedule(steps_per_block, config.stochastic_transfer)",
         "CountSchedule(steps_per_block, False)",
     ),
@@ -330,7 +336,7 @@ def named_mutants(package: Path) -> list[Mutant]:
         if count != 1:
             raise SystemExit(
                 f"named mutation {named.name!r}: {named.old!r} occurs {count} times in {named.path}; "
-                "update NAMED in benchmarks/mutation.py"
+                "update NAMED in tools/mutation.py"
             )
         start = source.index(named.old)
         line = source[:start].count("\n") + 1
@@ -562,7 +568,7 @@ def main() -> None:
         shutil.copytree(args.tests, work / "tests", ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
         shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
         shutil.copy(ROOT / "README.md", work / "README.md")  # read by the tests, as are the next two
-        for folder in ("configs", "benchmarks"):
+        for folder in ("configs", "benchmarks", "tools"):
             shutil.copytree(ROOT / folder, work / folder, ignore=shutil.ignore_patterns("__pycache__"))
         os.environ["PYTHONPATH"] = os.pathsep.join([str(work / "src"), os.environ.get("PYTHONPATH", "")])
         package = work / "src" / PACKAGE
