@@ -21,7 +21,7 @@ from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.frames import DenoisingFrame, FrameBuilder
 from diffutron.sampling.interrupt import Interrupted
 from diffutron.sampling.sampler import Decoder, StepEvent, build_canvas
-from diffutron.serve.answers import AnswerTracker
+from diffutron.sampling.streamer import AnswerStreamer
 from diffutron.serve.scheduler import Done, Event, Scheduler, WorkItem
 
 
@@ -86,7 +86,7 @@ class _Entry:
 
     item: GenerationWork
     row: Row
-    tracker: AnswerTracker
+    tracker: AnswerStreamer
     joined: int  # the decoder's model calls when the row joined
     gone: bool = False  # dropped: nobody waits for it any more
 
@@ -153,12 +153,13 @@ class _Batch:
         for item in items:
             prompts = [row.prompt for row in item.rows]
             canvas = build_canvas(prompts, self.config.max_new_tokens, self.decoder.ids, self.decoder.device)
-            self.decoder.add(canvas, [row.seed for row in item.rows])
+            stops = self.lm.answer_stops.with_texts(item.stops)  # the decoder's stopper ends a row at them too
+            self.decoder.add(canvas, [row.seed for row in item.rows], [stops] * len(item.rows))
             self.entries += [
                 _Entry(
                     item,
                     row,
-                    AnswerTracker(self.lm, len(row.prompt), self.config.max_new_tokens, item.stops),
+                    AnswerStreamer(self.lm.tokenizer, stops, len(row.prompt), self.config.max_new_tokens),
                     self.decoder.calls,
                 )
                 for row in item.rows
@@ -184,15 +185,18 @@ class _Batch:
                 entry.gone = True
                 self.decoder.drop([index])
                 continue
-            # a row is read when it streams, could have met a stop string, or has just ended
-            if not item.denoising and not (changed[index] and (item.stream or item.stops or finished[index])):
+            # a row is read when it streams, has just ended, or could have met a stop string no stopper watches
+            unwatched = bool(item.stops) and self.decoder.state.stopper is None
+            if not item.denoising and not (changed[index] and (item.stream or finished[index] or unwatched)):
                 continue
             canvas = canvas if canvas is not None else event.canvas.tolist()
             if item.denoising:
                 region = range(len(row.prompt), len(row.prompt) + self.config.max_new_tokens)
-                frame = self.frames.frame(event, index, row.choice, region=region, call=event.calls - entry.joined)
+                frame = self.frames.frame(
+                    event, index, row.choice, region=region, call=event.calls - entry.joined, stops=tracker.stops
+                )
                 item.emit(Frame(row.choice, frame))
-            delta = tracker.update(canvas[index])
+            delta = tracker.put(canvas[index])
             if tracker.finished:
                 self.finish(entry, delta)
                 self.decoder.drop([index])
@@ -216,7 +220,7 @@ class _Batch:
     def close(self, index: int, entry: _Entry) -> None:
         """The decoder is done with row `index`: answer it if its blocks ran out before its answer ended."""
         if not entry.tracker.finished and not entry.gone and self.worker.drop_reason(entry.item) is None:
-            self.finish(entry, entry.tracker.close(self.decoder.canvas[index].tolist()))
+            self.finish(entry, entry.tracker.end(self.decoder.canvas[index].tolist()))
 
     def finish(self, entry: _Entry, delta: str) -> None:
         item, row, tracker = entry.item, entry.row, entry.tracker
