@@ -179,7 +179,7 @@ def test_a_rule_named_over_http(openai_client):
 
 def test_the_page_s_settings_come_from_the_server(server):
     with server.client() as http:
-        response = http.get("/settings", headers={"Authorization": ""})  # the page asks before any key
+        response = http.get("/settings")  # behind the key like the API: the page sends it (apiFetch)
     assert response.status_code == 200
     assert response.json() == page_settings()
 
