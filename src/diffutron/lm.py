@@ -12,18 +12,19 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from diffutron.errors import DiffutronError
-from diffutron.model.chat import ANSWER_END, Message, cut_answer, render_chat
+from diffutron.model.chat import Message, render_chat
 from diffutron.model.embeddings import embed_ids
 from diffutron.model.loading import load_checkpoint
 from diffutron.model.parts import compile_encoder
 from diffutron.model.precision import is_quantized
 from diffutron.model.tokenize import Tokenized, detokenize, tokenize
-from diffutron.model.tokens import SpecialIds, cut_to_fit, encode, encode_text
+from diffutron.model.tokens import SpecialIds, check_unicode, cut_to_fit, encode, encode_text
 from diffutron.sampling.config import GenerationConfig, checked_config
 from diffutron.sampling.infill import parse_placeholders
 from diffutron.sampling.logprobs import LogprobRecorder, ScoredAnswer, checked_top_logprobs
 from diffutron.sampling.presets import speed_config, speed_dtype
 from diffutron.sampling.sampler import StepCallback, denoise, sample
+from diffutron.sampling.stopping import AnswerStops
 from diffutron.sampling.streams import row_seeds_for
 
 
@@ -44,6 +45,7 @@ class Diffutron:
         self.tokenizer = tokenizer
         self.config = checked_config(config)
         self.special = SpecialIds.from_tokenizer(tokenizer)
+        self.answer_stops = AnswerStops.for_tokenizer(tokenizer)  # where an answer ends
 
     @classmethod
     def from_pretrained(
@@ -88,9 +90,10 @@ class Diffutron:
             self.chat("Merhaba", once)
             self.generate(["Merhaba", "Bugün hava çok güzel, parka gidelim mi?"], once)
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids without special tokens (the chat format uses plain-text tags)."""
-        return encode_text(self.tokenizer, text)
+    def encode(self, text: str, field: str = "text") -> list[int]:
+        """Token ids without special tokens (the chat format uses plain-text tags); text that is
+        not valid Unicode is an error naming `field`."""
+        return encode_text(self.tokenizer, text, field)
 
     def chat(
         self,
@@ -135,6 +138,7 @@ class Diffutron:
                 raise DiffutronError(f"prompt {index} must be text, got {type(prompt).__name__}")
             if not prompt.strip():
                 raise DiffutronError(f"prompt {index} is empty: give some text")
+            check_unicode(prompt, f"prompt {index}")
             texts.append(render_chat(prompt) if chat else prompt)
         if suffix is not None and (chat or not isinstance(suffix, str)):
             raise DiffutronError("suffix is the text after the middle to fill: give it as text, with chat=False")
@@ -153,6 +157,7 @@ class Diffutron:
         config = checked_config(config, self.config)
         if not isinstance(text, str):
             raise DiffutronError(f"infill takes a text with [MASK] placeholders, got {type(text).__name__}")
+        check_unicode(text, "the text")
         parts = parse_placeholders(text)
         gaps = sum(part for part in parts if isinstance(part, int))
         if gaps > self.context_length:  # refused before allocating the canvas
@@ -188,10 +193,8 @@ class Diffutron:
 
     def answer(self, canvas_row: Sequence[int], prompt_length: int, end: int | None = None) -> str:
         """The answer in a canvas row (from `prompt_length` to `end`, a suffix's start): cut at the first
-        mask, EOS or pad, then at `[/Answer]`."""
-        return cut_answer(
-            self.tokenizer.decode(self._answer_tokens(canvas_row, prompt_length, end), skip_special_tokens=True)
-        )
+        mask, EOS or pad, then at `[/Answer]` (`AnswerStops`)."""
+        return self.answer_stops.answer(self.tokenizer, canvas_row[prompt_length:end])
 
     def embed(self, inputs: str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]]) -> torch.Tensor:
         """(inputs, hidden) float32 unit vectors: the encoder's last hidden states mean-pooled over each
@@ -291,21 +294,17 @@ class Diffutron:
             for row, (text, prompt, end) in enumerate(zip(answers, prompts, ends))
         ]
 
-    def _answer_tokens(self, canvas_row: Sequence[int], start: int, end: int | None) -> list[int]:
-        """The answer's tokens in a canvas row: from `start` up to `end`, the first mask, EOS or pad."""
-        tokens = list(canvas_row[start:end])
-        for index, token in enumerate(tokens):
-            if token == self.special.mask or token in self.special.stops:
-                return tokens[:index]
-        return tokens
-
     def _scored_positions(self, canvas_row: Sequence[int], start: int, end: int) -> range:
-        """The canvas positions of the answer's tokens: those wholly before `[/Answer]` where it is there."""
-        tokens = self._answer_tokens(canvas_row, start, end)
+        """The canvas positions of the answer's tokens: from `start` up to `end`, the first mask, EOS or
+        pad, and those wholly before `[/Answer]` where it is there."""
+        stops = self.answer_stops
+        tokens = stops.decided(canvas_row[start:end])
+        tokens = tokens[: stops.stop_token(tokens)]
         decoded = lambda count: self.tokenizer.decode(tokens[:count], skip_special_tokens=True)  # noqa: E731
-        tag = decoded(len(tokens)).find(ANSWER_END)
-        if tag < 0:
+        text, ended = stops.cut(decoded(len(tokens)))
+        if not ended:
             return range(start, start + len(tokens))
+        tag = len(text)
         # the fewest tokens whose text reaches into the tag; the ones before it end before it
         reaching = bisect.bisect_right(range(len(tokens) + 1), tag, key=lambda count: len(decoded(count)))
         return range(start, start + reaching - 1)
