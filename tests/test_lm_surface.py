@@ -41,6 +41,8 @@ def test_the_middle_ends_at_its_first_padding_token(tiny_model, tiny_tokenizer):
 def test_a_suffix_is_text_after_raw_text_and_counts_against_the_context(lm):
     with pytest.raises(DiffutronError, match="with chat=False"):
         lm.generate(["Kitap"], GREEDY, suffix="Çay")
+    with pytest.raises(DiffutronError, match="the suffix contains the mask token"):
+        lm.generate(["Kitap"], GREEDY, chat=False, suffix="Çay <mask>")
     long_suffix = "Kitap okumak güzel. " * 120
     with pytest.raises(DiffutronError, match=r"max_new_tokens=8 and a suffix of \d+ tokens .* context of 512"):
         lm.generate(["Kitap okumak güzel. " * 30], GREEDY, chat=False, suffix=long_suffix)
