@@ -11,9 +11,12 @@ from diffutron.cli.options import (
     IO_PANEL,
     DeviceOption,
     DtypeOption,
+    JsonObjectOption,
+    JsonSchemaOption,
     ModelOption,
     OverwriteOption,
     load,
+    response_format,
     with_generation_options,
 )
 from diffutron.errors import DiffutronError
@@ -47,6 +50,8 @@ def generate(
         bool,
         typer.Option("--resume", help="Keep the answers of an interrupted --output run.", rich_help_panel=IO_PANEL),
     ] = False,
+    json_schema: JsonSchemaOption = None,
+    json_object: JsonObjectOption = False,
     model: ModelOption = None,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
@@ -62,6 +67,7 @@ def generate(
 
     if bool(prompts) == (input is not None):
         raise DiffutronError("give prompts as arguments or --input FILE (one of the two)")
+    structured = response_format(json_schema, json_object)
     if batch_size < 1:
         raise DiffutronError(f"--batch-size must be >= 1, got {batch_size}")
     from diffutron.distributed import current_launch
@@ -74,6 +80,8 @@ def generate(
     if animation is not None:
         if input is not None or len(prompts or []) != 1:
             raise DiffutronError("--animation draws one answer: give exactly one prompt, without --input")
+        if structured is not None:
+            raise DiffutronError("--animation draws free answers: leave out --json-schema / --json")
         check_destination(animation, kind="file", overwrite=overwrite)
     records = read_prompts(input) if input is not None else [{"prompt": p} for p in prompts or []]
     if sharded:
@@ -82,7 +90,15 @@ def generate(
 
         lm = load(model, launch_device(current_launch(), device), dtype)
         results = generate_jsonl_sharded(
-            lm, records, config, chat=not raw, batch_size=batch_size, output=output, resume=resume, overwrite=overwrite
+            lm,
+            records,
+            config,
+            chat=not raw,
+            batch_size=batch_size,
+            output=output,
+            resume=resume,
+            overwrite=overwrite,
+            response_format=structured,
         )
         if results is not None:
             say(f"wrote {len(results)} answers to {output}")
@@ -94,7 +110,9 @@ def generate(
         say(animate_answer(lm, records[0]["prompt"], animation, config, chat=not raw, overwrite=overwrite))
         say(f"wrote the animation to {animation}")
         return
-    results = generate_jsonl(lm, records, config, chat=not raw, batch_size=batch_size, output=output)
+    results = generate_jsonl(
+        lm, records, config, chat=not raw, batch_size=batch_size, output=output, response_format=structured
+    )
     if output is None:
         for record in results:
             if len(results) > 1:
@@ -108,6 +126,8 @@ def generate(
 def chat(
     system: Annotated[Optional[str], typer.Option(help="System message for the conversation.")] = None,
     viz: Annotated[bool, typer.Option("--viz/--no-viz", help="Show the canvas while it denoises.")] = True,
+    json_schema: JsonSchemaOption = None,
+    json_object: JsonObjectOption = False,
     model: ModelOption = None,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
@@ -116,8 +136,9 @@ def chat(
     """Talk with the model, several turns; /reset starts over, /exit (or Ctrl-D) quits."""
     from diffutron.cli.chat_session import run_chat
 
+    structured = response_format(json_schema, json_object)
     lm = load(model, device, dtype)
-    run_chat(lm, config, system=system, viz=viz, console=console)
+    run_chat(lm, config, system=system, viz=viz, console=console, response_format=structured)
 
 
 @with_generation_options
