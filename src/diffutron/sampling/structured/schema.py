@@ -105,7 +105,7 @@ def read_schema(schema: object, where: str = "schema") -> Node:
     if "enum" in keys or "const" in keys:
         return _choice(schema, keys, where)
     kind = schema.get("type")
-    if kind not in KEYWORDS:
+    if not isinstance(kind, str) or kind not in KEYWORDS:
         if kind is None:
             raise DiffutronError(f"{where} needs a 'type' (one of {', '.join(KEYWORDS)}), or enum / const")
         raise DiffutronError(f"{where} has type {kind!r}; structured output supports {', '.join(KEYWORDS)}")
@@ -141,7 +141,7 @@ def _choice(schema: Mapping[str, Any], keys: set[str], where: str) -> Choice:
             raise DiffutronError(f"{where}.enum must be a non-empty list of values")
     kind = schema.get("type")
     if kind is not None:
-        if kind not in KEYWORDS:
+        if not isinstance(kind, str) or kind not in KEYWORDS:
             raise DiffutronError(f"{where} has type {kind!r}; structured output supports {', '.join(KEYWORDS)}")
         options = [option for option in options if _json_type(option) in (kind, "integer" * (kind == "number"))]
     if "enum" in schema and "const" in schema:
