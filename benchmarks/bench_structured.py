@@ -33,7 +33,7 @@ PROMPT = "Bir öğrenciyi tanıt."
 
 
 class CallCounter:
-    """Counts the encoder's forward passes: the sampler's (with a block cache a step may take two) and the likelihood's."""
+    """Counts the encoder's forward passes: the sampler's (a cached step may take two) and the likelihood's."""
 
     def __init__(self, lm: Diffutron) -> None:
         self.calls = 0
