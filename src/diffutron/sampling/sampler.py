@@ -31,7 +31,7 @@ from diffutron.sampling.config import GenerationConfig, checked_config
 from diffutron.sampling.predictions import Predictions
 from diffutron.sampling.processors import DuePositions, SlotConstraint, TemperatureDraw, logits_processors
 from diffutron.sampling.rules import Budget, Plan, commit_rule
-from diffutron.sampling.stopping import AnswerEnd
+from diffutron.sampling.stopping import AnswerEnd, AnswerStops
 from diffutron.sampling.streams import RowStreams, row_seeds_for
 
 
@@ -147,7 +147,7 @@ def denoise(
         row_seeds = row_seeds_for(config.seed, canvas.shape[0])
     token_sets = None if constraint is None else constraint.sets
     decoder = Decoder(model, tokenizer, config, masks=masks, stop_texts=stop_texts, token_sets=token_sets)
-    decoder.add(canvas, row_seeds, None if constraint is None else constraint.positions)
+    decoder.add(canvas, row_seeds, token_sets=None if constraint is None else constraint.positions)
     while decoder.step(callback):
         pass
     return decoder.canvas
@@ -203,10 +203,16 @@ class _RowState:
         return len(self.records)
 
     def add(
-        self, canvas: torch.Tensor, seeds: Sequence[int | None], calls: int, token_sets: torch.Tensor | None
+        self,
+        canvas: torch.Tensor,
+        seeds: Sequence[int | None],
+        calls: int,
+        stops: Sequence[AnswerStops] | None = None,
+        token_sets: torch.Tensor | None = None,
     ) -> None:
-        """Append the rows of `canvas` (on the device, `masks` masks each), their blocks not begun;
-        `token_sets` (the rows' positions' allowed-token sets) None: any token anywhere."""
+        """Append the rows of `canvas` (on the device, `masks` masks each), their blocks not begun; `stops`:
+        each row's own end, if not the stopper's; `token_sets` (the rows' positions' allowed-token
+        sets) None: any token anywhere."""
         rows, width = canvas.shape
         eos = self.ids.eos
         region_mask = canvas == self.ids.mask
@@ -222,7 +228,7 @@ class _RowState:
         self.records += [_Row(row_width, calls) for row_width in (attention * columns).amax(dim=1).tolist()]
         self.streams.add(seeds)
         if self.stopper is not None:
-            self.stopper.add(rows)
+            self.stopper.add(rows, stops)
 
     def keep(self, rows: Sequence[int]) -> None:
         """Keep only `rows`, in that order; the canvas narrows to the widest left."""
@@ -304,10 +310,17 @@ class Decoder:
         """Per row: its answer is complete, its blocks are all decoded, or it was dropped."""
         return list(self._done)
 
-    def add(self, canvas: torch.Tensor, seeds: Sequence[int | None], token_sets: torch.Tensor | None = None) -> None:
-        """Append rows (each with exactly `masks` masks); row i draws from a stream seeded `seeds[i]`;
-        `token_sets` (rows, width) long names the set of the decoder's `token_sets` each position is
-        restricted to (-1: any token), None for free rows."""
+    def add(
+        self,
+        canvas: torch.Tensor,
+        seeds: Sequence[int | None],
+        stops: Sequence[AnswerStops] | None = None,
+        token_sets: torch.Tensor | None = None,
+    ) -> None:
+        """Append rows (each with exactly `masks` masks); row i draws from a stream seeded `seeds[i]`
+        and, with early stopping, ends at `stops[i]` if given (a request's stop strings). `token_sets`
+        (rows, width) long names the set of the decoder's `token_sets` each position is restricted
+        to (-1: any token), None for free rows."""
         rows = canvas.shape[0]
         if len(seeds) != rows:
             raise DiffutronError(f"row_seeds has {len(seeds)} entries for {rows} rows: give one per row")
@@ -320,7 +333,7 @@ class Decoder:
         canvas = canvas.to(self.device)
         if not bool(((canvas == self.ids.mask).sum(dim=1) == self.masks).all()):
             raise DiffutronError(f"every row must have {self.masks} masks to fill")
-        self.state.add(canvas, seeds, self.calls, token_sets)
+        self.state.add(canvas, seeds, self.calls, stops, token_sets)
         self._done += [False] * rows
         self._changed()
 
