@@ -4,7 +4,7 @@ embeddings and tokenization."""
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ from diffutron.sampling.presets import speed_config, speed_dtype
 from diffutron.sampling.sampler import StepCallback, denoise, sample
 from diffutron.sampling.stopping import AnswerStops
 from diffutron.sampling.streams import row_seeds_for
+from diffutron.sampling.structured import ResponseFormat, structured_answers, with_instruction
+from diffutron.sampling.structured import response_format as read_response_format
 
 
 class Diffutron:
@@ -101,10 +103,19 @@ class Diffutron:
         config: GenerationConfig | None = None,
         *,
         callback: StepCallback | None = None,
+        response_format: Mapping[str, Any] | ResponseFormat | None = None,
     ) -> str:
-        """Answer the last user turn of a conversation (or a single question)."""
+        """Answer the last user turn of a conversation (or a single question).
+
+        `response_format` (OpenAI's shape: {"type": "json_object"} or {"type": "json_schema",
+        "json_schema": {"schema": ...}}) makes the answer JSON that always parses, and validates
+        against the schema (docs/structured-output.md).
+        """
+        structured = read_response_format(response_format)
+        if structured is not None:
+            messages_or_text = with_instruction(messages_or_text, structured)
         prompt = render_chat(messages_or_text)
-        return self._generate_ids([self.encode(prompt)], config, callback)[0]
+        return self._generate_ids([self.encode(prompt)], config, callback, structured=structured)[0]
 
     def generate(
         self,
@@ -114,10 +125,13 @@ class Diffutron:
         *,
         callback: StepCallback | None = None,
         first_index: int = 0,
+        response_format: Mapping[str, Any] | ResponseFormat | None = None,
         suffix: str | None = None,
         logprobs: int | None = None,
     ) -> list[str] | list[ScoredAnswer]:
         """Answers for several prompts in one batch; `chat=False` continues raw text.
+
+        `response_format`: JSON answers, as in `chat` (a chat prompt also says that JSON is expected).
 
         With a seed, prompt i draws from the stream of position `first_index + i`: a caller that
         splits a long input into batches passes each batch's start, so that every answer is the
@@ -132,6 +146,7 @@ class Diffutron:
             raise DiffutronError("generate takes a list of prompts; use chat() for a single one")
         if not isinstance(prompts, Sequence):
             raise DiffutronError(f"generate takes a list of prompts (texts), got {type(prompts).__name__}")
+        structured = read_response_format(response_format)
         texts = []
         for index, prompt in enumerate(prompts):
             if not isinstance(prompt, str):
@@ -139,12 +154,17 @@ class Diffutron:
             if not prompt.strip():
                 raise DiffutronError(f"prompt {index} is empty: give some text")
             check_unicode(prompt, f"prompt {index}")
-            texts.append(render_chat(prompt) if chat else prompt)
+            if chat:
+                prompt = render_chat(prompt if structured is None else with_instruction(prompt, structured))
+            texts.append(prompt)
         if suffix is not None and (chat or not isinstance(suffix, str)):
             raise DiffutronError("suffix is the text after the middle to fill: give it as text, with chat=False")
+        if structured is not None and (suffix is not None or logprobs is not None):
+            raise DiffutronError("response_format shapes the whole answer: leave out suffix and logprobs with it")
         top = None if logprobs is None else checked_top_logprobs(logprobs)
         suffix_ids = self.encode(suffix) if suffix else []
-        return self._generate_ids(encode(self.tokenizer, texts), config, callback, first_index, suffix_ids, top)
+        ids = encode(self.tokenizer, texts)
+        return self._generate_ids(ids, config, callback, first_index, structured, suffix_ids, top)
 
     def infill(
         self,
@@ -263,12 +283,17 @@ class Diffutron:
         config: GenerationConfig | None,
         callback: StepCallback | None,
         first_index: int = 0,
+        structured: ResponseFormat | None = None,
         suffix: Sequence[int] = (),
         logprobs: int | None = None,
     ) -> list[str] | list[ScoredAnswer]:
         config = checked_config(config, self.config)
-        prompts = [self._fit(prompt, config, index, len(suffix)) for index, prompt in enumerate(prompts)]
         row_seeds = row_seeds_for(config.seed, len(prompts), first_index)
+        if structured is not None:  # the skeleton's length, not max_new_tokens, sets the room left
+            return structured_answers(
+                self.model, self.tokenizer, prompts, structured.node, config, row_seeds=row_seeds, callback=callback
+            )
+        prompts = [self._fit(prompt, config, index, len(suffix)) for index, prompt in enumerate(prompts)]
         recorder = None if logprobs is None else LogprobRecorder(callback)
         canvas = sample(
             self.model,

@@ -52,7 +52,7 @@ def test_neutral_controls_build_no_processor_and_no_warper(tiny_tokenizer):
     ids = SpecialIds.from_tokenizer(tiny_tokenizer)
     neutral = GenerationConfig(top_k=0, top_p=1.0, min_p=0.0, presence_penalty=0.0, frequency_penalty=0.0)
     assert neutral == GenerationConfig() and neutral.logit_bias is None
-    assert logits_processors(neutral.replace(repetition_penalty=1.0), ids, 300) == []
+    assert logits_processors(neutral.replace(repetition_penalty=1.0), ids, vocabulary=300) == []
     assert truncation_warpers(neutral) == []
     assert GenerationConfig(logit_bias={}).logit_bias is None  # nothing to add: nothing built
 
@@ -87,7 +87,7 @@ def test_logit_bias_adds_to_its_tokens_at_every_position():
 def test_processors_apply_in_order(tiny_tokenizer):
     ids = SpecialIds.from_tokenizer(tiny_tokenizer)
     config = GenerationConfig(cfg_scale=1.0, presence_penalty=0.1, logit_bias={7: 1.0})
-    kinds = [type(processor).__name__ for processor in logits_processors(config, ids, 300)]
+    kinds = [type(processor).__name__ for processor in logits_processors(config, ids, vocabulary=300)]
     assert kinds == ["Guidance", "RepetitionPenalty", "OccurrencePenalty", "LogitBias"]
 
 
