@@ -23,6 +23,7 @@ MAX_SEED = 2**64 - 1  # torch generators take seeds of at most 64 bits; JSON car
 # The most new tokens, model calls (steps) or block length one call may ask for: longer than the
 # context of any model Diffutron runs, and small enough that planning the schedule is instant.
 WORK_CAP = 8192
+Confidence = Literal["probability", "margin", "entropy"]  # what ranks positions under low-confidence remasking
 MODEL_CARD_GROUP = "model card"  # the model card's sampler settings
 FAST_GROUP = "fast"  # fast generation: the commit rules and the block cache
 # why the float settings stop where they do (docs/fast-generation.md, "Limits")
@@ -109,6 +110,32 @@ class GenerationConfig:
         rule="factor",
         group=FAST_GROUP,
     )
+    entropy_bound: float | None = _setting(
+        None,
+        "Entropy-bounded decoding: commit the least uncertain tokens while their entropies sum to at most this.",
+        minimum=0,
+        open_minimum=True,
+        hint=" (in nats; 0.5 is a good start)",
+        cap=100,
+        cap_reason="above it every position passes",
+        rule="entropy_bound",
+        group=FAST_GROUP,
+    )
+    commit_gap: float | None = _setting(
+        None,
+        "Early commit: once every open token's top-1/top-2 probability gap is at least this, commit them all.",
+        minimum=0,
+        open_minimum=True,
+        maximum=1,
+        hint=" (a probability gap; 0.5 is a good start)",
+        rule="early_commit",
+        group=FAST_GROUP,
+    )
+    confidence: Confidence = _setting(
+        "probability",
+        "What ranks positions and meets thresholds: the token's probability, top-1 minus top-2, or exp(-entropy).",
+        group=FAST_GROUP,
+    )
     cache: Literal["none", "prefix", "dual"] = _setting("none", "Block cache.", group=FAST_GROUP)
     refresh_every: int | None = _setting(
         None, "Also refresh the cache every N calls of a block.", minimum=1, cap=WORK_CAP, group=FAST_GROUP
@@ -118,6 +145,10 @@ class GenerationConfig:
         for name, setting in settings().items():
             self._normalize(name, _checked(name, getattr(self, name), setting, field_type(name)))
         self._check_rule()
+        if self.confidence != "probability" and self.remasking != "low_confidence":
+            raise SettingError(
+                "confidence ranks positions under remasking='low_confidence' only: drop it", "confidence"
+            )
         if self.refresh_every is not None and self.cache == "none":
             raise SettingError("refresh_every sets how often the cache is refreshed: choose a cache too")
 

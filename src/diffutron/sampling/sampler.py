@@ -158,7 +158,7 @@ class _OnDevice:
     block_start: torch.Tensor  # (rows,) long, index in the row's region where its block starts
     block_end: torch.Tensor  # (rows,) long
     began: torch.Tensor  # (rows,) long, the decoder's call count when the row's block began
-    plans: torch.Tensor | None  # (rows, calls + 1) long counts per call, a 0 last; None for the parallel rules
+    plans: torch.Tensor | None  # (rows, calls + 1) long counts per call, a 0 last; None for unplanned rules
     attention: torch.Tensor | None  # (rows, width) long, None when no row has padding
     done: list[bool]  # the host flags these were built from
 
@@ -336,7 +336,7 @@ class Decoder:
         # the step's one read before the model call: per row, the masks due and those of earlier blocks
         due, earlier = torch.stack([still_masked.sum(dim=1), earlier_masks.sum(dim=1)]).tolist()
         hidden = self._hidden(state, earlier_masks, max(earlier), done)
-        predictions = self._predict(hidden, still_masked, due)
+        predictions = self._predict(hidden, still_masked, due, state.block_start)
         committed = self.rule.choose(predictions, budget)
         self.state.canvas = torch.where(committed, predictions.tokens, self.canvas)
         self.calls += 1
@@ -369,10 +369,12 @@ class Decoder:
         )
         return self.state.cache.hidden(model_input, attention, recomputed, self._refreshing(done))
 
-    def _predict(self, hidden: torch.Tensor, still_masked: torch.Tensor, due: list[int]) -> Predictions:
+    def _predict(
+        self, hidden: torch.Tensor, still_masked: torch.Tensor, due: list[int], block_start: torch.Tensor
+    ) -> Predictions:
         """The candidates at the positions due (`due` counts each row's True entries of `still_masked`,
         known on the host, so finding them costs no sync): logits, processors in order, the draw; and
-        the ranking score, the candidate's probability with low-confidence remasking, a random number otherwise.
+        the ranking score, the `confidence` measure with low-confidence remasking, a random number otherwise.
         """
         config, canvas = self.config, self.canvas
         row_index, column = torch.nonzero_static(still_masked, size=sum(due)).unbind(dim=1)
@@ -385,7 +387,18 @@ class Decoder:
             ranking = None
         else:
             ranking = self.state.streams.rand(due)
-        return Predictions(canvas.shape, row_index, positions.columns, tokens, logits, self.ids.mask, ranking)
+        offsets = column - block_start[row_index]
+        return Predictions(
+            canvas.shape,
+            row_index,
+            positions.columns,
+            tokens,
+            logits,
+            self.ids.mask,
+            ranking,
+            config.confidence,
+            offsets,
+        )
 
     def _changed(self) -> None:
         self._padded = self.rows > 1 and not bool(self.state.attention.all())
@@ -429,7 +442,7 @@ class Decoder:
         blocks = [min(max(record.block, 0), self.blocks) for record in records]
         as_tensor = lambda values: torch.tensor(values, dtype=torch.long, device=self.device)  # noqa: E731
         plans = None
-        if not self.rule.until_filled:
+        if self.rule.planned:
             calls = max((len(record.plan) for record in records if record.plan is not None), default=0)
             padded = [[*record.plan, *[0] * (calls + 1 - len(record.plan))] for record in records]
             plans = as_tensor(padded).view(self.rows, calls + 1)
@@ -472,7 +485,7 @@ class Decoder:
         ]
 
     def _end_full_blocks(self, answers: list[list[int]], done: list[bool]) -> None:
-        """The parallel rules run a row's block until no mask is left up to its end (`answers`: each row's
+        """Rules `until_filled` end a row's block once no mask is left up to its end (`answers`: each row's
         region, read after the call)."""
         for row, tokens in enumerate(answers):
             record = self.state.records[row]

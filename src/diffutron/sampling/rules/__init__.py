@@ -9,6 +9,10 @@ imports nothing (torch stays unloaded for `diffutron --help`); a rule is importe
 A rule plans each row's block when the row starts it, then, at every model call, sees the model's
 `Predictions` at the positions due (the masks up to the end of the row's block, of rows at work)
 and returns a (rows, width) bool grid of the positions to fill.
+
+A rule with `planned` gets a `Budget` at each call from its plans (the count schedule and the rules
+built on it); one with `until_filled` ends a row's block as soon as it is full (before its plan
+runs out, for a planned one).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class CommitRule:
 
     name: ClassVar[str]
     until_filled: ClassVar[bool] = True  # a row's block ends once no mask up to the block's end is left
+    planned: ClassVar[bool] = False  # `choose` gets a `Budget` from the rows' plans
 
     @classmethod
     def from_config(cls, config: GenerationConfig, steps_per_block: int) -> CommitRule:
