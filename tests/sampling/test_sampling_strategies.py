@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from transformers.modeling_outputs import MaskedLMOutput
 from typer.testing import CliRunner
 
 from diffutron import GenerationConfig, sample
@@ -18,6 +19,7 @@ from diffutron.sampling.rules.count import CountSchedule
 from diffutron.sampling.rules.dilated import Dilated, dilation_level
 from diffutron.sampling.rules.early_commit import EarlyCommit
 from diffutron.sampling.rules.entropy_bound import EntropyBound
+from diffutron.sampling.rules.revocable import Revocable
 from diffutron.sampling.rules.threshold import Threshold
 from helpers.steered import ForcedTokens
 
@@ -28,6 +30,7 @@ STRATEGIES = {
     "entropy_bound": {"entropy_bound": 12.0},
     "early_commit": {"commit_gap": 0.001},
     "dilated": {"rule": "dilated"},
+    "revocable": {"draft_threshold": 0.035, "revoke_below": 0.9},
 }
 
 
@@ -218,6 +221,81 @@ def test_the_dilated_schedule_commits_spread_out_groups(tiny_model, tiny_tokeniz
     assert isinstance(commit_rule(config, 1), Dilated)
 
 
+# --- revocable commits ----------------------------------------------------------------------------
+
+
+class ForcedPerCall(torch.nn.Module):
+    """`model` with tokens forced at chosen (row, position)s, a different choice at each call (the last
+    one from then on)."""
+
+    def __init__(self, model: torch.nn.Module, per_call: list[dict[tuple[int, int], int]]) -> None:
+        super().__init__()
+        self.base = model
+        self.per_call = per_call
+        self.config = model.config
+        self.calls = 0
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> MaskedLMOutput:
+        logits = self.base(input_ids=input_ids, attention_mask=attention_mask).logits.clone()
+        for (row, position), token in self.per_call[min(self.calls, len(self.per_call) - 1)].items():
+            logits[row, position, token] += 12.0
+        self.calls += 1
+        return MaskedLMOutput(logits=logits)
+
+
+def test_revoked_tokens_are_masked_again_and_decided_later(tiny_model, tiny_tokenizer):
+    prompt = _prompt(tiny_tokenizer)
+    start = len(prompt)
+    # call 1 backs offsets 0-3, call 2 only offsets 4-7: three of the four drafts lose their backing
+    first = {(0, start + offset): 20 + offset for offset in range(4)}
+    second = {(0, start + offset): 20 + offset for offset in range(4, 8)}
+    model = ForcedPerCall(tiny_model, [first, second, {}])
+    config = GenerationConfig(
+        early_stop=False,
+        max_new_tokens=8,
+        block_length=8,
+        temperature=0.0,
+        repetition_penalty=1.0,
+        draft_threshold=0.5,
+        revoke_below=0.9,
+    )
+    events = []
+    canvas = sample(model, tiny_tokenizer, [prompt], config, callback=events.append)
+    mask = tiny_tokenizer.mask_token_id
+    committed = [(event.committed[0].nonzero().flatten() - start).tolist() for event in events]
+    revoked = [(event.revoked[0].nonzero().flatten() - start).tolist() for event in events]
+    assert committed[:2] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert revoked[0] == [] and len(revoked[1]) == 3 and set(revoked[1]) < {0, 1, 2, 3}  # fewer than it commits
+    for offset in revoked[1]:
+        assert events[1].canvas[0, start + offset].item() == mask  # masked again
+        assert any(offset in later for later in committed[2:])  # and decided later
+    assert len(events) <= 8 and not bool((canvas == mask).any())  # nothing left masked
+
+
+def test_revocation_takes_the_least_probable_and_fewer_than_the_commits():
+    held = torch.tensor([[9, 1, 2, 9, 0]])  # offsets 1, 2, 4 hold tokens; 0 and 3 are open (mask 9)
+    logits = torch.log(
+        torch.tensor([[0.1, 0.1, 0.8], [0.5, 0.3, 0.2], [0.1, 0.3, 0.6], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4]])
+    )
+    predictions = Predictions(
+        torch.Size([1, 5]),
+        torch.zeros(5, dtype=torch.long),
+        torch.arange(5),
+        logits.argmax(dim=1),
+        logits,
+        9,
+        held=held[0],
+    )
+    assert predictions.decided.tolist() == [[False, True, True, False, True]]
+    assert predictions.held_probability[0, [1, 2, 4]].tolist() == pytest.approx([0.3, 0.6, 0.3])
+    rule = Revocable(draft_threshold=0.5, revoke_below=0.65)
+    committed = rule.choose(predictions, None)
+    assert committed.tolist() == [[True, False, False, True, False]]  # open masks only
+    # two new tokens: at most one revocation, the least probable weak one (ties: the first)
+    assert rule.revoke(predictions, committed).tolist() == [[False, True, False, False, False]]
+    assert not rule.revoke(predictions, committed & torch.tensor([[True, False, False, False, False]])).any()
+
+
 # --- every strategy: seeded, and a row the same alone and in a batch ------------------------------
 
 
@@ -258,6 +336,8 @@ def test_the_command_line_and_http_take_the_strategies():
     )
     assert CliRunner().invoke(command, ["--commit-gap", "0.3"]).exit_code == 0
     assert seen["config"].rule_settings() == {"commit_gap": 0.3}
+    assert CliRunner().invoke(command, ["--draft-threshold", "0.6", "--revoke-below", "0.9"]).exit_code == 0
+    assert seen["config"].rule_settings() == {"draft_threshold": 0.6, "revoke_below": 0.9}
     body = DiffusionSettings(rule="dilated", confidence="entropy")
     assert body.sampler_settings() == {"rule": "dilated", "confidence": "entropy"}
     fields = page_settings()["fields"]

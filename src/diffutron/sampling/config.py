@@ -131,6 +131,26 @@ class GenerationConfig:
         rule="early_commit",
         group=FAST_GROUP,
     )
+    draft_threshold: float | None = _setting(
+        None,
+        "Revocable commits: commit every token this confident (low: drafts), with revoke_below.",
+        minimum=0,
+        open_minimum=True,
+        maximum=1,
+        hint=" (a confidence; 0.7 is a good start)",
+        rule="revocable",
+        group=FAST_GROUP,
+    )
+    revoke_below: float | None = _setting(
+        None,
+        "Revocable commits: mask a decided token again when its new probability is below this.",
+        minimum=0,
+        open_minimum=True,
+        maximum=1,
+        hint=" (a probability; 0.9 is a good start)",
+        rule="revocable",
+        group=FAST_GROUP,
+    )
     confidence: Confidence = _setting(
         "probability",
         "What ranks positions and meets thresholds: the token's probability, top-1 minus top-2, or exp(-entropy).",

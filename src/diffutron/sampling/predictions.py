@@ -37,11 +37,13 @@ class Predictions:
         random_scores: torch.Tensor | None = None,
         confidence: Confidence = "probability",
         offsets: torch.Tensor | None = None,
+        held: torch.Tensor | None = None,
     ) -> None:
         """`rows`, `columns`: where each due position lies; `tokens`, `logits`: its candidate and its
         processed logits, one row per position; `random_scores`: the ranking scores of random remasking
         (None: the `confidence` measure ranks); `offsets`: each position's index in its row's block
-        (negative for a mask of an earlier block still open)."""
+        (negative for a mask of an earlier block still open); `held`: the token on the canvas at each
+        position (the mask token where it is still open; only for rules that revise decided tokens)."""
         self.shape = shape
         self.rows = rows
         self.columns = columns
@@ -51,6 +53,7 @@ class Predictions:
         self._random_scores = random_scores
         self.confidence = confidence
         self._offsets = offsets
+        self._held = held
 
     @classmethod
     def from_scores(cls, score: torch.Tensor) -> Predictions:
@@ -104,6 +107,23 @@ class Predictions:
     def due(self) -> torch.Tensor:
         """(rows, width) bool: the positions due at this call."""
         return self._grid(torch.ones_like(self.rows, dtype=torch.bool), False, torch.bool)
+
+    @cached_property
+    def decided(self) -> torch.Tensor:
+        """(rows, width) bool: due positions that already hold a token (a rule that revises may mask it again)."""
+        if self._held is None:
+            return torch.zeros(self.shape, dtype=torch.bool, device=self.rows.device)
+        return self._grid(self._held != self.mask_id, False, torch.bool)
+
+    @cached_property
+    def held_probability(self) -> torch.Tensor:
+        """(rows, width) float32: the model's probability, at this call, of the token a decided position
+        holds; NaN elsewhere."""
+        if self._held is None:
+            return torch.full(self.shape, math.nan, dtype=torch.float32, device=self.rows.device)
+        decided = self._held != self.mask_id
+        held = self._distribution.gather(1, torch.where(decided, self._held, 0)[:, None]).squeeze(1)
+        return self._grid(torch.where(decided, held, math.nan), math.nan, torch.float32)
 
     @cached_property
     def _distribution(self) -> torch.Tensor:

@@ -46,6 +46,7 @@ class StepEvent:
     probability: torch.Tensor | None = None  # (rows, width) float32: P(token) where committed, NaN elsewhere
     finished: torch.Tensor | None = None  # (rows,) bool on the CPU, rows the sampler no longer works on
     decoder: Decoder | None = None  # the decoder that made the call (see `drop`)
+    revoked: torch.Tensor | None = None  # (rows, width) bool, decided positions masked again (rules that revise)
 
     @property
     def confidence(self) -> torch.Tensor | None:
@@ -339,6 +340,9 @@ class Decoder:
         predictions = self._predict(hidden, still_masked, due, state.block_start)
         committed = self.rule.choose(predictions, budget)
         self.state.canvas = torch.where(committed, predictions.tokens, self.canvas)
+        revoked = self.rule.revoke(predictions, committed) if self.rule.revises else None
+        if revoked is not None:
+            self.state.canvas = self.canvas.masked_fill(revoked, self.ids.mask)
         self.calls += 1
         if self.state.stopper is not None or self.rule.until_filled:
             # the step's one read after the model call: the answers, for their ends and the full blocks
@@ -353,7 +357,8 @@ class Decoder:
         if callback is not None:
             filled_now = committed & (self.canvas != self.ids.mask)  # a mask written back fills nothing
             probability = torch.where(filled_now, predictions.probability, math.nan)
-            callback(StepEvent(self.canvas, filled_now, blocks, self.calls, probability, torch.tensor(done), self))
+            finished = torch.tensor(done)
+            callback(StepEvent(self.canvas, filled_now, blocks, self.calls, probability, finished, self, revoked))
         return True
 
     def _hidden(self, state: _OnDevice, earlier_masks: torch.Tensor, earlier: int, done: list[bool]) -> torch.Tensor:
@@ -398,6 +403,7 @@ class Decoder:
             ranking,
             config.confidence,
             offsets,
+            canvas[row_index, positions.columns] if self.rule.revises else None,
         )
 
     def _changed(self) -> None:
@@ -460,7 +466,10 @@ class Decoder:
     def _due(self, state: _OnDevice) -> tuple[torch.Tensor, Budget | None]:
         """(rows, masks) bool: the masks each row may fill at this call; and the count rule's budget."""
         in_block = self._columns < state.block_end[:, None]
-        still_masked = (self.canvas.gather(1, self.state.region) == self.ids.mask) & in_block & state.working[:, None]
+        masked = self.canvas.gather(1, self.state.region) == self.ids.mask
+        if self.rule.revises:  # the block's decided tokens are predicted again too
+            masked |= self._columns >= state.block_start[:, None]
+        still_masked = masked & in_block & state.working[:, None]
         if state.plans is None:
             return still_masked, None
         step = (self.calls - state.began).clamp(max=state.plans.shape[1] - 1)
