@@ -51,6 +51,11 @@ def _setting(default: Any, help: str, **options: Any) -> Any:
     return field(default=default, metadata={"setting": Setting(help, **options)})
 
 
+def _fraction_knob(help: str, rule: str, hint: str) -> Any:
+    """A commit rule's knob that is a probability (or a gap between two): unset by default, in (0, 1]."""
+    return _setting(None, help, minimum=0, open_minimum=True, maximum=1, hint=hint, rule=rule, group=FAST_GROUP)
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
     """Options of the masked-diffusion sampler (docs/reference-behaviour.md, section 3).
@@ -89,15 +94,10 @@ class GenerationConfig:
     )
     truncate: Literal["error", "left"] = _setting("error", "Long prompts: refuse, or cut from the left.", http=False)
     rule: str | None = _setting(None, "Commit rule (a knob alone picks its rule).", group=FAST_GROUP)
-    threshold: float | None = _setting(
-        None,
+    threshold: float | None = _fraction_knob(
         "Parallel decoding: commit every token this confident.",
-        minimum=0,
-        open_minimum=True,
-        maximum=1,
-        hint=" (a confidence; 0.9 is a good start)",
         rule="threshold",
-        group=FAST_GROUP,
+        hint=" (a confidence; 0.9 is a good start)",
     )
     factor: float | None = _setting(
         None,
@@ -121,35 +121,20 @@ class GenerationConfig:
         rule="entropy_bound",
         group=FAST_GROUP,
     )
-    commit_gap: float | None = _setting(
-        None,
+    commit_gap: float | None = _fraction_knob(
         "Early commit: once every open token's top-1/top-2 probability gap is at least this, commit them all.",
-        minimum=0,
-        open_minimum=True,
-        maximum=1,
-        hint=" (a probability gap; 0.5 is a good start)",
         rule="early_commit",
-        group=FAST_GROUP,
+        hint=" (a probability gap; 0.5 is a good start)",
     )
-    draft_threshold: float | None = _setting(
-        None,
+    draft_threshold: float | None = _fraction_knob(
         "Revocable commits: commit every token this confident (low: drafts), with revoke_below.",
-        minimum=0,
-        open_minimum=True,
-        maximum=1,
+        rule="revocable",
         hint=" (a confidence; 0.7 is a good start)",
-        rule="revocable",
-        group=FAST_GROUP,
     )
-    revoke_below: float | None = _setting(
-        None,
+    revoke_below: float | None = _fraction_knob(
         "Revocable commits: mask a decided token again when its new probability is below this.",
-        minimum=0,
-        open_minimum=True,
-        maximum=1,
-        hint=" (a probability; 0.9 is a good start)",
         rule="revocable",
-        group=FAST_GROUP,
+        hint=" (a probability; 0.9 is a good start)",
     )
     confidence: Confidence = _setting(
         "probability",
