@@ -27,6 +27,7 @@ from diffutron.eval import task_functions
 from diffutron.eval.cetvel import resolve_tasks
 from diffutron.eval.perplexity import mlm_perplexity
 from diffutron.model.chat import render_chat
+from diffutron.model.tokens import encode
 from diffutron.sampling.infill import parse_placeholders
 from diffutron.sharded_jsonl import input_fingerprint, part_path
 
@@ -187,6 +188,34 @@ BAD_INPUTS = [
         "config must be a GenerationConfig",
     ),
     ("Diffutron config {}", lambda p: Diffutron(p.lm.model, p.lm.tokenizer, {}), "config must be a GenerationConfig"),
+    # --- text that is not valid Unicode (lone surrogates: JSON escapes, undecodable bytes) --------
+    (
+        "generate lone surrogate",
+        lambda p: p.lm.generate(["Çay?", "Kitap \ud800 güzel"], GREEDY),
+        "prompt 1 is not valid Unicode: character 7 is a lone surrogate \\ud800",
+    ),
+    (
+        "generate undecodable byte",
+        lambda p: p.lm.generate([b"a \xff".decode("utf-8", "surrogateescape")], GREEDY),
+        "prompt 0 is not valid Unicode: character 3 is a lone surrogate \\udcff",
+    ),
+    (
+        "chat lone surrogate",
+        lambda p: p.lm.chat([{"role": "user", "content": "\udfff"}], GREEDY),
+        "message 0 content is not valid Unicode: character 1",
+    ),
+    (
+        "chat system lone surrogate",
+        lambda p: p.lm.chat([{"role": "system", "content": "x\ud83d"}, {"role": "user", "content": "a"}], GREEDY),
+        "message 0 content is not valid Unicode: character 2 is a lone surrogate \\ud83d",
+    ),
+    ("infill lone surrogate", lambda p: p.lm.infill("\ud800 [MASK]", GREEDY), "the text is not valid Unicode"),
+    ("encode lone surrogate", lambda p: p.lm.encode("a\ud800", "prompt"), "prompt is not valid Unicode"),
+    (
+        "encode batch lone surrogate",
+        lambda p: encode(p.lm.tokenizer, ["a", "b", "c\udc80"], "document"),
+        "document 2 is not valid Unicode: character 2",
+    ),
     # --- infill placeholders ----------------------------------------------------------------------
     ("infill None", lambda p: p.lm.infill(None, GREEDY), "infill takes a text with [MASK] placeholders, got NoneType"),
     ("infill config {}", lambda p: p.lm.infill("a [MASK]", {}), "config must be a GenerationConfig"),
@@ -390,6 +419,8 @@ BAD_INPUTS = [
         "answerKey 'E' is not one of its labels",
     ),
     ("cetvel unknown task", lambda p: resolve_tasks(["hellaswag"]), "unknown task(s) hellaswag"),
+    ("cetvel empty task list", lambda p: resolve_tasks([""]), "the task list [''] names no task"),
+    ("cetvel task list of commas", lambda p: resolve_tasks([",", " "]), "the task list [',', ' '] names no task"),
     # --- chat rendering and server options (`diffutron serve` shows these as one line) ---------------
     (
         "user text forging a system turn, refused",

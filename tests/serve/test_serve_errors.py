@@ -238,6 +238,40 @@ def test_bad_completion_and_infill_requests(server, endpoint, body, param, fragm
     assert fragment in response.json()["error"]["message"]
 
 
+LONE_SURROGATES = {
+    # name: (endpoint, raw JSON body with an unpaired \\u escape, param)
+    "chat content": (
+        "/v1/chat/completions",
+        '"messages": [{"role": "user", "content": "a \\ud800"}]',
+        "messages.0.content",
+    ),
+    "chat text part": (
+        "/v1/chat/completions",
+        '"messages": [{"role": "user", "content": [{"type": "text", "text": "\\udcff"}]}]',
+        "messages.0.content.0.text",
+    ),
+    "stop": (
+        "/v1/chat/completions",
+        '"messages": [{"role": "user", "content": "a"}], "stop": ["x", "\\udfff"]',
+        "stop.1",
+    ),
+    "prompt": ("/v1/completions", '"prompt": "Kitap \\ud800"', "prompt"),
+    "second prompt": ("/v1/completions", '"prompt": ["Kitap", "\\ud800"]', "prompt.1"),
+    "infill text": ("/v1/infill", '"text": "a [MASK] \\ud800"', "text"),
+}
+
+
+@pytest.mark.parametrize("endpoint, fields, param", LONE_SURROGATES.values(), ids=LONE_SURROGATES.keys())
+def test_text_that_is_not_valid_unicode_is_a_400_naming_the_field(server, endpoint, fields, param):
+    content = f'{{"model": "{MODEL}", "max_tokens": 2, {fields}}}'.encode()
+    with server.client() as http:
+        response = http.post(endpoint, content=content, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == (param, "invalid_value")
+    assert error["message"].startswith(f"{param} is not valid Unicode: character ")
+
+
 def test_api_key_is_required_on_v1(server):
     with server.client() as http:
         for headers in ({"Authorization": ""}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from starlette.routing import Mount, Route
 
@@ -24,9 +24,10 @@ def client(tiny_model, tiny_tokenizer, **options) -> TestClient:
 
 
 def probes(app) -> list[tuple[str, str, str]]:
-    """(route, method, a URL of it) for every route of the app, enumerated from the app itself."""
+    """(route, method, a URL of it) for every route of the app, enumerated from the app itself
+    (through its included routers)."""
     found = []
-    for route in app.routes:
+    for route in (context.original_route for context in iter_route_contexts(app.routes)):
         if isinstance(route, Mount):
             found.append((route.path, "GET", f"{route.path}/app.js"))
         elif isinstance(route, (APIRoute, Route)):

@@ -12,6 +12,7 @@ from diffutron.data.readers import iter_jsonl
 from diffutron.errors import DiffutronError
 from diffutron.files import atomic_file
 from diffutron.lm import Diffutron
+from diffutron.model.tokens import check_unicode
 from diffutron.sampling.config import GenerationConfig
 
 
@@ -23,6 +24,7 @@ def read_prompts(path: Path) -> list[dict[str, Any]]:
             raise DiffutronError(f'{location}: expected an object like {{"prompt": "..."}}')
         if not record["prompt"].strip():
             raise DiffutronError(f"{location}: the prompt is empty")
+        check_unicode(record["prompt"], f"{location}: the prompt")
         records.append(record)
     if not records:
         raise DiffutronError(f"{path} has no prompts")
@@ -57,9 +59,7 @@ def generate_jsonl(
             results.extend(answer_record(record, answer, settings) for record, answer in zip(batch, answers))
             progress.advance(task, len(batch))
     if output is not None:
-        with atomic_file(output) as handle:
-            for record in results:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        write_answers(output, results)
     return results
 
 
@@ -77,6 +77,13 @@ def is_answer_to(line: dict[str, Any], record: dict[str, Any], settings: dict[st
     """Whether an output line is the answer to `record` made with `settings` (compared as JSON)."""
     answer = line.get("answer")
     return isinstance(answer, str) and line == json.loads(json.dumps(answer_record(record, answer, settings)))
+
+
+def write_answers(output: Path, results: list[dict[str, Any]]) -> None:
+    """The answer records as JSONL, in place at once (atomically)."""
+    with atomic_file(output) as handle:
+        for record in results:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def generate_jsonl_sharded(

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from diffutron.errors import DiffutronError
+from diffutron.model.tokens import check_unicode
 
 SYSTEM_TAGS = ("[SYS]", "[/SYS]")
 QUESTION_TAGS = ("[Question]", "[/Question]")
@@ -113,7 +114,7 @@ def _unpack(message: Message, index: int) -> tuple[str, str]:
         raise DiffutronError(f"message {index} has unknown role {role!r}; use system, user or assistant")
     if not isinstance(content, str):
         raise DiffutronError(f"message {index} content must be text, got {type(content).__name__}")
-    return role, content
+    return role, check_unicode(content, f"message {index} content")
 
 
 def cut_answer(text: str) -> str:

@@ -31,7 +31,7 @@ from diffutron.sampling.config import GenerationConfig, checked_config
 from diffutron.sampling.predictions import Predictions
 from diffutron.sampling.processors import DuePositions, TemperatureDraw, logits_processors
 from diffutron.sampling.rules import Budget, Plan, commit_rule
-from diffutron.sampling.stopping import AnswerEnd
+from diffutron.sampling.stopping import AnswerEnd, AnswerStops
 from diffutron.sampling.streams import RowStreams, row_seeds_for
 
 
@@ -199,8 +199,11 @@ class _RowState:
     def __len__(self) -> int:
         return len(self.records)
 
-    def add(self, canvas: torch.Tensor, seeds: Sequence[int | None], calls: int) -> None:
-        """Append the rows of `canvas` (on the device, `masks` masks each), their blocks not begun."""
+    def add(
+        self, canvas: torch.Tensor, seeds: Sequence[int | None], calls: int, stops: Sequence[AnswerStops] | None = None
+    ) -> None:
+        """Append the rows of `canvas` (on the device, `masks` masks each), their blocks not begun; `stops`:
+        each row's own end, if not the stopper's."""
         rows, width = canvas.shape
         eos = self.ids.eos
         region_mask = canvas == self.ids.mask
@@ -214,7 +217,7 @@ class _RowState:
         self.records += [_Row(row_width, calls) for row_width in (attention * columns).amax(dim=1).tolist()]
         self.streams.add(seeds)
         if self.stopper is not None:
-            self.stopper.add(rows)
+            self.stopper.add(rows, stops)
 
     def keep(self, rows: Sequence[int]) -> None:
         """Keep only `rows`, in that order; the canvas narrows to the widest left."""
@@ -292,8 +295,11 @@ class Decoder:
         """Per row: its answer is complete, its blocks are all decoded, or it was dropped."""
         return list(self._done)
 
-    def add(self, canvas: torch.Tensor, seeds: Sequence[int | None]) -> None:
-        """Append rows (each with exactly `masks` masks); row i draws from a stream seeded `seeds[i]`."""
+    def add(
+        self, canvas: torch.Tensor, seeds: Sequence[int | None], stops: Sequence[AnswerStops] | None = None
+    ) -> None:
+        """Append rows (each with exactly `masks` masks); row i draws from a stream seeded `seeds[i]`
+        and, with early stopping, ends at `stops[i]` if given (a request's stop strings)."""
         rows = canvas.shape[0]
         if len(seeds) != rows:
             raise DiffutronError(f"row_seeds has {len(seeds)} entries for {rows} rows: give one per row")
@@ -304,7 +310,7 @@ class Decoder:
         canvas = canvas.to(self.device)
         if not bool(((canvas == self.ids.mask).sum(dim=1) == self.masks).all()):
             raise DiffutronError(f"every row must have {self.masks} masks to fill")
-        self.state.add(canvas, seeds, self.calls)
+        self.state.add(canvas, seeds, self.calls, stops)
         self._done += [False] * rows
         self._changed()
 

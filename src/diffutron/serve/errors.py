@@ -153,6 +153,8 @@ def validation_error(errors: list[dict[str, Any]]) -> APIError:
     if first.get("type") == "unsupported_parameter":
         name = first["ctx"]["name"]
         return APIError(400, first["msg"], param=name, code="unsupported_parameter")
+    if first.get("type") == "invalid_unicode":  # the field's path, found by the check itself
+        return APIError(400, first["msg"], param=first["ctx"]["name"], code="invalid_value")
     # the field's path, without "body" and the union members pydantic names in it ("str", "list[TextPart]")
     parts = [str(part) for part in first.get("loc", ()) if part != "body"]
     param = ".".join(part for part in parts if not _UNION_MEMBER.match(part))

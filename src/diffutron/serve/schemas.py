@@ -8,11 +8,14 @@ when a request's settings are built.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
+from diffutron.errors import DiffutronError
+from diffutron.model.tokens import check_unicode
 from diffutron.sampling.config import MAX_SEED, Setting, choices, default, field_type, settings
 from diffutron.sampling.presets import SPEEDS
 
@@ -115,6 +118,19 @@ class DiffusionSettings(_Settings):
                 )
         return {name: value for name, value in data.items() if name not in NEUTRAL_VALUES}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_invalid_unicode(cls, data: Any) -> Any:
+        """A lone surrogate (an unpaired `\\ud800` escape) in any text is a 400 naming its field."""
+        for path, text in _texts(data, ""):
+            try:
+                check_unicode(text, path)
+            except DiffutronError as error:
+                raise PydanticCustomError(
+                    "invalid_unicode", "{message}", {"name": path, "message": str(error)}
+                ) from None
+        return data
+
     def sampler_settings(self) -> dict[str, Any]:
         """The GenerationConfig fields this request sets (the seed is handled apart)."""
         return {
@@ -154,6 +170,18 @@ class CompletionRequest(GenerationRequest):
 class InfillRequest(DiffusionSettings):
     model: str
     text: str
+
+
+def _texts(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every string in a JSON value, with its path as errors name fields (messages.0.content)."""
+    if isinstance(value, str):
+        yield path or "the body", value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _texts(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _texts(item, f"{path}.{index}")
 
 
 def _same(given: Any, neutral: Any) -> bool:

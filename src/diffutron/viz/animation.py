@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from diffutron.errors import DiffutronError
 from diffutron.files import atomic_file
 from diffutron.model.chat import render_chat
-from diffutron.sampling.frames import DenoisingFrame, FrameRecorder, frame_text
+from diffutron.sampling.frames import DenoisingFrame, FrameRecorder, frame_text, visible_positions
 from diffutron.viz.gif import render_gif
 from diffutron.viz.layout import (
     LEGEND_SIZE,
@@ -114,7 +114,7 @@ def write_animation(
     if path.suffix.lower() == ".gif":
         data = render_gif(scenes, height, durations)
     else:
-        data = render_svg(scenes, height, durations, f"{title}: {frame_text(frames[-1]['tokens'])}").encode()
+        data = render_svg(scenes, height, durations, f"{title}: {frame_text(visible_positions(frames[-1]))}").encode()
     with atomic_file(path, "wb") as handle:
         handle.write(data)
     return path

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from diffutron.sampling.frames import DenoisingFrame, visible_tokens
+from diffutron.sampling.frames import DenoisingFrame, visible_positions
 from diffutron.viz.fonts import Fonts
 from diffutron.viz.shapes import (
     ACCENT,
@@ -117,7 +117,7 @@ class Layout:
         fresh = dict(zip(frame["committed"], frame["confidence"]))
         shapes: list[Shape] = []
         x, line = 0.0, 0
-        for unit in _units(visible_tokens(frame["tokens"])):
+        for unit in _units(visible_positions(frame)):
             if unit.newline:
                 x, line = 0.0, line + 1
                 continue

@@ -3,7 +3,6 @@
 // step, nothing loaded from elsewhere.
 "use strict";
 
-const ANSWER_END = "[/Answer]";
 const KEY_STORAGE = "diffutron-api-key";
 
 const $ = (id) => document.getElementById(id);
@@ -84,32 +83,10 @@ async function* serverSentData(response) {
 
 // ---- drawing a frame ----------------------------------------------------------------------------
 
-// The positions that show the answer: all until [/Answer] lies in the decided prefix, then those before
-// it (the one holding its start cut), trailing whitespace trimmed. Same rule as diffutron.sampling.frames.
-function visibleTokens(tokens) {
-  let text = "";
-  for (let position = 0; position < tokens.length; position++) {
-    if (tokens[position] === null) break;
-    text += tokens[position];
-    const tag = text.indexOf(ANSWER_END);
-    if (tag < 0) continue;
-    const kept = [];
-    let start = 0;
-    for (const piece of tokens.slice(0, position + 1)) {
-      if (start >= tag) break;
-      kept.push(piece.slice(0, tag - start));
-      start += piece.length;
-    }
-    while (kept.length && !kept[kept.length - 1].trim()) kept.pop();
-    if (kept.length) kept[kept.length - 1] = kept[kept.length - 1].trimEnd();
-    return kept;
-  }
-  return tokens.slice();
-}
-
+// The server sends the positions that show the answer (frame.visible: cut where the answer ends).
 function drawFrame(canvas, frame) {
   const fresh = new Map(frame.committed.map((position, i) => [position, frame.confidence[i]]));
-  const nodes = visibleTokens(frame.tokens).map((token, position) => {
+  const nodes = frame.visible.map((token, position) => {
     const span = document.createElement("span");
     if (token === null) {
       span.className = "mask";
