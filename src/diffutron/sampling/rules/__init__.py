@@ -9,6 +9,11 @@ name. Naming it is how it is reached (`GenerationConfig(rule="<name>")`, `--rule
 A rule plans each row's block when the row starts it, then, at every model call, sees the model's
 `Predictions` at the positions due (the masks up to the end of the row's block, of rows at work)
 and returns a (rows, width) bool grid of the positions to fill.
+
+A rule with `planned` gets a `Budget` at each call from its plans (the count schedule and the rules
+built on it); one with `until_filled` ends a row's block as soon as it is full (before its plan
+runs out, for a planned one). A rule with `revises` also sees the tokens already decided in the row's
+block (`Predictions.decided`, with `held_probability`) and may mask them again (`revoke`).
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ class CommitRule:
 
     name: ClassVar[str]
     until_filled: ClassVar[bool] = True  # a row's block ends once no mask up to the block's end is left
+    planned: ClassVar[bool] = False  # `choose` gets a `Budget` from the rows' plans
+    revises: ClassVar[bool] = False  # sees the block's decided tokens too, and may mask them again
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -65,6 +72,10 @@ class CommitRule:
 
     def choose(self, predictions: Predictions, budget: Budget | None) -> torch.Tensor:
         """(rows, width) bool: the positions to commit at this call."""
+        raise NotImplementedError
+
+    def revoke(self, predictions: Predictions, committed: torch.Tensor) -> torch.Tensor:
+        """(rows, width) bool: decided positions to mask again at this call (rules that `revise`)."""
         raise NotImplementedError
 
 
