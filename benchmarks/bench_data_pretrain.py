@@ -19,12 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import TURKISH_WORDS
 from diffutron.data.documents import batched
 from diffutron.data.pretrain import build_pretrain
 from diffutron.data.recipes import PretrainRecipe, PretrainSource
 from diffutron.model.loading import default_model_path, load_tokenizer
 from diffutron.model.tokens import encode
+from workloads import TURKISH_WORDS
 
 
 def main() -> None:

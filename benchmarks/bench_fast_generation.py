@@ -41,7 +41,6 @@ from typing import Any
 
 import torch
 
-from common import MMBERT_BASE, mmbert_shaped_model, tokenizer_with_mmbert_ids
 from diffutron import Diffutron, GenerationConfig, sample
 from diffutron.embedded.definitions import chrf, read_questions
 from diffutron.files import atomic_file
@@ -49,6 +48,7 @@ from diffutron.model.chat import render_chat
 from diffutron.model.precision import cpu_bfloat16_supported, quantize_int8
 from diffutron.sampling.presets import SPEEDS, speed_config, speed_dtype
 from diffutron.sampling.reference import reference_sample
+from workloads import MMBERT_BASE, mmbert_shaped_model, tokenizer_with_mmbert_ids
 
 GREEDY = GenerationConfig(temperature=0.0)  # the model card's settings, without sampling noise
 SHAPES = [(30, 64), (30, 128), (256, 64), (256, 128)]  # (prompt tokens, new tokens)

@@ -19,8 +19,8 @@ import time
 import torch
 from transformers import ModernBertConfig, ModernBertForMaskedLM
 
-from common import MMBERT_BASE, tokenizer_with_mmbert_ids
 from diffutron.eval.likelihood import ContinuationScorer, Pair
+from workloads import MMBERT_BASE, tokenizer_with_mmbert_ids
 
 SMALL = dict(
     MMBERT_BASE,

@@ -12,7 +12,7 @@ with a fixed noise seed (both paths see the same masks).
 
 Memory is measured in a fresh process per path, after one unmeasured step (so the optimizer's state
 exists): the peak bytes of the tensors the measured steps allocate (counted operation by operation,
-`common.LiveTensorBytes`: exact, unlike a resident size, which the allocator's caching blurs), up
+`measure.LiveTensorBytes`: exact, unlike a resident size, which the allocator's caching blurs), up
 to the end of backward (what the loss path changes) and over the whole step (the optimizer update
 included), and the process's peak resident set size (the kernel's high-water mark, reset through
 /proc/self/clear_refs). Time is measured in one more process that alternates the two paths step by
@@ -34,16 +34,10 @@ from collections.abc import Callable
 
 import torch
 
-from common import (
-    MMBERT_BASE,
-    LiveTensorBytes,
-    mdlm_training_steps,
-    mmbert_shaped_model,
-    peak_memory,
-    reset_peak_memory,
-)
 from diffutron.training.config import LoraSettings
 from diffutron.training.models import apply_lora
+from measure import LiveTensorBytes, peak_memory, reset_peak_memory
+from workloads import MMBERT_BASE, mdlm_training_steps, mmbert_shaped_model
 
 MASK_ID = 4
 PATHS = ("before", "after")

@@ -20,10 +20,11 @@ import time
 import torch
 from transformers import ModernBertForMaskedLM
 
-from common import MMBERT_BASE, best_seconds, mmbert_shaped_model, tokenizer_with_mmbert_ids
 from diffutron import GenerationConfig, sample
 from diffutron.model.parts import MIN_GEMM_ROWS, MaskedLMParts
 from diffutron.sampling.reference import reference_sample
+from measure import best_seconds
+from workloads import MMBERT_BASE, mmbert_shaped_model, tokenizer_with_mmbert_ids
 
 
 @torch.no_grad()

@@ -38,12 +38,12 @@ import httpx
 import torch
 import uvicorn
 
-from common import TURKISH_WORDS, mmbert_shaped_model
 from diffutron import GenerationConfig
 from diffutron.lm import Diffutron
 from diffutron.sampling.presets import SPEEDS, speed_config
 from diffutron.serve.app import ServeOptions, create_app
 from diffutron.serve.server import bind
+from workloads import TURKISH_WORDS, mmbert_shaped_model
 
 MODEL_ID = "bench"
 

@@ -14,7 +14,7 @@ LoRA gradients, created in backward), plus what exists before the step: the floa
 8-bit optimizer state (two one-byte states per trainable parameter).
 
 Not counted: the CUDA caching allocator's rounding and fragmentation, cuBLAS / attention kernel
-workspaces, the CUDA context (about 0.5-1 GiB). `benchmarks/gpu_check.py` measures the real
+workspaces, the CUDA context (about 0.5-1 GiB). `tools/gpu_check.py` measures the real
 figure on a GPU.
 
     python benchmarks/estimate_recipe_memory.py [--threads 2] [--rows 3 4] [--target-rows 64]
@@ -27,9 +27,10 @@ from collections.abc import Callable
 
 import torch
 
-from common import MMBERT_BASE, LiveTensorBytes, mdlm_training_steps, random_masked_lm
 from diffutron.training.config import LoraSettings
 from diffutron.training.models import apply_lora, count_parameters
+from measure import LiveTensorBytes
+from workloads import MMBERT_BASE, mdlm_training_steps, random_masked_lm
 
 LENGTH = 512
 MASK_ID = 4

@@ -14,11 +14,17 @@ if TEST_DEVICE == "cpu":
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 from helpers.tiny import build_model, build_tokenizer, save_checkpoint  # noqa: E402
 
 # Tiny models run fastest on one thread; tests that check thread-dependent numerics set their own.
 torch.set_num_threads(1)
+
+# Property tests check values, not speed: on a shared, busy machine an example may take longer than
+# Hypothesis' default 200 ms deadline, which would fail a correct test.
+settings.register_profile("diffutron", deadline=None)
+settings.load_profile("diffutron")
 
 
 @pytest.fixture(scope="session")

@@ -126,6 +126,37 @@ def test_check_destination(tmp_path, setup, fragment):
     assert sorted(tmp_path.rglob("*")) == before  # checking writes nothing that stays
 
 
+MISSING_FOLDERS = [
+    # name, destination under tmp, keyword arguments, the folder the warning names (None: no warning)
+    ("file in a new folder", "new/out.jsonl", {"kind": "file"}, "new"),
+    ("file two folders down", "a/b/out.jsonl", {"kind": "file"}, "a/b"),
+    ("new directory in a new folder", "runs/exp1", {}, "runs"),
+    ("new directory here", "exp1", {}, None),
+    ("file here", "out.jsonl", {"kind": "file"}, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("destination", "options", "folder"), [row[1:] for row in MISSING_FOLDERS], ids=[row[0] for row in MISSING_FOLDERS]
+)
+def test_folders_that_do_not_exist_are_named_in_one_warning(tmp_path, caplog, destination, options, folder):
+    """The one rule of every command that writes files: missing folders are created, and it says so first."""
+    with caplog.at_level("WARNING", logger="diffutron.files"):
+        check_destination(tmp_path / destination, **options)
+    expected = [] if folder is None else [f"the folder {tmp_path / folder} does not exist: it will be created for "]
+    assert [record.getMessage()[: len(expected[0])] for record in caplog.records] == expected
+    assert list(tmp_path.iterdir()) == []  # created when written, not when checked
+
+
+@pytest.mark.parametrize("write", [lambda path: atomic_file(path), lambda path: atomic_directory(path)])
+def test_a_place_that_cannot_be_written_is_a_clear_error(write):
+    """The folder cannot be made or written (read-only, no permission): one line, not an OSError."""
+    target = Path("/sys/diffutron-test-output/answer.gif")
+    with pytest.raises(DiffutronError, match=re.escape(f"cannot write {target} (")):
+        with write(target):
+            pass
+
+
 def _torch_file(tmp: Path) -> Path:
     torch.save({"a": torch.ones(3)}, tmp / "state.pt")
     return tmp / "state.pt"

@@ -1,23 +1,19 @@
-"""benchmarks/gpu_check.py runs its CPU form (`--device cpu --small`) without a failing section."""
+"""tools/gpu_check.py runs its CPU form (`--device cpu --small`) without a failing section."""
 
 from __future__ import annotations
 
-import runpy
-import sys
 from pathlib import Path
 
-import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 
 def test_gpu_check_runs_small_on_the_cpu(monkeypatch, capsys):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the script imports its neighbour common.py
-    monkeypatch.setattr(sys, "argv", ["gpu_check.py", "--device", "cpu", "--small", "--budget-scale", "4"])
-    with pytest.raises(SystemExit) as exit_info:
-        runpy.run_path(str(BENCHMARKS / "gpu_check.py"), run_name="__main__")
+    monkeypatch.syspath_prepend(str(TOOLS))  # sys.path is restored afterwards, with what the tool adds to it
+    import gpu_check
+
+    status = gpu_check.main(["--device", "cpu", "--small", "--budget-scale", "4"])
     output = capsys.readouterr().out
-    assert exit_info.value.code == 0, output
+    assert status == 0, output
     lines = dict(line.split(": ", 1) for line in output.splitlines() if ": " in line)
     for section in ("versions", "loading", "modes", "agreement", "speed", "training", "trainer", "likelihood"):
         assert f"{section}.done" in lines, output

@@ -3,3 +3,11 @@
 
 class DiffutronError(ValueError):
     """Something the user asked for cannot be done; the message says what and how to fix it."""
+
+
+class SettingError(DiffutronError):
+    """A setting that cannot be used; `param` names it (None: a combination of settings is at fault)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param

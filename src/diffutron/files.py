@@ -1,10 +1,16 @@
 """Write files and directories so that a crash never leaves a half-written one in place, and check
-destinations before the work so that a bad output path never costs the work or the user's data."""
+destinations before the work so that a bad output path never costs the work or the user's data.
+
+One rule for folders: an output may go under folders that do not exist yet; they are created when
+it is written, and `check_destination` (which every command that writes files calls before its
+work) says so with one warning naming them, so that a mistyped folder does not go unnoticed.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -17,6 +23,8 @@ from diffutron.errors import DiffutronError
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")  # torch.save writes zip archives
 
+logger = logging.getLogger(__name__)
+
 
 @contextlib.contextmanager
 def atomic_file(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
@@ -25,8 +33,9 @@ def atomic_file(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     If the block succeeds but the file cannot be moved into place, it is kept and the error says where.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with _cannot_write(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it owner-only; a normal file is wanted
     try:
         with os.fdopen(descriptor, mode, encoding=None if "b" in mode else encoding) as handle:
@@ -44,6 +53,15 @@ def atomic_file(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
 
 
 @contextlib.contextmanager
+def _cannot_write(path: Path) -> Iterator[None]:
+    """An OSError while making room for `path` (a read-only or full disk, no permission) is bad input."""
+    try:
+        yield
+    except OSError as error:
+        raise DiffutronError(f"cannot write {path} ({error.strerror or error}); choose another place") from None
+
+
+@contextlib.contextmanager
 def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory beside `path`, renamed to `path` when the block succeeds.
 
@@ -53,8 +71,9 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    with _cannot_write(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     os.chmod(temporary, 0o777 & ~_umask())
     try:
         yield temporary
@@ -91,7 +110,8 @@ def check_destination(
     destination that is, holds or lies inside one of `inputs` (writing there would replace or delete
     the input); an existing destination without `overwrite` (the message names `flag`; None: no flag
     can allow it); a place that cannot be written (parent is a file, or no write permission, tried
-    with a real temporary file so read-only file systems count too). Returns `path` as a Path.
+    with a real temporary file so read-only file systems count too). Folders above `path` that do
+    not exist are named in a warning: writing creates them. Returns `path` as a Path.
     """
     path = Path(path)
     if path.exists() or path.is_symlink():
@@ -118,7 +138,8 @@ def check_destination(
 
 
 def _check_writable(path: Path) -> None:
-    """The nearest existing folder above `path` must be a folder we can create files in."""
+    """The nearest existing folder above `path` must be a folder we can create files in; the folders
+    between them are named in a warning (writing creates them)."""
     ancestor = path.absolute().parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
@@ -129,6 +150,8 @@ def _check_writable(path: Path) -> None:
             pass
     except OSError as error:
         raise DiffutronError(f"cannot write {path}: {ancestor} is not writable ({error.strerror or error})") from None
+    if ancestor != path.absolute().parent:
+        logger.warning("the folder %s does not exist: it will be created for %s", path.parent, path)
 
 
 def file_damage(path: str | Path) -> str | None:

@@ -10,16 +10,17 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from diffutron.errors import DiffutronError
-from diffutron.model.chat import Message, cut_answer, render_chat
+from diffutron.model.chat import Message, render_chat
 from diffutron.model.loading import load_checkpoint
 from diffutron.model.parts import compile_encoder
 from diffutron.model.precision import is_quantized
-from diffutron.model.tokens import SpecialIds, cut_to_fit, encode_text
+from diffutron.model.tokens import SpecialIds, check_unicode, cut_to_fit, encode_text
 from diffutron.sampling.config import GenerationConfig, checked_config
 from diffutron.sampling.infill import parse_placeholders
 from diffutron.sampling.presets import speed_config, speed_dtype
 from diffutron.sampling.sampler import StepCallback, denoise, sample
-from diffutron.sampling.streams import row_seeds_for, seeds_at
+from diffutron.sampling.stopping import AnswerStops
+from diffutron.sampling.streams import row_seeds_for
 
 
 class Diffutron:
@@ -39,6 +40,7 @@ class Diffutron:
         self.tokenizer = tokenizer
         self.config = checked_config(config)
         self.special = SpecialIds.from_tokenizer(tokenizer)
+        self.answer_stops = AnswerStops.for_tokenizer(tokenizer)  # where an answer ends
 
     @classmethod
     def from_pretrained(
@@ -83,9 +85,10 @@ class Diffutron:
             self.chat("Merhaba", once)
             self.generate(["Merhaba", "Bugün hava çok güzel, parka gidelim mi?"], once)
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids without special tokens (the chat format uses plain-text tags)."""
-        return encode_text(self.tokenizer, text)
+    def encode(self, text: str, field: str = "text") -> list[int]:
+        """Token ids without special tokens (the chat format uses plain-text tags); text that is
+        not valid Unicode is an error naming `field`."""
+        return encode_text(self.tokenizer, text, field)
 
     def chat(
         self,
@@ -106,14 +109,12 @@ class Diffutron:
         *,
         callback: StepCallback | None = None,
         first_index: int = 0,
-        positions: Sequence[int] | None = None,
     ) -> list[str]:
         """Answers for several prompts in one batch; `chat=False` continues raw text.
 
         With a seed, prompt i draws from the stream of position `first_index + i`: a caller that
         splits a long input into batches passes each batch's start, so that every answer is the
         one its prompt gets alone with seed `config.seed + first_index + i` (or in any batch).
-        A caller whose batch is not a contiguous run of its input gives each prompt's `positions`.
         """
         if isinstance(prompts, str):
             raise DiffutronError("generate takes a list of prompts; use chat() for a single one")
@@ -125,14 +126,9 @@ class Diffutron:
                 raise DiffutronError(f"prompt {index} must be text, got {type(prompt).__name__}")
             if not prompt.strip():
                 raise DiffutronError(f"prompt {index} is empty: give some text")
+            check_unicode(prompt, f"prompt {index}")
             texts.append(render_chat(prompt) if chat else prompt)
-        if positions is None:
-            positions = range(first_index, first_index + len(texts))
-        elif len(positions) != len(texts):
-            raise DiffutronError(
-                f"positions has {len(positions)} entries for {len(texts)} prompts: give one per prompt"
-            )
-        return self._generate_ids([self.encode(text) for text in texts], config, callback, positions)
+        return self._generate_ids([self.encode(text) for text in texts], config, callback, first_index)
 
     def infill(
         self,
@@ -145,6 +141,7 @@ class Diffutron:
         config = checked_config(config, self.config)
         if not isinstance(text, str):
             raise DiffutronError(f"infill takes a text with [MASK] placeholders, got {type(text).__name__}")
+        check_unicode(text, "the text")
         parts = parse_placeholders(text)
         gaps = sum(part for part in parts if isinstance(part, int))
         if gaps > self.context_length:  # refused before allocating the canvas
@@ -179,13 +176,8 @@ class Diffutron:
         return "".join(piece if piece is not None else next(fills) for piece in pieces)
 
     def answer(self, canvas_row: Sequence[int], prompt_length: int) -> str:
-        """The answer in a canvas row: cut at the first mask, EOS or pad, then at `[/Answer]`."""
-        tokens = list(canvas_row[prompt_length:])
-        for index, token in enumerate(tokens):
-            if token == self.special.mask or token in self.special.stops:
-                tokens = tokens[:index]
-                break
-        return cut_answer(self.tokenizer.decode(tokens, skip_special_tokens=True))
+        """The answer in a canvas row: cut at the first mask, EOS or pad, then at `[/Answer]` (`AnswerStops`)."""
+        return self.answer_stops.answer(self.tokenizer, canvas_row[prompt_length:])
 
     def info(self) -> dict[str, Any]:
         """What a user needs to know about the loaded checkpoint."""
@@ -213,11 +205,11 @@ class Diffutron:
         prompts: list[list[int]],
         config: GenerationConfig | None,
         callback: StepCallback | None,
-        positions: Sequence[int] | None = None,
+        first_index: int = 0,
     ) -> list[str]:
         config = checked_config(config, self.config)
         prompts = [self._fit(prompt, config, index) for index, prompt in enumerate(prompts)]
-        row_seeds = row_seeds_for(config.seed, len(prompts)) if positions is None else seeds_at(config.seed, positions)
+        row_seeds = row_seeds_for(config.seed, len(prompts), first_index)
         canvas = sample(self.model, self.tokenizer, prompts, config, callback=callback, row_seeds=row_seeds)
         return [self.answer(row, len(prompt)) for row, prompt in zip(canvas.tolist(), prompts)]
 

@@ -28,6 +28,24 @@ def test_canvas_view_shows_masks_then_tokens(tiny_model, tiny_tokenizer):
     assert all(len(spans) == 1 for spans in highlighted)  # one new token per step, highlighted
 
 
+def test_canvas_view_stops_drawing_where_the_answer_ends(tiny_model, tiny_tokenizer):
+    from diffutron.model.chat import render_chat
+    from helpers.steered import ForcedTokens
+
+    question = "Kitap ne demek?"
+    start = len(tiny_tokenizer(render_chat(question), add_special_tokens=False)["input_ids"])
+    forced = [*tiny_tokenizer("Bir", add_special_tokens=False)["input_ids"], tiny_tokenizer.eos_token_id]
+    lm = Diffutron(ForcedTokens(tiny_model, {(0, start + i): token for i, token in enumerate(forced)}), tiny_tokenizer)
+    config = GenerationConfig(max_new_tokens=6, steps=6, block_length=6, temperature=0.0, early_stop=False)
+    frames = Frames()
+    answer = lm.chat(question, config, callback=CanvasView(lm, frames, config.max_new_tokens))
+    plain = [text.plain for text in frames.texts]
+    assert answer == "Bir"
+    assert plain[-1] == "Bir\n[step 6]"  # nothing from the end token on
+    # the forced tokens are committed first: once "Bir" and its end are decided, the rest is not drawn
+    assert [text.count(MASK_GLYPH) for text in plain] == [5, 4, 0, 0, 0, 0]
+
+
 class Script:
     """Types the given lines at the chat prompt, then Ctrl-D."""
 
@@ -120,3 +138,14 @@ def test_save_animation_draws_the_last_answer(tiny_model, tiny_tokenizer, tmp_pa
     assert "no answer to draw yet" in output and "already exists" in output
     with Image.open(target) as image:
         assert image.n_frames == 4  # one frame per model call: 4 steps
+
+
+def test_save_animation_to_a_place_that_cannot_be_written_keeps_the_chat(tiny_model, tiny_tokenizer, tmp_path):
+    target = "/sys/diffutron-test-output/answer.gif"  # sysfs: no new entries, not even for root
+    output, asked = chat_output(
+        Diffutron(tiny_model, tiny_tokenizer), SHORT, "Kitap ne demek?", f"/save-animation {target}", "Çay?"
+    )
+    said = " ".join(output.split())
+    assert f"error: cannot write {target}: /sys is not writable" in said
+    assert len(asked) == 2 and said.count("diffutron>") == 2  # the conversation went on
+    assert asked[1][-3]["content"] == "Kitap ne demek?"  # with its history

@@ -67,6 +67,7 @@ def test_generate_jsonl(run, tmp_path, expected):
         (b'{"prompt": "a"}\n\xff\xfe\n', "in.jsonl:2: not valid UTF-8"),
         (b'{"text": "a"}\n', "in.jsonl:1: expected an object"),
         (b'{"prompt": "  "}\n', "in.jsonl:1: the prompt is empty"),
+        (b'{"prompt": "a"}\n{"prompt": "b \\ud800"}\n', "in.jsonl:2: the prompt is not valid Unicode: character 3"),
         (b"\n\n", "has no prompts"),
     ],
 )
@@ -89,6 +90,9 @@ def test_bad_jsonl_leaves_no_output(run, tmp_path, content, complaint):
         (["generate"], "give prompts as arguments or --input"),
         (["infill", "no gaps here"], "no placeholder"),
         (["generate", "a", "--max-new-tokens", "600"], "context of 512"),
+        (["generate", "a", "b \udcff"], "prompt 1 is not valid Unicode: character 3 is a lone surrogate \\udcff"),
+        (["infill", "\ud800 [MASK]"], "the text is not valid Unicode"),
+        (["chat", "--system", "x\udcfe"], "--system is not valid Unicode: character 2"),
     ],
 )
 def test_usage_errors_exit_2_without_traceback(run, args, complaint):
@@ -119,6 +123,28 @@ def test_chat_session(run):
     assert "Conversation cleared" in result.output
 
 
+def test_bytes_that_are_not_utf8_exit_2_or_keep_the_chat(tiny_checkpoint):
+    """Real processes: invalid bytes in argv and on chat's stdin reach the one Unicode check."""
+    import subprocess
+    import sys
+
+    def diffutron(*args: bytes, stdin: bytes = b"") -> subprocess.CompletedProcess:
+        command = [sys.executable.encode(), b"-m", b"diffutron", *args, b"--model", str(tiny_checkpoint).encode()]
+        return subprocess.run(command, input=stdin, capture_output=True, timeout=300)
+
+    argv = diffutron(b"generate", b"Kitap \xff\xfe ne?")
+    assert argv.returncode == 2
+    assert argv.stderr.decode().splitlines() == [
+        "error: prompt 0 is not valid Unicode: character 7 is a lone surrogate \\udcff (bytes that are not UTF-8, "
+        "or half of a \\u escape pair); give UTF-8 text"
+    ]
+    chat = diffutron(b"chat", b"--no-viz", *(word.encode() for word in FAST), stdin=b"Kitap \xff?\nKitap?\n/exit\n")
+    output = " ".join(chat.stdout.decode().split())
+    assert chat.returncode == 0, chat.stderr.decode()
+    assert "error: your message is not valid Unicode: character 7 is a lone surrogate \\udcff" in output
+    assert output.count("diffutron>") == 1  # the next message is answered in the same session
+
+
 def test_generate_never_replaces_a_file_without_overwrite_and_checks_before_the_work(run, tmp_path):
     source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     source.write_text('{"prompt": "Kitap ne demek?"}\n', encoding="utf-8")
@@ -147,6 +173,53 @@ def test_generate_animation_has_one_frame_per_model_call(run, tmp_path):
         assert image.n_frames == 6  # 6 steps, run to the end
     two = run("generate", "a", "b", "--animation", str(tmp_path / "two.gif"), *FAST)
     assert two.exit_code == 2 and "exactly one prompt" in two.output
+
+
+@pytest.mark.parametrize("mode", [[], ["--raw"]], ids=["chat", "raw"])
+def test_generate_with_output_and_animation_writes_both(run, tmp_path, mode):
+    """The answer written beside the animation is the one the command writes without it (--raw too)."""
+    output, animation = tmp_path / "out.jsonl", tmp_path / "answer.svg"
+    both = run("generate", "Kitap ne demek?", *mode, "-o", str(output), "--animation", str(animation), *FAST)
+    assert both.exit_code == 0, both.output
+    alone = run("generate", "Kitap ne demek?", *mode, "-o", str(tmp_path / "alone.jsonl"), *FAST)
+    assert alone.exit_code == 0, alone.output
+    assert output.read_text(encoding="utf-8") == (tmp_path / "alone.jsonl").read_text(encoding="utf-8")
+    assert animation.read_text(encoding="utf-8").startswith("<svg")
+    assert f"wrote 1 answer to {output}" in " ".join(both.output.split())
+    same = run("generate", "Kitap?", "-o", str(tmp_path / "a.gif"), "--animation", str(tmp_path / "a.gif"), *FAST)
+    assert same.exit_code == 2 and "--output and --animation both name" in same.output
+
+
+def test_generate_raw_animation_draws_the_raw_continuation(run, tiny_checkpoint, tmp_path):
+    import html
+
+    lm = Diffutron.from_pretrained(tiny_checkpoint)
+    prompt = "Bugün hava"
+    raw = lm.generate([prompt], FAST_CONFIG, chat=False)[0]
+    assert raw != lm.chat(prompt, FAST_CONFIG)  # otherwise the check below could not tell them apart
+    target = tmp_path / "raw.svg"
+    result = run("generate", prompt, "--raw", "--animation", str(target), *FAST)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].strip() == raw.strip()
+    assert f"<title>Diffutron: {html.escape(raw)}</title>" in target.read_text(encoding="utf-8")
+
+
+def test_generate_resume_keeps_a_finished_output_only_for_its_own_prompts(run, tmp_path):
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    prompts = ["Kitap ne demek?", "Çay?", "Ankara"]
+    source.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts), encoding="utf-8")
+    assert run("generate", "-i", str(source), "-o", str(target), *FAST).exit_code == 0
+    finished = target.read_bytes()
+    assert '"prompt": "Çay?", "answer": ' in finished.decode("utf-8")  # UTF-8 text, not escapes
+    kept = run("generate", "-i", str(source), "-o", str(target), "--resume", *FAST)
+    assert kept.exit_code == 0 and kept.output.strip() == f"wrote 3 answers to {target}"
+    assert target.read_bytes() == finished
+    source.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ["Kitap ne demek?", "Kahve?", "Ankara"]))
+    changed = run("generate", "-i", str(source), "-o", str(target), "--resume", *FAST)
+    assert changed.exit_code == 2, changed.output
+    assert "line 2 is not the answer to input record 2 with these settings" in changed.output
+    assert len(changed.output.strip().splitlines()) == 1 and "Traceback" not in changed.output
+    assert target.read_bytes() == finished
 
 
 def test_generate_under_torchrun_merges_the_parts_into_what_one_process_writes(tiny_checkpoint, tmp_path):

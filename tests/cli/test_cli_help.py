@@ -66,16 +66,9 @@ def test_former_command_names_still_run_but_are_not_listed():
 
 
 def test_former_option_spellings_still_parse():
-    from diffutron.cli.options import with_generation_options
+    from helpers.cli_probe import generation_probe
 
-    seen = {}
-
-    @with_generation_options
-    def probe(config=None):
-        seen["config"] = config
-
-    command = typer.Typer()
-    command.command()(probe)
+    command, seen = generation_probe()
     for flags, expected in [
         (["--early-stop"], (True, False)),
         (["--no-early-stop"], (False, False)),

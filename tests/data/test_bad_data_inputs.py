@@ -15,6 +15,7 @@ import pytest
 from datasets import Dataset
 
 from diffutron.data import pretrain, sft
+from diffutron.data.conversations import checked_messages
 from diffutron.data.prepared import check_tokenizer, load_prepared, read_manifest, write_prepared
 from diffutron.data.recipes import PretrainRecipe, PretrainSource, SFTRecipe, SFTSource
 from diffutron.data.tokenizer_training import train_tokenizer
@@ -124,6 +125,47 @@ def test_bad_output_is_refused_before_any_source_is_read(
     with pytest.raises(DiffutronError, match=re.escape(fragment)):
         builder(tiny_tokenizer, source, **arguments)
     assert snapshot(tmp_path) == before  # the corpus and the tokenizer are intact; nothing written
+
+
+def _corpus_with(tmp: Path, line: str) -> Path:
+    """The user's corpus with `line` (a raw JSONL line) as its second record."""
+    path = corpus_file(tmp)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join([lines[0], line, *lines[1:]]) + "\n", encoding="utf-8")
+    return path
+
+
+# bad records in a corpus: (name, builder, the JSONL line, fragment)
+CORPUS_RECORDS = [
+    (
+        "pretrain: lone surrogate",
+        build_pretrain,
+        '{"text": "Kit\\ud800ap"}',
+        "notes.jsonl:2: field 'text' is not valid Unicode: character 4 is a lone surrogate \\ud800",
+    ),
+    (
+        "sft: lone surrogate",
+        build_sft,
+        '{"text": "\\udcff"}',
+        "notes.jsonl:2: field 'text' is not valid Unicode: character 1 is a lone surrogate \\udcff",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("builder", "line", "fragment"), [row[1:] for row in CORPUS_RECORDS], ids=[row[0] for row in CORPUS_RECORDS]
+)
+def test_bad_corpus_record_names_its_line(tiny_tokenizer, tmp_path, builder, line, fragment):
+    source = _corpus_with(tmp_path, line)
+    with pytest.raises(DiffutronError, match=re.escape(fragment)):
+        builder(tiny_tokenizer, source, tmp_path / "prepared")
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_a_conversation_with_a_lone_surrogate_names_its_message():
+    record = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b\ud800"}]}
+    with pytest.raises(DiffutronError, match=re.escape("f.jsonl:3: message 1 content is not valid Unicode")):
+        checked_messages(record, "messages", "f.jsonl:3")
 
 
 def test_an_output_beside_the_corpus_is_fine(tiny_tokenizer, tmp_path):

@@ -56,6 +56,10 @@ def test_cetvel_bad_input(tiny_checkpoint, monkeypatch, tmp_path):
     result = invoke("cetvel", "--model", tiny_checkpoint, "--tasks", "hellaswag")
     assert result.exit_code == 2
     assert "unknown task(s) hellaswag; the tasks are: belebele_tr, exams_tr" in said(result)
+    for empty in ("", " , "):
+        result = invoke("cetvel", "--model", tiny_checkpoint, "--tasks", empty)
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+        assert f"the task list [{empty!r}] names no task" in said(result)
 
     monkeypatch.setattr("diffutron.model.loading.default_model_path", lambda: None)
     result = invoke("cetvel", "--tasks", "ironytr")

@@ -14,6 +14,7 @@ from diffutron import Diffutron, DiffutronError, GenerationConfig, sample
 from diffutron.model.parts import MaskedLMParts
 from diffutron.sampling.cache import BlockCache
 from diffutron.sampling.commit import Factor, Threshold
+from diffutron.sampling.predictions import Predictions
 from diffutron.sampling.sampler import _recomputed_positions
 from helpers.prompts import encode_prompts
 from helpers.tiny import context_sensitive_model
@@ -42,7 +43,7 @@ def test_threshold_commits_every_confident_position_and_at_least_one():
             [-INF, -INF, -INF, -INF, -INF],  # nothing eligible (finished row / no masks)
         ]
     )
-    chosen = Threshold(0.9).choose(confidence, None)
+    chosen = Threshold(0.9).choose(Predictions.from_scores(confidence), None)
     assert chosen.tolist() == [
         [True, False, True, False, True],
         [False, True, False, False, False],
@@ -64,12 +65,14 @@ def _factor_by_hand(confidences: list[float], factor: float) -> int:
 def test_factor_rule_example():
     # c = .99 .9 .8 .5 with f = 1: 2*.01, 3*.1, 4*.2 are < 1, 5*.5 is not -> 3 tokens
     confidence = torch.tensor([[0.5, 0.99, -INF, 0.8, 0.9]])
-    assert Factor(1.0).choose(confidence, None).tolist() == [[False, True, False, True, True]]
+    assert Factor(1.0).choose(Predictions.from_scores(confidence), None).tolist() == [[False, True, False, True, True]]
     # the first already fails (2 * 0.6 >= 1): still one token, the most confident
-    assert Factor(1.0).choose(torch.tensor([[0.3, 0.4, -INF]]), None).tolist() == [[False, True, False]]
+    assert Factor(1.0).choose(Predictions.from_scores(torch.tensor([[0.3, 0.4, -INF]])), None).tolist() == [
+        [False, True, False]
+    ]
     # the inequality is strict: 3 * (1 - 0.5) = 1.5 (exact in binary) does not pass a factor of 1.5
-    assert Factor(1.5).choose(torch.tensor([[0.5, 0.75]]), None).tolist() == [[False, True]]
-    assert Factor(1.5001).choose(torch.tensor([[0.5, 0.75]]), None).tolist() == [[True, True]]
+    assert Factor(1.5).choose(Predictions.from_scores(torch.tensor([[0.5, 0.75]])), None).tolist() == [[False, True]]
+    assert Factor(1.5001).choose(Predictions.from_scores(torch.tensor([[0.5, 0.75]])), None).tolist() == [[True, True]]
 
 
 @settings(max_examples=200, deadline=None)
@@ -81,7 +84,7 @@ def test_factor_rule_example():
 )
 def test_factor_rule_matches_its_definition(confidences, factor):
     grid = torch.tensor(confidences, dtype=torch.float32)
-    chosen = Factor(factor).choose(grid, None)
+    chosen = Factor(factor).choose(Predictions.from_scores(grid), None)
     for row, picked in zip(grid.tolist(), chosen):
         finite = [c for c in row if c != -INF]
         assert int(picked.sum()) == _factor_by_hand(finite, factor)

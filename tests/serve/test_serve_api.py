@@ -10,6 +10,7 @@ import pytest
 from diffutron.lm import Diffutron
 from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.frames import FrameRecorder, frame_text
+from diffutron.serve.schemas import page_settings
 from helpers.server import MODEL
 
 QUESTION = "Kitap okumak neden önemlidir?"
@@ -103,6 +104,29 @@ def test_stop_string_cuts_the_answer(openai_client):
     assert "".join(chunk.choices[0].delta.content or "" for chunk in streamed) == answer.split(stop)[0].strip()
 
 
+def test_a_stop_string_of_several_tokens_never_leaks_into_the_stream(openai_client):
+    """One token decided a call, left to right: the stream passes every partial state of the stop string."""
+    request = dict(
+        model=MODEL,
+        messages=[{"role": "user", "content": QUESTION}],
+        max_tokens=24,
+        temperature=0,
+        extra_body={"block_length": 1, "steps": 24},
+    )
+    answer = openai_client.chat.completions.create(**request).choices[0].message.content
+    words = answer.split()
+    assert len(words) >= 3, answer
+    stop = f" {words[1]} {words[2]}"
+    expected = answer.split(stop)[0].strip()
+    streamed = openai_client.chat.completions.create(**request, stop=stop, stream=True)
+    pieces = [chunk.choices[0].delta.content or "" for chunk in streamed if chunk.choices]
+    sent = ["".join(pieces[:count]) for count in range(1, len(pieces) + 1)]
+    assert all(expected.startswith(text) for text in sent), sent
+    assert sent[-1] == expected
+    plain = openai_client.chat.completions.create(**request, stop=stop)
+    assert (plain.choices[0].message.content, plain.choices[0].finish_reason) == (expected, "stop")
+
+
 def test_diffusion_settings_as_extra_fields(openai_client):
     settings = {
         "steps": 6,
@@ -134,6 +158,30 @@ def test_diffusion_settings_as_extra_fields(openai_client):
     extension = fast.model_extra["diffutron"]
     assert extension["speed"] == "fastest" and extension["settings"]["cache"] == "dual"
     assert extension["settings"]["threshold"] == 0.5 and extension["settings"]["refresh_every"] == 2
+
+
+def test_a_rule_named_over_http(openai_client):
+    response = openai_client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": QUESTION}],
+        max_tokens=8,
+        temperature=0,
+        extra_body={"speed": "fast", "rule": "factor", "factor": 1.0},
+    )
+    settings = response.model_extra["diffutron"]["settings"]
+    assert (settings["rule"], settings["factor"], settings["threshold"], settings["cache"]) == (
+        "factor",
+        1.0,
+        None,
+        "dual",
+    )
+
+
+def test_the_page_s_settings_come_from_the_server(server):
+    with server.client() as http:
+        response = http.get("/settings")  # behind the key like the API: the page sends it (apiFetch)
+    assert response.status_code == 200
+    assert response.json() == page_settings()
 
 
 def test_infill_over_plain_http(server, lm):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import openai
@@ -50,6 +53,24 @@ def test_a_request_joins_the_running_batch_and_is_answered_as_alone(server, fiel
     assert _texts(together) == _texts(alone)
 
 
+def test_the_frames_of_a_request_that_joined_a_running_batch_count_its_own_calls(server):
+    fields = {"temperature": 0, "max_tokens": 128, "steps": 128, "block_length": 64}
+    joined = {**fields, "stream": True, "stream_options": {"include_denoising": True, "include_usage": True}}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": OTHERS[1]}], **joined}
+
+    def streamed() -> list[dict]:
+        with server.client() as http, http.stream("POST", "/v1/chat/completions", json=body) as response:
+            return [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+
+    first, events = _while_the_first_runs(server, fields, streamed)
+    usage = events[-1]["diffutron"]
+    assert usage["batch_rows"] == 2 and first["diffutron"]["batch_rows"] == 2  # decoded together
+    calls = [event["denoising"]["call"] for event in events if "denoising" in event]
+    assert calls == list(range(1, usage["model_calls"] + 1))  # from its own first call, not the batch's
+    alone = ask(server, OTHERS[1], **fields)
+    assert usage["model_calls"] == alone["diffutron"]["model_calls"]
+
+
 def test_batch_at_a_time_makes_a_request_wait_for_the_running_batch():
     server = ServerProcess("--api-key", API_KEY, "--batch-wait-ms", "0", "--batch-at-a-time")
     try:
@@ -76,6 +97,11 @@ def _second_request_while_the_first_runs(server, fields: dict) -> tuple[list[dic
     """Two questions answered one after the other, then the second sent while the first is decoded."""
     fields = {**fields, "max_tokens": 128, "steps": 128, "block_length": 64}  # about 64 calls each
     alone = [ask(server, QUESTION, **fields), ask(server, OTHERS[1], **fields)]
+    return alone, list(_while_the_first_runs(server, fields, lambda: ask(server, OTHERS[1], **fields)))
+
+
+def _while_the_first_runs(server, fields: dict, second: Callable[[], Any]) -> tuple[dict, Any]:
+    """QUESTION's answer, and what `second` returns when called while QUESTION is being decoded."""
     calls_before = server.metric("diffutron_model_calls_total")
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(ask, server, QUESTION, **fields)
@@ -83,8 +109,8 @@ def _second_request_while_the_first_runs(server, fields: dict) -> tuple[list[dic
         while server.metric("diffutron_model_calls_total") < calls_before + 3:  # the first one is being decoded
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        second = ask(server, OTHERS[1], **fields)
-        return alone, [running.result(), second]
+        result = second()
+        return running.result(), result
 
 
 def _texts(answers: list[dict]) -> list[str]:
@@ -123,6 +149,8 @@ def test_client_leaving_a_stream_frees_its_row(server):
 
 def test_client_leaving_a_plain_request_frees_its_row(server):
     left_before = server.metric("diffutron_dropped_rows_total", reason="client_left")
+    unread = {"endpoint": "/v1/chat/completions", "status": "499"}  # the answer nobody reads
+    unread_before = server.metric("diffutron_requests_total", **unread)
     long_request = LONG_REQUEST
     with server.client(timeout=1.5) as http, pytest.raises(httpx.ReadTimeout):
         http.post("/v1/chat/completions", json=long_request)  # the client gives up and closes the connection
@@ -131,6 +159,7 @@ def test_client_leaving_a_plain_request_frees_its_row(server):
         assert time.monotonic() < deadline, "the row of a client that left was not dropped"
         time.sleep(0.1)
     assert ask(server, "Güneş nereden doğar?", max_tokens=4)["choices"][0]["message"]["content"] is not None
+    assert server.metric("diffutron_requests_total", **unread) == unread_before + 1
 
 
 def test_bounded_load(server):

@@ -231,3 +231,32 @@ def test_chat_page_streams_frames_stops_keeps_the_conversation_and_asks_for_a_ke
     assert driver.find_element(By.ID, "prompt").is_displayed()
     driver.save_screenshot(str(tmp_path / "phone.png"))
     assert _severe(driver) == []
+
+
+def test_the_seed_field_sends_its_digits_exactly(server, browser):
+    """A seed above 2**53 (which a JavaScript number rounds) goes out as typed; `1e3` is refused, not read as 1."""
+    driver = browser
+    driver.get(server.url + "/")
+    _wait(driver, driver.find_element(By.ID, "key-dialog").is_displayed, message="no key dialog after the 401")
+    driver.find_element(By.ID, "api-key").send_keys(API_KEY + Keys.ENTER)
+    _wait(driver, lambda: driver.find_element(By.ID, "model-name").text == MODEL)
+    for field, value in {"max_tokens": 8, "steps": 8, "block_length": 8, "temperature": 0.8}.items():
+        _set(driver, field, value)
+    _chat_requests(driver)  # empties the network log
+
+    seed = 2**53 + 1
+    _set(driver, "seed", seed)
+    _ask(driver, QUESTIONS[0])
+    _wait(driver, lambda: _finished(driver, 1))
+    [request] = _chat_requests(driver)
+    assert request["seed"] == seed
+    _check_against_the_api(server, _answers(driver)[0], request)  # the same answer for the same seed
+
+    for shown, typed in enumerate(("1e3", "12.5", "-1", str(2**64)), start=2):
+        _set(driver, "seed", typed)
+        _ask(driver, QUESTIONS[1])
+        _wait(driver, lambda shown=shown: len(_answers(driver)) == shown)
+        assert "error" in _answers(driver)[-1].get_attribute("class")
+        assert "Seed: give a whole number from 0 to 18446744073709551615" in _answers(driver)[-1].text, typed
+        assert _chat_requests(driver) == [], typed  # nothing was sent
+    assert len(_severe(driver)) == 1  # the first 401 only

@@ -8,7 +8,8 @@ import time
 from diffutron.lm import Diffutron
 from diffutron.sampling.config import GenerationConfig
 from diffutron.serve.metrics import Metrics
-from diffutron.serve.scheduler import Job, Row, Scheduler
+from diffutron.serve.scheduler import Scheduler
+from diffutron.serve.serving.decoding import GenerationWork, Row
 
 SHORT, LONG = GenerationConfig(max_new_tokens=4), GenerationConfig(max_new_tokens=8)
 
@@ -19,9 +20,10 @@ def test_joiners_come_from_the_front_of_the_queue_and_fit_the_batch(tiny_model, 
     loop = asyncio.new_event_loop()
     try:
 
-        def job(config: GenerationConfig, rows: int) -> Job:
+        def job(config: GenerationConfig, rows: int) -> GenerationWork:
             prompt = lm.encode("Kitap ne demek?")
-            return Job("generate", [Row(prompt, 0, n) for n in range(rows)], config, time.monotonic() + 60, loop)
+            rows_ = [Row(prompt, 0, n) for n in range(rows)]
+            return GenerationWork(rows=rows_, config=config, deadline=time.monotonic() + 60, loop=loop)
 
         first, second, other, behind = job(SHORT, 1), job(SHORT, 2), job(LONG, 1), job(SHORT, 1)
         scheduler.pending = [first, second, other, behind]

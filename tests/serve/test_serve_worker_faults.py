@@ -8,12 +8,14 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-import diffutron.serve.scheduler as scheduler_module
+import diffutron.serve.serving.decoding as decoding_module
 from diffutron.lm import Diffutron
 from diffutron.sampling.config import GenerationConfig
 from diffutron.serve.app import ServeOptions, create_app
 from diffutron.serve.metrics import Metrics
-from diffutron.serve.scheduler import Failed, Job, Row, Scheduler
+from diffutron.serve.scheduler import Dropped, Scheduler
+from diffutron.serve.serving.base import outcome_error
+from diffutron.serve.serving.decoding import GenerationWork, Row
 
 BODY = {
     "model": "tiny",
@@ -24,7 +26,7 @@ BODY = {
 
 
 def test_a_failing_batch_gets_500_and_the_next_one_is_served(tiny_model, tiny_tokenizer, monkeypatch):
-    real_step = scheduler_module.Decoder.step
+    real_step = decoding_module.Decoder.step
     calls = []
 
     def failing_once(*args, **kwargs):
@@ -33,9 +35,9 @@ def test_a_failing_batch_gets_500_and_the_next_one_is_served(tiny_model, tiny_to
             raise RuntimeError("simulated fault in the model")
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(scheduler_module.Decoder, "step", failing_once)
+    monkeypatch.setattr(decoding_module.Decoder, "step", failing_once)
     app = create_app(Diffutron(tiny_model, tiny_tokenizer), ServeOptions(model_id="tiny", batch_wait_ms=0))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:  # the Host must name the server
         failed = client.post("/v1/chat/completions", json=BODY)
         assert failed.status_code == 500
         assert failed.json()["error"]["type"] == "server_error"
@@ -53,13 +55,12 @@ def test_a_request_given_up_while_its_batch_fills_is_dropped_and_answered(tiny_m
     metrics = Metrics()
     scheduler = Scheduler(lm, metrics, max_batch_size=4, batch_wait_s=0.5, max_queue=4)
 
-    async def scenario() -> Failed:
-        job = Job(
-            "generate",
-            [Row(lm.encode("Kitap ne demek?"), 0, 0)],
-            GenerationConfig(max_new_tokens=4),
-            time.monotonic() + 30,
-            asyncio.get_running_loop(),
+    async def scenario() -> Dropped:
+        job = GenerationWork(
+            rows=[Row(lm.encode("Kitap ne demek?"), 0, 0)],
+            config=GenerationConfig(max_new_tokens=4),
+            deadline=time.monotonic() + 30,
+            loop=asyncio.get_running_loop(),
         )
         scheduler.start()
         scheduler.submit(job)
@@ -74,5 +75,30 @@ def test_a_request_given_up_while_its_batch_fills_is_dropped_and_answered(tiny_m
         return event
 
     event = asyncio.run(scenario())
-    assert isinstance(event, Failed) and event.error.status == (504 if give_up == "client_left" else 503)
+    assert isinstance(event, Dropped) and event.reason == give_up
+    assert outcome_error(event).status == (504 if give_up == "client_left" else 503)
     assert metrics.registry.get_sample_value("diffutron_dropped_rows_total", {"reason": give_up}) == 1
+
+
+def test_a_request_past_its_timeout_gets_504_and_its_row_is_dropped(tiny_model, tiny_tokenizer, monkeypatch):
+    real_step = decoding_module.Decoder.step
+
+    def slow_step(*args, **kwargs):
+        time.sleep(0.2)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(decoding_module.Decoder, "step", slow_step)
+    options = ServeOptions(model_id="tiny", batch_wait_ms=0, request_timeout=0.5)
+    app = create_app(Diffutron(tiny_model, tiny_tokenizer), options)
+    with TestClient(app, base_url="http://127.0.0.1") as client:  # the Host must name the server
+        started = time.monotonic()
+        late = client.post("/v1/chat/completions", json={**BODY, "max_tokens": 32, "steps": 32})
+        assert late.status_code == 504 and late.json()["error"]["code"] == "timeout"
+        assert 0.5 <= time.monotonic() - started < 5
+        assert late.json()["error"]["message"] == (
+            "no answer within the request timeout (0.5 s): ask for fewer tokens or retry later"
+        )
+        deadline = time.monotonic() + 10
+        while 'diffutron_dropped_rows_total{reason="timeout"} 1.0' not in client.get("/metrics").text:
+            assert time.monotonic() < deadline, "the timed-out row was not dropped"
+            time.sleep(0.05)

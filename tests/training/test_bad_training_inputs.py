@@ -317,37 +317,90 @@ def test_resume_with_only_logging_changed_continues_and_records_it(pretrain_reci
     assert_same_weights(expected, final_weights(run_copy))  # logging does not change the training
 
 
+def delete(name: str) -> Callable[[Path], None]:
+    return lambda checkpoint: (checkpoint / name).unlink()
+
+
+# (name, damage done to the newest checkpoint, what the warning says of it)
 DAMAGED_CHECKPOINTS = [
-    ("truncated weights", lambda checkpoint: truncate(checkpoint / "model.safetensors"), "model.safetensors"),
-    ("truncated optimizer", lambda checkpoint: truncate(checkpoint / "optimizer.pt"), "optimizer.pt"),
+    (
+        "truncated weights",
+        lambda checkpoint: truncate(checkpoint / "model.safetensors"),
+        "model.safetensors is damaged or truncated",
+    ),
+    (
+        "truncated optimizer",
+        lambda checkpoint: truncate(checkpoint / "optimizer.pt"),
+        "optimizer.pt is damaged or truncated",
+    ),
     (
         "corrupt trainer state",
         lambda checkpoint: (checkpoint / "trainer_state.json").write_text("{", encoding="utf-8"),
-        "trainer_state.json",
+        "trainer_state.json is damaged or truncated",
+    ),
+    ("deleted weights", delete("model.safetensors"), "model.safetensors is missing"),
+    ("deleted optimizer", delete("optimizer.pt"), "optimizer.pt is missing"),
+    ("deleted scheduler", delete("scheduler.pt"), "scheduler.pt is missing"),
+    ("deleted RNG state", delete("rng_state.pth"), "rng_state.pth is missing"),
+    ("deleted noise state", delete("mdlm_noise_state.pth"), "mdlm_noise_state.pth is missing"),
+    ("deleted trainer state", delete("trainer_state.json"), "trainer_state.json is missing"),
+    (
+        "deleted file list",
+        delete("checkpoint_files.json"),
+        "checkpoint_files.json is missing, so the checkpoint's files cannot be checked",
+    ),
+    (
+        "optimizer grown",
+        lambda checkpoint: (checkpoint / "optimizer.pt").open("ab").write(b"\0"),
+        "optimizer.pt is damaged or truncated",
     ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("damage", "file"), [row[1:] for row in DAMAGED_CHECKPOINTS], ids=[row[0] for row in DAMAGED_CHECKPOINTS]
+    ("damage", "problem"), [row[1:] for row in DAMAGED_CHECKPOINTS], ids=[row[0] for row in DAMAGED_CHECKPOINTS]
 )
-def test_resume_falls_back_from_a_damaged_newest_checkpoint(pretrain_recipe, run_copy, caplog, damage, file):
+def test_resume_falls_back_from_a_damaged_newest_checkpoint(pretrain_recipe, run_copy, caplog, damage, problem):
     expected = final_weights(run_copy)
     shutil.rmtree(run_copy / "final")
     damage(run_copy / "checkpoint-8")
     with caplog.at_level(logging.WARNING):
         run.train(load_training_recipe(pretrain_recipe()), resume=True)
-    assert f"{run_copy / 'checkpoint-8' / file} is damaged or truncated" in caplog.text
-    assert "resuming from the previous complete checkpoint, checkpoint-4" in caplog.text
+    warnings = [record.getMessage() for record in caplog.records if record.name.endswith("checkpoints")]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert warnings[0].startswith(f"--resume: {run_copy / 'checkpoint-8'}/{problem}")
+    assert warnings[0].endswith("; resuming from the previous complete checkpoint, checkpoint-4")
     assert_same_weights(expected, final_weights(run_copy))  # steps 5-8 redone exactly
 
 
-def test_resume_with_every_checkpoint_damaged_is_an_error(pretrain_recipe, run_copy):
+def test_the_file_list_names_every_file_of_a_checkpoint(run_copy):
+    listed = json.loads((run_copy / "checkpoint-8" / "checkpoint_files.json").read_text(encoding="utf-8"))["files"]
+    files = sorted(item.name for item in (run_copy / "checkpoint-8").iterdir() if item.name != "checkpoint_files.json")
+    assert sorted(listed) == files
+    for name in ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "mdlm_noise_state.pth"):
+        assert listed[name] == (run_copy / "checkpoint-8" / name).stat().st_size
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [(row[1], row[2]) for row in DAMAGED_CHECKPOINTS if row[0] in ("truncated weights", "deleted optimizer")],
+    ids=["truncated weights", "deleted optimizer"],
+)
+def test_resume_with_every_checkpoint_damaged_exits_2(pretrain_recipe, run_copy, damage, problem):
+    from typer.testing import CliRunner
+
+    from diffutron.cli import app
+
     shutil.rmtree(run_copy / "final")
     for checkpoint in run_copy.glob("checkpoint-*"):
-        truncate(checkpoint / "model.safetensors")
-    with pytest.raises(DiffutronError, match="every checkpoint in .* is damaged"):
-        run.train(load_training_recipe(pretrain_recipe()), resume=True)
+        damage(checkpoint)
+    before = snapshot(run_copy)
+    result = CliRunner().invoke(app, ["train", str(pretrain_recipe()), "--resume"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and f"every checkpoint in {run_copy} is damaged" in " ".join(result.output.split())
+    assert f"checkpoint-8/{problem}" in lines[0] and f"checkpoint-4/{problem}" in lines[0]
+    assert snapshot(run_copy) == before  # nothing trained, nothing deleted
 
 
 # --- merge-lora ---------------------------------------------------------------------------------

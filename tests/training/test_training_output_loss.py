@@ -173,7 +173,7 @@ def test_nothing_masked_gives_zero_with_a_graph():
 PEAK_PROBE = """
 import sys, torch
 sys.path.insert(0, sys.argv[1])  # the benchmarks' exact tensor-memory counter
-from common import LiveTensorBytes
+from measure import LiveTensorBytes
 from diffutron.training.output_loss import chunked_linear_cross_entropy
 torch.manual_seed(0)
 rows, chunk_rows, vocabulary = 96, 32, 4000

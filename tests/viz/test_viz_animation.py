@@ -116,3 +116,23 @@ def test_animate_answer_returns_the_answer_it_draws(lm, tmp_path):
     assert answer == lm.chat(QUESTION, config)
     root = ElementTree.parse(tmp_path / "a.svg").getroot()
     assert answer in root.find(f"{SVG}title").text
+
+
+def _last_gif_frame(frames, path):
+    write_animation(frames, path)
+    with Image.open(path) as image:
+        image.seek(image.n_frames - 1)
+        return np.asarray(image.convert("RGB"))
+
+
+def test_the_end_tag_and_what_follows_it_are_not_drawn(tmp_path):
+    def frames(tokens, **extra):
+        return [{"index": 0, "call": 1, "block": 0, "tokens": tokens, "committed": [0], "confidence": [0.5], **extra}]
+
+    answer = [" Bir", " şey", "."]
+    drawn = _last_gif_frame(frames(answer), tmp_path / "answer.gif")
+    tagged = [*answer, "\n[/", "Answer", "]", " sonra", " daha", " çok", " kelime"]
+    assert (_last_gif_frame(frames(tagged), tmp_path / "tagged.gif") == drawn).all()
+    # a frame's own `visible` positions are what is drawn
+    assert (_last_gif_frame(frames([*answer, "", " x"], visible=answer), tmp_path / "cut.gif") == drawn).all()
+    assert not (_last_gif_frame(frames([*answer, " x"]), tmp_path / "more.gif") == drawn).all()

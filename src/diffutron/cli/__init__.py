@@ -14,7 +14,7 @@ from rich.text import Text
 from typer._click.exceptions import UsageError  # typer's own click; it does not export this base class
 from typer.core import TyperGroup
 
-from diffutron.cli import data, embedded, evaluate, generate, serve, train
+from diffutron.cli import data, embedded, evaluate, generate, serve, share, train
 from diffutron.cli.console import errors
 from diffutron.errors import DiffutronError
 
@@ -30,6 +30,8 @@ COMMANDS: dict[str, Command | tuple[str, dict[str, Command]]] = {
     "train": train.train,
     "merge-lora": train.merge_lora,
     "plot-loss": train.plot_loss,
+    "card": share.card,
+    "push": share.push,
     "data": (
         "Build training data from recipes.",
         {"pretrain": data.pretrain, "sft": data.sft},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 
 from rich.console import Console
@@ -12,8 +11,9 @@ from rich.text import Text
 from diffutron.errors import DiffutronError
 from diffutron.lm import Diffutron
 from diffutron.model.chat import Message, render_chat
+from diffutron.model.tokens import check_unicode
 from diffutron.sampling.config import GenerationConfig
-from diffutron.sampling.frames import FrameRecorder
+from diffutron.sampling.frames import FrameBuilder, FrameRecorder
 from diffutron.sampling.sampler import StepEvent
 
 MASK_GLYPH = "░"
@@ -27,26 +27,23 @@ COMMANDS = {
 
 
 class CanvasView:
-    """Renders the generated part of the canvas: masks as placeholders, new tokens highlighted."""
+    """Renders a frame's `visible` positions of the answer: masks as placeholders, new tokens highlighted."""
 
     def __init__(self, lm: Diffutron, live: Live, new_tokens: int) -> None:
-        self.lm = lm
         self.live = live
         self.new_tokens = new_tokens
-        self.piece = functools.lru_cache(maxsize=65536)(
-            lambda token: lm.tokenizer.decode([token], skip_special_tokens=True)
-        )
+        self.frames = FrameBuilder(lm.tokenizer)
 
     def __call__(self, event: StepEvent) -> None:
-        row = event.canvas[0].tolist()
-        fresh = event.committed[0].tolist()
+        width = event.canvas.shape[1]
+        frame = self.frames.frame(event, 0, region=range(width - self.new_tokens, width))
+        fresh = set(frame["committed"])
         text = Text()
-        for position in range(len(row) - self.new_tokens, len(row)):
-            token = row[position]
-            if token == self.lm.special.mask:
+        for position, piece in enumerate(frame["visible"]):
+            if piece is None:
                 text.append(MASK_GLYPH, style="dim")
             else:
-                text.append(self.piece(token), style="bold green" if fresh[position] else "")
+                text.append(piece, style="bold green" if position in fresh else "")
         text.append(f"\n[step {event.calls}]", style="dim")
         self.live.update(text)
 
@@ -103,6 +100,11 @@ def run_chat(
             break
         if not text:
             console.print(Text("Please write a question (or /exit).", style="dim"))
+            continue
+        try:
+            check_unicode(text, "your message")
+        except DiffutronError as error:  # checked first: such text cannot even be printed back
+            console.print(Text.assemble(("error: ", "red"), str(error)))
             continue
         command = text.lower()
         if command in ("/exit", "/quit"):
@@ -168,6 +170,8 @@ def _answer(
 
 
 def _save_animation(last: tuple[list, str] | None, arguments: list[str], console: Console) -> None:
+    """Draw the last answer; a file that cannot be written is an error line, and the chat goes on."""
+    from diffutron.files import check_destination
     from diffutron.viz.animation import write_animation
 
     try:
@@ -175,7 +179,8 @@ def _save_animation(last: tuple[list, str] | None, arguments: list[str], console
             raise DiffutronError("give a file: /save-animation answer.gif (or .svg)")
         if last is None:
             raise DiffutronError("no answer to draw yet: ask something first")
-        path = write_animation(last[0], arguments[0].strip(), prompt=last[1])
+        target = check_destination(arguments[0].strip(), kind="file", flag=None)
+        path = write_animation(last[0], target, prompt=last[1])
     except DiffutronError as error:
         console.print(Text.assemble(("error: ", "red"), str(error)))
         return

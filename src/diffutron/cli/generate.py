@@ -1,8 +1,10 @@
 """`diffutron generate | chat | infill | info`: use a model."""
 
+import io
 import json
+import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -18,6 +20,9 @@ from diffutron.cli.options import (
 )
 from diffutron.errors import DiffutronError
 from diffutron.sampling.config import GenerationConfig
+
+if TYPE_CHECKING:
+    from diffutron.lm import Diffutron  # imported when a command runs, so that --help stays fast
 
 _DEFAULTS = GenerationConfig()
 
@@ -59,9 +64,12 @@ def generate(
     """
     from diffutron.cli.jsonl_batch import generate_jsonl, read_prompts
     from diffutron.files import check_destination
+    from diffutron.model.tokens import check_unicode
 
     if bool(prompts) == (input is not None):
         raise DiffutronError("give prompts as arguments or --input FILE (one of the two)")
+    for index, prompt in enumerate(prompts or []):  # before loading the model
+        check_unicode(prompt, f"prompt {index}")
     if batch_size < 1:
         raise DiffutronError(f"--batch-size must be >= 1, got {batch_size}")
     from diffutron.distributed import current_launch
@@ -72,9 +80,7 @@ def generate(
     if output is not None:  # before the work: a bad destination must not cost the answers
         check_destination(output, kind="file", overwrite=overwrite or sharded, inputs=[input])
     if animation is not None:
-        if input is not None or len(prompts or []) != 1:
-            raise DiffutronError("--animation draws one answer: give exactly one prompt, without --input")
-        check_destination(animation, kind="file", overwrite=overwrite)
+        _check_animation(animation, output, len(prompts or []) if input is None else 0, sharded, overwrite)
     records = read_prompts(input) if input is not None else [{"prompt": p} for p in prompts or []]
     if sharded:
         from diffutron.cli.jsonl_batch import generate_jsonl_sharded
@@ -89,10 +95,7 @@ def generate(
         return
     lm = load(model, device, dtype)
     if animation is not None:
-        from diffutron.viz.animation import animate_answer
-
-        say(animate_answer(lm, records[0]["prompt"], animation, config, chat=not raw, overwrite=overwrite))
-        say(f"wrote the animation to {animation}")
+        _answer_with_animation(lm, records[0], animation, output, config, chat=not raw, overwrite=overwrite)
         return
     results = generate_jsonl(lm, records, config, chat=not raw, batch_size=batch_size, output=output)
     if output is None:
@@ -102,6 +105,42 @@ def generate(
             say(record["answer"])
     else:
         say(f"wrote {len(results)} answers to {output}")
+
+
+def _check_animation(animation: Path, output: Optional[Path], prompts: int, sharded: bool, overwrite: bool) -> None:
+    """--animation draws one answer (`prompts` given as arguments), in one process, to a file of its own."""
+    from diffutron.files import check_destination
+
+    if prompts != 1:
+        raise DiffutronError("--animation draws one answer: give exactly one prompt, without --input")
+    if sharded:
+        raise DiffutronError("--animation draws one answer in one process: leave out --resume and the launcher")
+    if output is not None and output.absolute() == animation.absolute():
+        raise DiffutronError(f"--output and --animation both name {output}: give two files")
+    check_destination(animation, kind="file", overwrite=overwrite)
+
+
+def _answer_with_animation(
+    lm: "Diffutron",
+    record: dict,
+    animation: Path,
+    output: Optional[Path],
+    config: GenerationConfig,
+    *,
+    chat: bool,
+    overwrite: bool,
+) -> None:
+    """Answer one prompt and draw its denoising; with --output the answer is also written there, as
+    the command writes it without --animation."""
+    from diffutron.cli.jsonl_batch import answer_record, answer_settings, write_answers
+    from diffutron.viz.animation import animate_answer
+
+    answer = animate_answer(lm, record["prompt"], animation, config, chat=chat, overwrite=overwrite)
+    say(answer)
+    say(f"wrote the animation to {animation}")
+    if output is not None:
+        write_answers(output, [answer_record(record, answer, answer_settings(lm, config, chat))])
+        say(f"wrote 1 answer to {output}")
 
 
 @with_generation_options
@@ -115,7 +154,12 @@ def chat(
 ) -> None:
     """Talk with the model, several turns; /reset starts over, /exit (or Ctrl-D) quits."""
     from diffutron.cli.chat_session import run_chat
+    from diffutron.model.tokens import check_unicode
 
+    if system is not None:
+        check_unicode(system, "--system")
+    if isinstance(sys.stdin, io.TextIOWrapper):  # bytes that are not UTF-8 reach the chat's check, not a traceback
+        sys.stdin.reconfigure(errors="surrogateescape")
     lm = load(model, device, dtype)
     run_chat(lm, config, system=system, viz=viz, console=console)
 
@@ -129,9 +173,10 @@ def infill(
     config: GenerationConfig = _DEFAULTS,
 ) -> None:
     """Fill the gaps of a text and print it whole."""
+    from diffutron.model.tokens import check_unicode
     from diffutron.sampling.infill import parse_placeholders
 
-    parse_placeholders(text)  # fail on a text without gaps before loading the model
+    parse_placeholders(check_unicode(text, "the text"))  # fail on a text without gaps before loading the model
     lm = load(model, device, dtype)
     say(lm.infill(text, config))
 

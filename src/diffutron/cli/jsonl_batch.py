@@ -12,6 +12,7 @@ from diffutron.data.readers import iter_jsonl
 from diffutron.errors import DiffutronError
 from diffutron.files import atomic_file
 from diffutron.lm import Diffutron
+from diffutron.model.tokens import check_unicode
 from diffutron.sampling.config import GenerationConfig
 
 
@@ -23,6 +24,7 @@ def read_prompts(path: Path) -> list[dict[str, Any]]:
             raise DiffutronError(f'{location}: expected an object like {{"prompt": "..."}}')
         if not record["prompt"].strip():
             raise DiffutronError(f"{location}: the prompt is empty")
+        check_unicode(record["prompt"], f"{location}: the prompt")
         records.append(record)
     if not records:
         raise DiffutronError(f"{path} has no prompts")
@@ -40,7 +42,7 @@ def generate_jsonl(
 ) -> list[dict[str, Any]]:
     """Answer every record in batches; the output file appears only once all are done."""
     results: list[dict[str, Any]] = []
-    settings = {**config.to_dict(), "chat": chat, "model": lm.info()["model"]}
+    settings = answer_settings(lm, config, chat)
     progress = Progress(
         TextColumn("generating"),
         BarColumn(),
@@ -54,16 +56,34 @@ def generate_jsonl(
         for start in range(0, len(records), batch_size):
             batch = records[start : start + batch_size]
             answers = lm.generate([record["prompt"] for record in batch], config, chat=chat, first_index=start)
-            results.extend({**record, "answer": answer, "settings": settings} for record, answer in zip(batch, answers))
+            results.extend(answer_record(record, answer, settings) for record, answer in zip(batch, answers))
             progress.advance(task, len(batch))
     if output is not None:
-        with atomic_file(output) as handle:
-            for record in results:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        write_answers(output, results)
     return results
 
 
-POSITION = "_position"  # a record's place in the input, carried through a sharded run
+def answer_settings(lm: Diffutron, config: GenerationConfig, chat: bool) -> dict[str, Any]:
+    """What an answer depends on besides its prompt: recorded with it, and checked on --resume."""
+    return {**config.to_dict(), "chat": chat, "model": lm.info()["model"]}
+
+
+def answer_record(record: dict[str, Any], answer: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """An output line: the input record, its answer, and the settings it was made with."""
+    return {**record, "answer": answer, "settings": settings}
+
+
+def is_answer_to(line: dict[str, Any], record: dict[str, Any], settings: dict[str, Any]) -> bool:
+    """Whether an output line is the answer to `record` made with `settings` (compared as JSON)."""
+    answer = line.get("answer")
+    return isinstance(answer, str) and line == json.loads(json.dumps(answer_record(record, answer, settings)))
+
+
+def write_answers(output: Path, results: list[dict[str, Any]]) -> None:
+    """The answer records as JSONL, in place at once (atomically)."""
+    with atomic_file(output) as handle:
+        for record in results:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def generate_jsonl_sharded(
@@ -79,18 +99,23 @@ def generate_jsonl_sharded(
 ) -> list[dict[str, Any]] | None:
     """`generate_jsonl` across the processes of a torchrun / accelerate launch (or resumably in one):
     each answer is the one a single process gives (every record keeps its own random stream); the
-    answers in input order on the first process, None on the others."""
-    from diffutron.sampling.sharded import generate_sharded
+    answers in input order on the first process, None on the others. What --resume keeps is checked
+    against the records and these settings."""
+    from diffutron.sharded_jsonl import generate_sharded
 
-    settings = {**config.to_dict(), "chat": chat, "model": lm.info()["model"]}
+    settings = answer_settings(lm, config, chat)
 
-    def answer_batch(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        positions = [record[POSITION] for record in batch]
-        answers = lm.generate([record["prompt"] for record in batch], config, chat=chat, positions=positions)
-        return [
-            {**{key: value for key, value in record.items() if key != POSITION}, "answer": answer, "settings": settings}
-            for record, answer in zip(batch, answers)
-        ]
+    def answer_batch(batch: list[dict[str, Any]], first_index: int) -> list[dict[str, Any]]:
+        answers = lm.generate([record["prompt"] for record in batch], config, chat=chat, first_index=first_index)
+        return [answer_record(record, answer, settings) for record, answer in zip(batch, answers)]
 
-    indexed = [{**record, POSITION: index} for index, record in enumerate(records)]
-    return generate_sharded(indexed, answer_batch, output, batch_size=batch_size, resume=resume, overwrite=overwrite)
+    return generate_sharded(
+        records,
+        answer_batch,
+        output,
+        batch_size=batch_size,
+        resume=resume,
+        overwrite=overwrite,
+        settings=settings,
+        answers_record=lambda line, record: is_answer_to(line, record, settings),
+    )

@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from diffutron.sampling.config import GenerationConfig
-from diffutron.sampling.presets import speed_config, speed_dtype
+from diffutron.sampling.config import MODEL_CARD_GROUP, Setting, choices, default, field_type, settings
+from diffutron.sampling.presets import SPEEDS, speed_config, speed_dtype
 
 MODEL_PANEL = "Model and device"
 SAMPLER_PANEL = "Sampler (model card defaults)"
@@ -61,47 +61,65 @@ def recipe_path(positional: Optional[Path], option: Optional[Path], required: bo
     return path
 
 
-_DEFAULTS = GenerationConfig()
+def _generation_option(name: str, setting: Setting) -> tuple[Any, Any]:
+    """A sampler flag from its `GenerationConfig` field: type, choices, default and help.
+
+    The fast-generation flags default to unset, so that the --speed preset fills them.
+    """
+    kind, options, help = field_type(name), choices(name), setting.help
+    if options is not None and kind is str:  # an open list (the commit rules): said in the help, checked by the config
+        help = f"{help} One of: {', '.join(options)}."
+    elif options is not None:
+        kind = Literal[options]  # typer lists and checks the choices
+    panel = SAMPLER_PANEL if setting.group == MODEL_CARD_GROUP else FAST_PANEL
+    if setting.group == MODEL_CARD_GROUP and default(name) is not None:
+        return kind, typer.Option(default(name), help=help, rich_help_panel=panel)
+    return Optional[kind], typer.Option(None, help=help, rich_help_panel=panel)
 
 
-def _sampler(default: Any, help: str, *names: str, **settings: Any) -> Any:
-    return typer.Option(default, *names, help=help, rich_help_panel=SAMPLER_PANEL, **settings)
+def _flag_options(name: str, setting: Setting) -> dict[str, tuple[Any, Any]]:
+    """A bool field as a one-way flag that changes its default (an --x/--no-x pair does not fit an
+    80-column help); the other spelling is accepted, hidden."""
+    on, off = f"--{name.replace('_', '-')}", f"--no-{name.replace('_', '-')}"
+    visible, hidden = (off, on) if default(name) else (on, off)
+    return {
+        _parameter(visible): (bool, typer.Option(False, visible, help=setting.help, rich_help_panel=SAMPLER_PANEL)),
+        _parameter(hidden): (bool, typer.Option(False, hidden, hidden=True)),
+    }
 
 
-def _fast(default: Any, help: str) -> Any:
-    return typer.Option(default, help=help, rich_help_panel=FAST_PANEL)
+def _parameter(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
 
 
-_GENERATION_OPTIONS: dict[str, tuple[Any, Any]] = {
-    # field: (annotation, typer.Option), mirroring the model card's command line
-    "max_new_tokens": (int, _sampler(_DEFAULTS.max_new_tokens, "Tokens to generate.")),
-    "steps": (int, _sampler(_DEFAULTS.steps, "Model calls in total.")),
-    "block_length": (int, _sampler(_DEFAULTS.block_length, "Tokens per semi-autoregressive block.")),
-    "temperature": (float, _sampler(_DEFAULTS.temperature, "0 = greedy.")),
-    "repetition_penalty": (float, _sampler(_DEFAULTS.repetition_penalty, "1.0 disables it.")),
-    "penalty_scope": (
-        Literal["canvas", "generated"],
-        _sampler(_DEFAULTS.penalty_scope, "Tokens penalised: the whole canvas (model card) or generated ones."),
-    ),
-    "remasking": (Literal["low_confidence", "random"], _sampler(_DEFAULTS.remasking, "Which masks to commit first.")),
-    # one-way flags (an --x/--no-x pair does not fit an 80-column help); the other spelling stays hidden
-    "stochastic_transfer": (bool, _sampler(False, "Binomial reveal counts.", "--stochastic-transfer")),
-    "no_stochastic_transfer": (bool, typer.Option(False, "--no-stochastic-transfer", hidden=True)),
-    "cfg_scale": (float, _sampler(_DEFAULTS.cfg_scale, "Classifier-free guidance; 0 disables it.")),
-    "no_early_stop": (
-        bool,
-        _sampler(False, "Run to the end even once every answer is complete.", "--no-early-stop"),
-    ),
-    "early_stop": (bool, typer.Option(False, "--early-stop", hidden=True)),  # the default
-    "seed": (Optional[int], _sampler(None, "Random seed for reproducible sampling.")),
-    "truncate": (Literal["error", "left"], _sampler(_DEFAULTS.truncate, "Long prompts: refuse, or cut from the left.")),
-    # fast generation (docs/fast-generation.md): unset options take the --speed preset's value
-    "speed": (Literal["exact", "fast", "fastest"], _fast("exact", "Preset: exact is the model card's output.")),
-    "threshold": (Optional[float], _fast(None, "Parallel decoding: commit every token this confident.")),
-    "factor": (Optional[float], _fast(None, "Parallel decoding by Fast-dLLM's factor rule.")),
-    "cache": (Optional[Literal["none", "prefix", "dual"]], _fast(None, "Block cache.")),
-    "refresh_every": (Optional[int], _fast(None, "Also refresh the cache every N calls of a block.")),
-}
+def _generation_options() -> dict[str, tuple[Any, Any]]:
+    """parameter name: (annotation, typer.Option), mirroring the model card's command line, then --speed
+    and the fast-generation flags."""
+    options: dict[str, tuple[Any, Any]] = {}
+    speed_help = "Preset: exact is the model card's output."
+    for name, setting in settings().items():
+        if setting.group != MODEL_CARD_GROUP and "speed" not in options:  # the preset leads its panel
+            options["speed"] = (Literal[SPEEDS], typer.Option("exact", help=speed_help, rich_help_panel=FAST_PANEL))
+        if field_type(name) is bool:
+            options |= _flag_options(name, setting)
+        else:
+            options[name] = _generation_option(name, setting)
+    return options
+
+
+_GENERATION_OPTIONS = _generation_options()
+
+
+def _sampler_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """The GenerationConfig fields the flags set (a bool field is set only by its visible flag)."""
+    changes = {}
+    for name in settings():
+        if field_type(name) is bool:
+            flipped = values[f"no_{name}"] if default(name) else values[name]
+            changes[name] = not default(name) if flipped else default(name)
+        elif values[name] is not None:
+            changes[name] = values[name]
+    return changes
 
 
 def with_generation_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -118,11 +136,9 @@ def with_generation_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
-        settings = {name: kwargs.pop(name) for name in _GENERATION_OPTIONS}
-        speed = settings.pop("speed")
-        settings.pop("no_stochastic_transfer")  # the default
-        settings["early_stop"] = not settings.pop("no_early_stop")
-        config = speed_config(speed, **{name: value for name, value in settings.items() if value is not None})
+        values = {name: kwargs.pop(name) for name in _GENERATION_OPTIONS}
+        speed = values["speed"]
+        config = speed_config(speed, **_sampler_settings(values))
         if kwargs.get("dtype") == "auto":
             kwargs["dtype"] = speed_dtype(speed, kwargs.get("device"))
         return command(config=config, **kwargs)

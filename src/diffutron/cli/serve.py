@@ -6,9 +6,22 @@ import typer
 
 from diffutron.cli.console import errors, say
 from diffutron.cli.options import DeviceOption, DtypeOption, ModelOption
+from diffutron.sampling.presets import SPEEDS
+from diffutron.serve.limits import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_REQUEST_TOKENS,
+    DEFAULT_READ_TIMEOUT_S,
+    OPTION_RANGES,
+)
 
 SERVER_PANEL = "Server"
 LIMITS_PANEL = "Batching and limits"
+
+
+def _limit(option: str, help: str) -> typer.models.OptionInfo:
+    """A float option of the limits panel, within its range (serve/limits.py; NaN fails the range too)."""
+    bound = OPTION_RANGES[option]
+    return typer.Option(min=bound.low, max=bound.high, help=help, rich_help_panel=LIMITS_PANEL)
 
 
 def serve(
@@ -16,7 +29,7 @@ def serve(
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     speed: Annotated[
-        Literal["exact", "fast", "fastest"], typer.Option(help="Default settings: exact is the model card's output.")
+        Literal[SPEEDS], typer.Option(help="Default settings: exact is the model card's output.")
     ] = "exact",
     host: Annotated[
         str,
@@ -34,21 +47,58 @@ def serve(
     api_key: Annotated[
         Optional[str],
         typer.Option(
-            envvar="DIFFUTRON_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1.", rich_help_panel=SERVER_PANEL
+            envvar="DIFFUTRON_API_KEY",
+            help="Require 'Authorization: Bearer KEY' (not on the page, /health, /metrics).",
+            rich_help_panel=SERVER_PANEL,
         ),
     ] = None,
     max_batch_size: Annotated[
         int, typer.Option(min=1, help="Most answers decoded together in one batch.", rich_help_panel=LIMITS_PANEL)
     ] = 16,
     batch_wait_ms: Annotated[
-        float, typer.Option(min=0, help="Longest wait for more requests to fill a batch.", rich_help_panel=LIMITS_PANEL)
+        float,
+        _limit("batch_wait_ms", "Longest wait for more requests to fill a batch."),
     ] = 10.0,
     max_queue: Annotated[
         int, typer.Option(min=1, help="Requests allowed to wait; more get a 429.", rich_help_panel=LIMITS_PANEL)
     ] = 64,
     request_timeout: Annotated[
-        float, typer.Option(help="Seconds before an unanswered request gets a 504.", rich_help_panel=LIMITS_PANEL)
+        float,
+        _limit("request_timeout", "Seconds before an unanswered request gets a 504."),
     ] = 120.0,
+    max_request_tokens: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Most tokens one request may ask for: n x (prompt + max_tokens).", rich_help_panel=LIMITS_PANEL
+        ),
+    ] = DEFAULT_MAX_REQUEST_TOKENS,
+    max_connections: Annotated[
+        int,
+        typer.Option(min=1, help="Open connections allowed; requests on more get a 503.", rich_help_panel=LIMITS_PANEL),
+    ] = DEFAULT_MAX_CONNECTIONS,
+    read_timeout: Annotated[
+        float,
+        _limit("read_timeout", "Seconds a client has to send a whole request; slower ones are disconnected."),
+    ] = DEFAULT_READ_TIMEOUT_S,
+    allowed_host: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="A host name clients may use besides IP addresses and localhost (repeatable; '*': any).",
+            rich_help_panel=SERVER_PANEL,
+        ),
+    ] = None,
+    openapi: Annotated[
+        bool,
+        typer.Option(
+            "--openapi", help="Serve the API's schema at /openapi.json (behind the key).", rich_help_panel=SERVER_PANEL
+        ),
+    ] = False,
+    user_tags: Annotated[
+        Literal["keep", "escape", "refuse"],
+        typer.Option(
+            help="Chat tags typed in user messages: keep, escape or refuse (400).", rich_help_panel=SERVER_PANEL
+        ),
+    ] = "keep",
     batch_at_a_time: Annotated[
         bool,
         typer.Option(
@@ -83,6 +133,12 @@ def serve(
         api_key=api_key,
         continuous_batching=not batch_at_a_time,
         compile=compile,
+        max_request_tokens=max_request_tokens,
+        max_connections=max_connections,
+        read_timeout=read_timeout,
+        allowed_hosts=tuple(allowed_host or ()),
+        openapi=openapi,
+        user_tags=user_tags,
     )
     compiling = " and compiling its encoder (about a minute on a CPU)" if compile else ""
     errors.print(f"Loading {model or 'the embedded model'}{compiling} ...", markup=False, highlight=False)

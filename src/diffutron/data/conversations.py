@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 from diffutron.data.readers import Record, require_columns, text_value
+from diffutron.model.tokens import check_unicode
 from diffutron.errors import DiffutronError
 from diffutron.model.chat import Message
 
@@ -98,7 +99,8 @@ def checked_messages(record: Record, column: str, location: str) -> list[Message
             raise DiffutronError(
                 f"{location}: message {index} must be an object with text fields 'role' and 'content', got {message!r}"
             )
-        checked.append({"role": message["role"], "content": message["content"]})
+        content = check_unicode(message["content"], f"{location}: message {index} content")
+        checked.append({"role": message["role"], "content": content})
     if checked[-1]["role"] != "assistant":
         raise DiffutronError(
             f"{location}: the last message must be the assistant's answer (the part that is learned), "

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from diffutron.errors import DiffutronError
+from diffutron.model.tokens import check_unicode
 
 TxtSplit = Literal["paragraph", "line"]
 TXT_FIELD = "text"
@@ -52,14 +53,15 @@ def iter_local_texts(
 
 
 def text_value(record: Record, field: str, location: str) -> str:
-    """The text in `record[field]` ("" for null); a missing field or non-text value names the row."""
+    """The text in `record[field]` ("" for null); a missing field, a non-text value or text that is
+    not valid Unicode (a JSON `\\ud800` escape) names the row."""
     require_columns(record, [field], location)
     value = record[field]
     if value is None:
         return ""
     if not isinstance(value, str):
         raise DiffutronError(f"{location}: field {field!r} must be text, got {type(value).__name__}")
-    return value
+    return check_unicode(value, f"{location}: field {field!r}")
 
 
 def require_columns(found: Iterable[str], needed: Iterable[str], where: str) -> None:

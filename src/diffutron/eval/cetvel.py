@@ -52,6 +52,11 @@ def resolve_tasks(names: Sequence[str] | None) -> list[CetvelTask]:
     if not names:
         return list(TASKS)
     wanted = {name.strip() for entry in names for name in entry.split(",") if name.strip()}
+    if not wanted:
+        raise DiffutronError(
+            f"the task list {list(names)!r} names no task: name some (e.g. news_cat,exams), or none at all "
+            "(leave out --tasks) for all seven"
+        )
     known = {task.name: task for task in TASKS} | {task.harness_name: task for task in TASKS}
     unknown = sorted(wanted - set(known))
     if unknown:

@@ -1,10 +1,17 @@
-"""The Diffutron chat format: plain-text tags, not special tokens (docs/reference-behaviour.md, section 2)."""
+"""The Diffutron chat format: plain-text tags, not special tokens (docs/reference-behaviour.md, section 2).
+
+Because the tags are plain text, a user turn that contains one (`[/Question]`, `[SYS]`, ...) reads
+to the model as the end of the question or the start of a system turn: a user can forge turns.
+`render_chat(..., user_tags="escape")` or `"refuse"` stops that where user text is not trusted.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 from diffutron.errors import DiffutronError
+from diffutron.model.tokens import check_unicode
 
 SYSTEM_TAGS = ("[SYS]", "[/SYS]")
 QUESTION_TAGS = ("[Question]", "[/Question]")
@@ -14,6 +21,10 @@ ANSWER_END = ANSWER_TAGS[1]
 ANSWER_START = f"{ANSWER_TAGS[0]}\n"
 
 Message = Mapping[str, str]
+UserTags = Literal["keep", "escape", "refuse"]
+USER_TAG_RULES: tuple[UserTags, ...] = ("keep", "escape", "refuse")
+# a tag's square brackets become full-width ones: the text still reads as a tag to a person, not to the model
+ESCAPED_BRACKETS = str.maketrans("[]", "\uff3b\uff3d")
 
 
 def render_system(content: str) -> str:
@@ -28,12 +39,23 @@ def render_answer(content: str) -> str:
     return f"{ANSWER_START}{content.strip()}\n{ANSWER_END}\n\n"
 
 
-def render_chat(messages: str | Sequence[Message]) -> str:
+def escape_tags(text: str) -> str:
+    """`text` with every chat tag in it escaped (its brackets full-width), so it cannot open or close a turn."""
+    for tag in CHAT_TAGS:
+        text = text.replace(tag, tag.translate(ESCAPED_BRACKETS))
+    return text
+
+
+def render_chat(messages: str | Sequence[Message], user_tags: UserTags = "keep") -> str:
     """Render a conversation; a trailing user turn gets the generation prompt `[Answer]\\n`.
 
     `messages` is either the text of one user turn or a list of {"role", "content"} dicts
     with roles system (first only), user and assistant, alternating from a user turn.
+    `user_tags` says what becomes of chat tags inside user turns: kept as they are (a user can
+    then forge turns), escaped (`escape_tags`) or refused with an error.
     """
+    if user_tags not in USER_TAG_RULES:
+        raise DiffutronError(f"user_tags must be one of {', '.join(USER_TAG_RULES)}, got {user_tags!r}")
     if isinstance(messages, str):
         messages = [{"role": "user", "content": messages}]
     if not isinstance(messages, Sequence):
@@ -60,7 +82,7 @@ def render_chat(messages: str | Sequence[Message]) -> str:
         if role == "user":
             if not content.strip():
                 raise DiffutronError(f"message {index} (user) is empty: write a question")
-            parts.append(render_question(content))
+            parts.append(render_question(_user_text(content, index, user_tags)))
             expected = "assistant"
         else:
             parts.append(render_answer(content))
@@ -72,6 +94,17 @@ def render_chat(messages: str | Sequence[Message]) -> str:
     return "".join(parts)
 
 
+def _user_text(content: str, index: int, user_tags: UserTags) -> str:
+    if user_tags == "escape":
+        return escape_tags(content)
+    if user_tags == "refuse" and (tag := next((tag for tag in CHAT_TAGS if tag in content), None)):
+        raise DiffutronError(
+            f"message {index} (user) contains the chat tag {tag}, which could forge a turn and is refused in "
+            "user text here: leave it out"
+        )
+    return content
+
+
 def _unpack(message: Message, index: int) -> tuple[str, str]:
     try:
         role, content = message["role"], message["content"]
@@ -81,7 +114,7 @@ def _unpack(message: Message, index: int) -> tuple[str, str]:
         raise DiffutronError(f"message {index} has unknown role {role!r}; use system, user or assistant")
     if not isinstance(content, str):
         raise DiffutronError(f"message {index} content must be text, got {type(content).__name__}")
-    return role, content
+    return role, check_unicode(content, f"message {index} content")
 
 
 def cut_answer(text: str) -> str:

@@ -46,22 +46,43 @@ class SpecialIds:
 IGNORE_INDEX = -100  # label of a position the loss skips (the prompt of an SFT example)
 
 
-def encode(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+def check_unicode(text: str, field: str) -> str:
+    """`text` itself if it is valid Unicode; otherwise an error naming `field` and the bad character.
+
+    The one check of text from outside: Python keeps bytes that are not UTF-8 (in argv, on stdin)
+    and JSON's unpaired `\\ud800` escapes as lone surrogates, which the tokenizer refuses with an
+    internal TypeError and which no file or response can hold.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise DiffutronError(
+            f"{field} is not valid Unicode: character {error.start + 1} is a lone surrogate "
+            f"{ascii(text[error.start])[1:-1]} (bytes that are not UTF-8, or half of a \\u escape pair); "
+            "give UTF-8 text"
+        ) from None
+    return text
+
+
+def encode(tokenizer: Any, texts: Sequence[str], field: str = "text") -> list[list[int]]:
     """Token ids of each text without special tokens (no CLS/BOS/SEP), in one fast batched call.
 
     The chat format and the likelihood are defined on plain ids, and a tokenizer that wraps text in
     CLS/SEP (mmBERT's does) would otherwise add tokens the model never saw there. Not verbose: texts
     longer than the model's context are expected here (the callers cut, drop or refuse them with a
-    message of their own), so the tokenizer's "indexing errors" warning would only mislead.
+    message of their own), so the tokenizer's "indexing errors" warning would only mislead. Every
+    text is checked first (`check_unicode`, naming `field`, with its index when there are several).
     """
     if not texts:
         return []
+    for index, text in enumerate(texts):
+        check_unicode(text, field if len(texts) == 1 else f"{field} {index}")
     return tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
 
 
-def encode_text(tokenizer: Any, text: str) -> list[int]:
+def encode_text(tokenizer: Any, text: str, field: str = "text") -> list[int]:
     """One text's ids without special tokens (see `encode`); the empty text has none."""
-    return encode(tokenizer, [text])[0] if text else []
+    return encode(tokenizer, [text], field)[0] if text else []
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:

@@ -1,20 +1,53 @@
-"""Generation settings, with the model card's defaults."""
+"""Generation settings, with the model card's defaults: the one definition of each sampler setting.
+
+Each field of `GenerationConfig` carries a `Setting` (help, range, the commit rule it belongs to)
+from which the command-line flags (`cli/options.py`), the HTTP request fields (`serve/schemas.py`)
+and the web page's form (served by `diffutron serve`) are derived, and by which the field is
+checked here. A refused setting raises `SettingError` naming the field.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
-from dataclasses import dataclass
-from typing import Literal
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from diffutron.errors import DiffutronError
+from diffutron.errors import SettingError
+from diffutron.sampling.rules import DEFAULT_RULE, rule_class, rule_names
 
-REMASKING_CHOICES = ("low_confidence", "random")
-PENALTY_SCOPES = ("canvas", "generated")
-TRUNCATE_CHOICES = ("error", "left")
-CACHE_CHOICES = ("none", "prefix", "dual")
-MAX_SEED = 2**64 - 1  # torch generators take seeds of at most 64 bits
+MAX_SEED = 2**64 - 1  # torch generators take seeds of at most 64 bits; JSON carries any integer
+# The most new tokens, model calls (steps) or block length one call may ask for: longer than the
+# context of any model Diffutron runs, and small enough that planning the schedule is instant.
+WORK_CAP = 8192
+MODEL_CARD_GROUP = "model card"  # the model card's sampler settings
+FAST_GROUP = "fast"  # fast generation: the commit rules and the block cache
+# why the float settings stop where they do (docs/fast-generation.md, "Limits")
+_OVERFLOW = "further out the logits overflow the sampler's float64 draw"
+_NOISE = "hotter draws are noise"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How a field is described and checked; the type and the choices come from its annotation."""
+
+    help: str
+    minimum: float | None = None
+    open_minimum: bool = False  # the minimum itself is refused
+    maximum: float | None = None  # the domain's upper end (a probability's 1, a seed's 64 bits)
+    cap: float | None = None  # a documented upper bound beyond the domain: what one call may ask for
+    cap_reason: str = "the most work one call may ask for"
+    hint: str = ""  # said after a range error, e.g. " (1.0 disables it)"
+    rule: str | None = None  # the commit rule this field is a knob of
+    group: str = MODEL_CARD_GROUP
+    http: bool = True  # a field of the HTTP requests' diffusion settings
+
+
+def _setting(default: Any, help: str, **options: Any) -> Any:
+    return field(default=default, metadata={"setting": Setting(help, **options)})
 
 
 @dataclass(frozen=True)
@@ -24,81 +57,100 @@ class GenerationConfig:
     Defaults reproduce the DiffutronLM model card: 64 new tokens in 64 steps, blocks of 32,
     temperature 0.1, repetition penalty 1.2, low-confidence remasking.
 
-    Fast generation (docs/fast-generation.md): `threshold` or `factor` replace the count
-    schedule by Fast-dLLM's parallel decoding (then `steps` no longer matters: a block takes
-    as many calls as it needs, at most one per mask); `cache` reuses the keys and values of
-    the positions outside the block between refreshes (once per block, and every
+    Fast generation (docs/fast-generation.md): `rule` names the commit rule (`count`, the model
+    card's schedule; `threshold` or `factor`, Fast-dLLM's parallel decoding, whose knobs are the
+    fields of the same names: setting one alone picks its rule); `cache` reuses the keys and values
+    of the positions outside the block between refreshes (once per block, and every
     `refresh_every` calls if set). Presets: `diffutron.sampling.presets.speed_config`.
     """
 
-    max_new_tokens: int = 64
-    steps: int = 64
-    block_length: int = 32
-    temperature: float = 0.1
-    remasking: Literal["low_confidence", "random"] = "low_confidence"
-    stochastic_transfer: bool = False
-    cfg_scale: float = 0.0
-    repetition_penalty: float = 1.2
-    penalty_scope: Literal["canvas", "generated"] = "canvas"
-    early_stop: bool = True
-    seed: int | None = None
-    truncate: Literal["error", "left"] = "error"
-    threshold: float | None = None
-    factor: float | None = None
-    cache: Literal["none", "prefix", "dual"] = "none"
-    refresh_every: int | None = None
+    max_new_tokens: int = _setting(64, "Tokens to generate.", minimum=1, cap=WORK_CAP, http=False)
+    steps: int = _setting(64, "Model calls in total.", minimum=1, cap=WORK_CAP)
+    block_length: int = _setting(32, "Tokens per semi-autoregressive block.", minimum=1, cap=WORK_CAP)
+    temperature: float = _setting(0.1, "0 = greedy.", minimum=0, cap=10, cap_reason=_NOISE)
+    remasking: Literal["low_confidence", "random"] = _setting("low_confidence", "Which masks to commit first.")
+    stochastic_transfer: bool = _setting(False, "Binomial reveal counts.")
+    cfg_scale: float = _setting(
+        0.0,
+        "Classifier-free guidance; 0 disables it.",
+        minimum=0,
+        hint=" (0 disables guidance)",
+        cap=10,
+        cap_reason=_OVERFLOW,
+    )
+    repetition_penalty: float = _setting(1.2, "1.0 disables it.", minimum=0.1, maximum=10, hint=" (1.0 disables it)")
+    penalty_scope: Literal["canvas", "generated"] = _setting(
+        "canvas", "Tokens penalised: the whole canvas (model card) or generated ones."
+    )
+    early_stop: bool = _setting(True, "Run to the end even once every answer is complete.", http=False)
+    seed: int | None = _setting(
+        None, "Random seed for reproducible sampling.", minimum=0, maximum=MAX_SEED, hint=" (None draws a random one)"
+    )
+    truncate: Literal["error", "left"] = _setting("error", "Long prompts: refuse, or cut from the left.", http=False)
+    rule: str | None = _setting(None, "Commit rule (a knob alone picks its rule).", group=FAST_GROUP)
+    threshold: float | None = _setting(
+        None,
+        "Parallel decoding: commit every token this confident.",
+        minimum=0,
+        open_minimum=True,
+        maximum=1,
+        hint=" (a confidence; 0.9 is a good start)",
+        rule="threshold",
+        group=FAST_GROUP,
+    )
+    factor: float | None = _setting(
+        None,
+        "Parallel decoding by Fast-dLLM's factor rule.",
+        minimum=0,
+        open_minimum=True,
+        hint=" (1.0 is a good start)",
+        cap=100,
+        cap_reason="above it every position passes: use threshold",
+        rule="factor",
+        group=FAST_GROUP,
+    )
+    cache: Literal["none", "prefix", "dual"] = _setting("none", "Block cache.", group=FAST_GROUP)
+    refresh_every: int | None = _setting(
+        None, "Also refresh the cache every N calls of a block.", minimum=1, cap=WORK_CAP, group=FAST_GROUP
+    )
 
     def __post_init__(self) -> None:
-        for name in ("max_new_tokens", "steps", "block_length"):
-            self._normalize(name, _integer(name, getattr(self, name), minimum=1))
-        for name in ("temperature", "cfg_scale", "repetition_penalty"):
-            self._normalize(name, _finite(name, getattr(self, name)))
-        for name in ("stochastic_transfer", "early_stop"):
-            _check_flag(name, getattr(self, name))
-        if self.temperature < 0:
-            raise DiffutronError(f"temperature must be >= 0, got {self.temperature}")
-        if self.repetition_penalty <= 0:
-            raise DiffutronError(f"repetition_penalty must be > 0 (1.0 disables it), got {self.repetition_penalty}")
-        if self.cfg_scale < 0:
-            raise DiffutronError(f"cfg_scale must be >= 0 (0 disables guidance), got {self.cfg_scale}")
-        if self.seed is not None:
-            self._normalize(
-                "seed", _integer("seed", self.seed, minimum=0, maximum=MAX_SEED, hint=" (None draws a random one)")
-            )
-        _check_choice("remasking", self.remasking, REMASKING_CHOICES)
-        _check_choice("penalty_scope", self.penalty_scope, PENALTY_SCOPES)
-        _check_choice("truncate", self.truncate, TRUNCATE_CHOICES)
-        _check_choice("cache", self.cache, CACHE_CHOICES)
-        self._check_fast_options()
+        for name, setting in settings().items():
+            self._normalize(name, _checked(name, getattr(self, name), setting, field_type(name)))
+        self._check_rule()
+        if self.refresh_every is not None and self.cache == "none":
+            raise SettingError("refresh_every sets how often the cache is refreshed: choose a cache too")
 
     def _normalize(self, name: str, value: object) -> None:
         """Store a checked value as a plain int or float (a frozen dataclass needs the detour)."""
         object.__setattr__(self, name, value)
 
-    def _check_fast_options(self) -> None:
-        for name in ("threshold", "factor"):
-            if getattr(self, name) is not None:
-                self._normalize(name, _finite(name, getattr(self, name)))
-        if self.threshold is not None and not 0 < self.threshold <= 1:
-            raise DiffutronError(
-                f"threshold must be in (0, 1] (a confidence; 0.9 is a good start), got {self.threshold}"
-            )
-        if self.factor is not None and not self.factor > 0:
-            raise DiffutronError(f"factor must be > 0 (1.0 is a good start), got {self.factor}")
-        if self.threshold is not None and self.factor is not None:
-            raise DiffutronError("threshold and factor are two parallel decoding rules: choose one")
-        if self.threshold is not None or self.factor is not None:
-            rule = "threshold" if self.threshold is not None else "factor"
-            if self.remasking != "low_confidence":
-                raise DiffutronError(
-                    f"{rule} decoding compares model confidences, so it needs remasking='low_confidence'"
-                )
-            if self.stochastic_transfer:
-                raise DiffutronError(f"{rule} decoding replaces the transfer schedule: drop stochastic_transfer")
-        if self.refresh_every is not None:
-            self._normalize("refresh_every", _integer("refresh_every", self.refresh_every, minimum=1))
-            if self.cache == "none":
-                raise DiffutronError("refresh_every sets how often the cache is refreshed: choose a cache too")
+    @property
+    def commit_rule(self) -> str:
+        """The commit rule's name: `rule` if given, else the rule whose knob is set, else `count`."""
+        if self.rule is not None:
+            return self.rule
+        return next(
+            (knob_rule for name, knob_rule in _knobs().items() if getattr(self, name) is not None), DEFAULT_RULE
+        )
+
+    def rule_settings(self) -> dict[str, Any]:
+        """The knobs of the commit rule, by field name."""
+        return {name: getattr(self, name) for name, knob_rule in _knobs().items() if knob_rule == self.commit_rule}
+
+    def _check_rule(self) -> None:
+        given = [name for name in _knobs() if getattr(self, name) is not None]
+        if self.rule is None and len({_knobs()[name] for name in given}) > 1:
+            raise SettingError(f"{' and '.join(given)} are two parallel decoding rules: choose one")
+        rule = self.commit_rule
+        for name in given:
+            if _knobs()[name] != rule:
+                raise SettingError(f"{name} is a knob of rule {_knobs()[name]!r}, not {rule!r}: leave it out", name)
+        for name in self.rule_settings():
+            if getattr(self, name) is None:
+                raise SettingError(f"rule {rule!r} needs {name}{settings()[name].hint}", name)
+        if rule != DEFAULT_RULE:  # the count schedule takes every setting (and importing it needs torch)
+            rule_class(rule).check(self)
 
     def replace(self, **changes: object) -> GenerationConfig:
         """A copy with some fields changed (validated again)."""
@@ -108,38 +160,101 @@ class GenerationConfig:
         return dataclasses.asdict(self)
 
 
+@functools.cache
+def settings() -> dict[str, Setting]:
+    """Every field's `Setting`, in declaration order."""
+    return {item.name: item.metadata["setting"] for item in dataclasses.fields(GenerationConfig)}
+
+
+@functools.cache
+def _knobs() -> dict[str, str]:
+    """Field name -> the rule it is a knob of."""
+    return {name: setting.rule for name, setting in settings().items() if setting.rule is not None}
+
+
+@functools.cache
+def field_type(name: str) -> Any:
+    """The field's annotation with None left out (int, float, bool, str or a Literal)."""
+    annotation = typing.get_type_hints(GenerationConfig)[name]
+    members = [member for member in typing.get_args(annotation) if member is not type(None)]
+    return members[0] if typing.get_origin(annotation) is not Literal and members else annotation
+
+
+def choices(name: str) -> tuple[str, ...] | None:
+    """The values a text field takes (its Literal's, or the commit rules), None for other fields."""
+    if name == "rule":
+        return rule_names()
+    annotation = field_type(name)
+    return typing.get_args(annotation) if typing.get_origin(annotation) is Literal else None
+
+
+def default(name: str) -> Any:
+    """The field's default (the model card's value; None where unset means "not used")."""
+    return _defaults()[name]
+
+
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    return {item.name: item.default for item in dataclasses.fields(GenerationConfig)}
+
+
 def checked_config(config: object, default: GenerationConfig | None = None) -> GenerationConfig:
     """`config`, or `default` (the model card's settings) when it is None; anything else is refused."""
     if config is None:
         return default or GenerationConfig()
     if not isinstance(config, GenerationConfig):
-        raise DiffutronError(
+        raise SettingError(
             f"config must be a GenerationConfig (GenerationConfig(**options) builds one), got {type(config).__name__}"
         )
     return config
 
 
-def _integer(name: str, value: object, *, minimum: int, maximum: int | None = None, hint: str = "") -> int:
+def _checked(name: str, value: object, setting: Setting, kind: Any) -> object:
+    """`value` checked against the field's type and range; None stays None where the default is None."""
+    if value is None and default(name) is None:
+        return None
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise SettingError(f"{name} must be True or False, got {value!r}", name)
+        return value
+    if kind is int:
+        return _integer(name, value, setting)
+    if kind is float:
+        return _number(name, value, setting)
+    options = choices(name) or ()
+    if value not in options:
+        raise SettingError(f"unknown {name} {value!r}; choose one of: {', '.join(options)}", name)
+    return value
+
+
+def _integer(name: str, value: object, setting: Setting) -> int:
     """`value` as an int within the bounds (bool is not an integer here), or a clear error."""
+    minimum, maximum = int(setting.minimum or 0), setting.maximum
     valid = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if valid and minimum <= value and (maximum is None or value <= maximum):
-        return int(value)
-    bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
-    raise DiffutronError(f"{name} must be an integer {bounds}{hint}, got {value!r}")
+    if not (valid and minimum <= value and (maximum is None or value <= maximum)):
+        bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {int(maximum)}"
+        raise SettingError(f"{name} must be an integer {bounds}{setting.hint}, got {value!r}", name)
+    _check_cap(name, value, setting)
+    return int(value)
 
 
-def _finite(name: str, value: object) -> float:
-    """`value` as a float; NaN and infinity would pass every comparison-based check unnoticed."""
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    raise DiffutronError(f"{name} must be a finite number, got {value!r}")
+def _number(name: str, value: object, setting: Setting) -> float:
+    """`value` as a float in the field's range; NaN and infinity would pass every comparison unnoticed."""
+    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)):
+        raise SettingError(f"{name} must be a finite number, got {value!r}", name)
+    value = float(value)
+    low, high = setting.minimum, setting.maximum
+    below = low is not None and (value < low or (setting.open_minimum and value == low))
+    if below or (high is not None and value > high):
+        if high is None:
+            bounds = f"{'>' if setting.open_minimum else '>='} {low:g}"
+        else:
+            bounds = f"in {'(' if setting.open_minimum else '['}{low:g}, {high:g}]"
+        raise SettingError(f"{name} must be {bounds}{setting.hint}, got {value}", name)
+    _check_cap(name, value, setting)
+    return value
 
 
-def _check_flag(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise DiffutronError(f"{name} must be True or False, got {value!r}")
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise DiffutronError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
+def _check_cap(name: str, value: float, setting: Setting) -> None:
+    if setting.cap is not None and value > setting.cap:
+        raise SettingError(f"{name} must be at most {setting.cap:g} ({setting.cap_reason}), got {value}", name)

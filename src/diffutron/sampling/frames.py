@@ -2,8 +2,9 @@
 
 The server streams one per call (`stream_options.include_denoising`), the web page draws them
 live and `diffutron.viz.animation` turns them into a GIF or SVG. A frame gives, per answer
-position, its token text or None while it is still masked, the positions committed at this call
-and their confidence (the model's probability of the committed token).
+position, its token text or None while it is still masked, the positions that show the answer
+(cut where it ends, by `AnswerStops`), the positions committed at this call and their
+confidence (the model's probability of the committed token).
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from diffutron.errors import DiffutronError
-from diffutron.model.chat import ANSWER_END, cut_answer
 from diffutron.model.tokens import SpecialIds
 from diffutron.sampling.sampler import StepEvent
-
-REPLACEMENT_CHARACTER = "\ufffd"  # what a decoder writes for the bytes of an unfinished character
+from diffutron.sampling.stopping import REPLACEMENT_CHARACTER, AnswerStops, decided_texts
 
 
 class DenoisingFrame(TypedDict):
@@ -28,6 +27,7 @@ class DenoisingFrame(TypedDict):
     call: int  # model calls so far, from 1
     block: int  # the block decoded at this call, from 0
     tokens: list[str | None]  # per answer position: its text, None while masked
+    visible: list[str | None]  # the positions that show the answer: `tokens` cut where the answer ends
     committed: list[int]  # answer positions committed at this call
     confidence: list[float]  # per committed position, the model's probability of its token
 
@@ -42,6 +42,7 @@ class FrameBuilder:
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, regions: Sequence[Sequence[int]] | None = None) -> None:
         self.mask_id = SpecialIds.from_tokenizer(tokenizer).mask
+        self.stops = AnswerStops.for_tokenizer(tokenizer)
         self.regions = None if regions is None else [list(region) for region in regions]
         self._decode = functools.lru_cache(maxsize=8192)(
             lambda ids: tokenizer.decode(list(ids), skip_special_tokens=True)
@@ -66,10 +67,12 @@ class FrameBuilder:
         *,
         region: Sequence[int] | None = None,
         call: int | None = None,
+        stops: AnswerStops | None = None,
     ) -> DenoisingFrame:
         """The frame of one row; `index` (default: the row) names its choice in a response.
 
-        A row that joined a running decoder gives its answer's `region` and its own `call` count.
+        A row that joined a running decoder gives its answer's `region` and its own `call` count;
+        a request with stop strings gives its `stops` (default: the chat format's end and the stop tokens).
         """
         if region is None and self.regions is None:
             before = (event.canvas == self.mask_id) | event.committed
@@ -81,11 +84,13 @@ class FrameBuilder:
         if event.confidence is None:
             raise DiffutronError("this step event carries no confidence: frames need the sampler's own events")
         confidence = [round(value, 4) for value in event.confidence[row, columns[committed]].tolist()]
+        tokens = self.token_texts(ids)
         return DenoisingFrame(
             index=row if index is None else index,
             call=event.calls if call is None else call,
             block=event.blocks[row],
-            tokens=self.token_texts(ids),
+            tokens=tokens,
+            visible=(stops or self.stops).visible(tokens, ids),
             committed=committed,
             confidence=confidence,
         )
@@ -134,47 +139,27 @@ class FrameRecorder:
         self.frames.append(self.builder.frame(event, self.row))
 
 
-def visible_tokens(tokens: Sequence[str | None]) -> list[str | None]:
-    """The positions that show the answer: all of them until `[/Answer]` is decided.
+def visible_positions(frame: DenoisingFrame) -> list[str | None]:
+    """The positions of a frame that show the answer: its `visible`, or for a frame without one (made
+    by hand or by an older version) what its token texts show."""
+    return frame["visible"] if "visible" in frame else visible_tokens(frame["tokens"])
 
-    Once the end tag lies in the decided prefix (the text before the first mask), the positions
-    from the tag on are dropped, the one holding its start is cut before it, and whitespace at
-    the end is trimmed, as `cut_answer` trims the answer.
+
+def visible_tokens(tokens: Sequence[str | None], stops: AnswerStops | None = None) -> list[str | None]:
+    """The positions of a frame's `tokens` that show the answer, read from their texts alone.
+
+    A frame built here carries them as `visible`, where a stop token ends the answer too; this is
+    for token texts without their ids (`AnswerStops.visible`).
     """
-    text = ""
-    for position, token in enumerate(tokens):
-        if token is None:
-            break
-        text += token
-        tag = text.find(ANSWER_END)
-        if tag < 0:
-            continue
-        kept: list[str | None] = []
-        start = 0
-        for piece in tokens[: position + 1]:
-            assert piece is not None
-            if start >= tag:
-                break
-            kept.append(piece[: tag - start])
-            start += len(piece)
-        while kept and not (kept[-1] or "").strip():
-            kept.pop()
-        if kept:
-            kept[-1] = (kept[-1] or "").rstrip()
-        return kept
-    return list(tokens)
+    return (stops or AnswerStops()).visible(tokens)
 
 
-def frame_text(tokens: Sequence[str | None]) -> str:
-    """The answer a frame shows: the decided text before the first mask, cut at `[/Answer]`.
+def frame_text(tokens: Sequence[str | None], stops: AnswerStops | None = None) -> str:
+    """The answer a frame shows: the decided text before the first mask, cut at `[/Answer]` and trimmed.
 
     For the last frame of a generation this is the answer `Diffutron.chat` returns (special
     tokens read as empty text, so an answer the model ends with an end-of-sequence token and
-    no tag is cut there only if nothing but masks or special tokens follows it).
+    no tag is cut there only if nothing but masks or special tokens follows it; a frame's
+    `visible` positions are cut at that token).
     """
-    decided = []
-    for token in tokens:
-        if token is None:
-            break
-        decided.append(token)
-    return cut_answer("".join(decided))
+    return (stops or AnswerStops()).cut("".join(decided_texts(tokens)))[0].strip()

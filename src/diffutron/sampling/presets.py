@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diffutron.errors import DiffutronError
-from diffutron.sampling.config import GenerationConfig
+from diffutron.sampling.config import GenerationConfig, settings
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,6 @@ PRESETS: dict[str, SpeedPreset] = {
     "fastest": SpeedPreset({"threshold": 0.7, "cache": "dual"}, cpu_dtype="int8"),
 }
 SPEEDS = tuple(PRESETS)
-PARALLEL_RULES = ("threshold", "factor")
 
 
 def speed_preset(speed: str) -> SpeedPreset:
@@ -39,12 +38,13 @@ def speed_preset(speed: str) -> SpeedPreset:
 def speed_config(speed: str = "exact", base: GenerationConfig | None = None, **changes: Any) -> GenerationConfig:
     """`base` (default: the model card's settings) with the preset's sampler options and `changes`.
 
-    Explicit `changes` win; giving `threshold` or `factor` replaces the preset's parallel rule.
+    Explicit `changes` win; naming a rule or giving a rule's knob (`threshold=`, `factor=`) replaces
+    the preset's rule and its knobs.
     """
     options = dict(speed_preset(speed).sampler)
-    if any(changes.get(rule) is not None for rule in PARALLEL_RULES):
-        for rule in PARALLEL_RULES:
-            options.pop(rule, None)
+    rule_fields = {"rule", *(name for name, setting in settings().items() if setting.rule is not None)}
+    if any(changes.get(name) is not None for name in rule_fields):
+        options = {name: value for name, value in options.items() if name not in rule_fields}
     return (base or GenerationConfig()).replace(**{**options, **changes})
 
 

@@ -27,9 +27,11 @@ from diffutron.model.chat import ANSWER_END
 from diffutron.model.parts import MIN_GEMM_ROWS, MaskedLMParts
 from diffutron.model.tokens import SpecialIds
 from diffutron.sampling.cache import BlockCache
-from diffutron.sampling.commit import Budget, Plan, commit_rule
 from diffutron.sampling.config import GenerationConfig, checked_config
-from diffutron.sampling.stopping import AnswerEnd
+from diffutron.sampling.predictions import Predictions
+from diffutron.sampling.processors import DuePositions, TemperatureDraw, logits_processors
+from diffutron.sampling.rules import Budget, Plan, commit_rule
+from diffutron.sampling.stopping import AnswerEnd, AnswerStops
 from diffutron.sampling.streams import RowStreams, row_seeds_for
 
 
@@ -41,16 +43,20 @@ class StepEvent:
     committed: torch.Tensor  # (rows, width) bool, positions filled at this step (given a token)
     blocks: tuple[int, ...]  # each row's current block
     calls: int  # model calls of the decoder so far
-    confidence: torch.Tensor | None = None  # (rows, width) float32: P(token) where committed, NaN elsewhere
+    probability: torch.Tensor | None = None  # (rows, width) float32: P(token) where committed, NaN elsewhere
     finished: torch.Tensor | None = None  # (rows,) bool on the CPU, rows the sampler no longer works on
-    dropped: list[bool] | None = None  # rows a callback asked to stop (see `drop`)
+    decoder: Decoder | None = None  # the decoder that made the call (see `drop`)
+
+    @property
+    def confidence(self) -> torch.Tensor | None:
+        """The former name of `probability` (not the ranking score, which is random under random remasking)."""
+        return self.probability
 
     def drop(self, row: int) -> None:
-        """Stop working on `row` (its answer is no longer wanted: a client went away); the call ends
-        once every row is finished or dropped."""
-        if self.dropped is None:
+        """Stop working on `row` (its answer is no longer wanted: a client went away): `Decoder.drop`."""
+        if self.decoder is None:
             raise DiffutronError("this step event comes from a sampler that cannot drop rows")
-        self.dropped[row] = True
+        self.decoder.drop([row])
 
 
 StepCallback = Callable[[StepEvent], object]  # its return value is ignored
@@ -157,13 +163,89 @@ class _OnDevice:
     done: list[bool]  # the host flags these were built from
 
 
+@dataclass
+class _Row:
+    """One row's place in its block schedule, on the host."""
+
+    width: int  # the row's own canvas width (the rest is padding)
+    began: int  # the decoder's calls when its current block began
+    block: int = -1  # its current block; -1 before its first
+    plan: Plan = ()
+    limit: int = 0  # the most calls that block may take
+    exhausted: bool = False  # past its last block
+    dropped: bool = False  # its answer is no longer wanted (`Decoder.drop`)
+
+
+class _RowState:
+    """Everything the decoder holds per row: the host records, the canvas and what it masks on the
+    device, and the helpers' per-row parts (random streams, answer ends, cached keys and values).
+    `keep` narrows them all to the rows that stay."""
+
+    def __init__(
+        self, device: torch.device, masks: int, ids: SpecialIds, stopper: AnswerEnd | None, cache: BlockCache | None
+    ) -> None:
+        self.ids = ids
+        self.masks = masks
+        self.records: list[_Row] = []
+        self.canvas = torch.empty((0, 0), dtype=torch.long, device=device)
+        self.region = torch.empty((0, masks), dtype=torch.long, device=device)  # mask positions, in order
+        self.attention = torch.empty((0, 0), dtype=torch.bool, device=device)
+        self.given = torch.empty((0, 0), dtype=torch.bool, device=device)
+        self.streams = RowStreams([], device)
+        self.stopper = stopper
+        self.cache = cache
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def add(
+        self, canvas: torch.Tensor, seeds: Sequence[int | None], calls: int, stops: Sequence[AnswerStops] | None = None
+    ) -> None:
+        """Append the rows of `canvas` (on the device, `masks` masks each), their blocks not begun; `stops`:
+        each row's own end, if not the stopper's."""
+        rows, width = canvas.shape
+        eos = self.ids.eos
+        region_mask = canvas == self.ids.mask
+        attention = canvas != eos
+        width = max(width, self.canvas.shape[1])
+        self.canvas = torch.cat([_widen(self.canvas, width, eos), _widen(canvas, width, eos)])
+        self.attention = torch.cat([_widen(self.attention, width, False), _widen(attention, width, False)])
+        self.given = torch.cat([_widen(self.given, width, False), _widen(~region_mask & attention, width, False)])
+        self.region = torch.cat([self.region, region_mask.nonzero()[:, 1].view(rows, self.masks)])
+        columns = torch.arange(1, canvas.shape[1] + 1, device=canvas.device)
+        self.records += [_Row(row_width, calls) for row_width in (attention * columns).amax(dim=1).tolist()]
+        self.streams.add(seeds)
+        if self.stopper is not None:
+            self.stopper.add(rows, stops)
+
+    def keep(self, rows: Sequence[int]) -> None:
+        """Keep only `rows`, in that order; the canvas narrows to the widest left."""
+        index = torch.tensor(rows, dtype=torch.long, device=self.canvas.device)
+        self.records = [self.records[row] for row in rows]
+        width = max((record.width for record in self.records), default=0)
+        self.canvas = self.canvas[index, :width]
+        self.attention = self.attention[index, :width]
+        self.given = self.given[index, :width]
+        self.region = self.region[index]
+        self.streams.keep(rows)
+        for helper in (self.stopper, self.cache):
+            if helper is not None:
+                helper.keep(rows)
+
+    def done(self) -> list[bool]:
+        """Per row: its answer is complete, its blocks are all decoded, or it was dropped."""
+        finished = self.stopper.done if self.stopper is not None else [False] * len(self)
+        return [ended or row.exhausted or row.dropped for ended, row in zip(finished, self.records, strict=True)]
+
+
 class Decoder:
     """Rows denoised together, each at its own place in its own block schedule; rows join and leave between calls.
 
-    `add` puts canvases in, `step` makes one model call for every row still at work, `remove` takes
-    rows out. A row decodes as it would alone: its blocks, plans and random draws are its own, and
-    the other rows only share the model call (which can change float rounding, see docs/serving.md).
-    That is what lets a server add requests to a running batch and answer finished ones at once.
+    `add` puts canvases in, `step` makes one model call for every row still at work, `drop` stops
+    working on rows and `remove` takes rows out. A row decodes as it would alone: its blocks, plans
+    and random draws are its own, and the other rows only share the model call (which can change
+    float rounding, see docs/serving.md). That is what lets a server add requests to a running
+    batch and answer finished ones at once.
 
     With a block cache each row refreshes its keys and values at its own calls: a call where some
     rows refresh runs their whole canvases as a second pass. With stochastic transfer the rows'
@@ -185,44 +267,39 @@ class Decoder:
         self.config = config
         self.masks = masks  # per row
         self.parts = MaskedLMParts(model)
-        self.cache = BlockCache(model, config.cache) if config.cache != "none" else None
         self.continuous = not config.stochastic_transfer
         self.blocks = math.ceil(masks / config.block_length)
         self.rule = commit_rule(config, steps_per_block=math.ceil(config.steps / self.blocks))
         self.device = next(model.parameters()).device
-        self.stopper = (
-            AnswerEnd(tokenizer, self.ids.mask, self.ids.stops, stop_texts) if stop_texts is not None else None
-        )
-        self.streams = RowStreams([], self.device)
+        stopper = AnswerEnd(tokenizer, self.ids.mask, self.ids.stops, stop_texts) if stop_texts is not None else None
+        cache = BlockCache(model, config.cache) if config.cache != "none" else None
+        self.state = _RowState(self.device, masks, self.ids, stopper, cache)
+        self.processors = logits_processors(config, self.ids)
+        self.draw = TemperatureDraw(config.temperature, self.state.streams)
         self.calls = 0
-        self.canvas = torch.empty((0, 0), dtype=torch.long, device=self.device)
-        self.region = torch.empty((0, masks), dtype=torch.long, device=self.device)  # mask positions, in order
-        self.attention = torch.empty((0, 0), dtype=torch.bool, device=self.device)
-        self.given = torch.empty((0, 0), dtype=torch.bool, device=self.device)
-        self.dropped: list[bool] = []  # set by callbacks, through StepEvent.drop
-        # per row, on the host
-        self.widths: list[int] = []  # the row's own canvas width (the rest is padding)
-        self.block: list[int] = []  # its current block; -1 before its first
-        self.began: list[int] = []  # `calls` when that block began
-        self.plan: list[Plan] = []
-        self.limit: list[int] = []  # the most calls that block may take
-        self.exhausted: list[bool] = []  # past its last block
+        self._done: list[bool] = []  # per row, as of the last call (and the adds, drops and removes since)
         self._padded = False
         self._columns = torch.arange(masks, device=self.device)
         self._on_device: _OnDevice | None = None
 
     @property
     def rows(self) -> int:
-        return len(self.widths)
+        return len(self.state)
+
+    @property
+    def canvas(self) -> torch.Tensor:
+        return self.state.canvas
 
     def done(self) -> list[bool]:
         """Per row: its answer is complete, its blocks are all decoded, or it was dropped."""
-        finished = self.stopper.done if self.stopper is not None else [False] * self.rows
-        return [any(flags) for flags in zip(finished, self.exhausted, self.dropped, strict=True)]
+        return list(self._done)
 
-    def add(self, canvas: torch.Tensor, seeds: Sequence[int | None]) -> None:
-        """Append rows (each with exactly `masks` masks); row i draws from a stream seeded `seeds[i]`."""
-        rows, width = canvas.shape
+    def add(
+        self, canvas: torch.Tensor, seeds: Sequence[int | None], stops: Sequence[AnswerStops] | None = None
+    ) -> None:
+        """Append rows (each with exactly `masks` masks); row i draws from a stream seeded `seeds[i]`
+        and, with early stopping, ends at `stops[i]` if given (a request's stop strings)."""
+        rows = canvas.shape[0]
         if len(seeds) != rows:
             raise DiffutronError(f"row_seeds has {len(seeds)} entries for {rows} rows: give one per row")
         if self.rows and not self.continuous:
@@ -230,57 +307,33 @@ class Decoder:
                 "with stochastic transfer the rows go from block to block together: a running decoder takes no new rows"
             )
         canvas = canvas.to(self.device)
-        region_mask = canvas == self.ids.mask
-        if not bool((region_mask.sum(dim=1) == self.masks).all()):
+        if not bool(((canvas == self.ids.mask).sum(dim=1) == self.masks).all()):
             raise DiffutronError(f"every row must have {self.masks} masks to fill")
-        attention = canvas != self.ids.eos
-        width = max(width, self.canvas.shape[1])
-        self.canvas = torch.cat([_widen(self.canvas, width, self.ids.eos), _widen(canvas, width, self.ids.eos)])
-        self.attention = torch.cat([_widen(self.attention, width, False), _widen(attention, width, False)])
-        self.given = torch.cat([_widen(self.given, width, False), _widen(~region_mask & attention, width, False)])
-        self.region = torch.cat([self.region, region_mask.nonzero()[:, 1].view(rows, self.masks)])
-        columns = torch.arange(1, canvas.shape[1] + 1, device=self.device)
-        self.widths += (attention * columns).amax(dim=1).tolist()
-        self.dropped += [False] * rows
-        self.block += [-1] * rows
-        self.began += [self.calls] * rows
-        self.plan += [()] * rows
-        self.limit += [0] * rows
-        self.exhausted += [False] * rows
-        self.streams.add(seeds)
-        if self.stopper is not None:
-            self.stopper.add(rows)
+        self.state.add(canvas, seeds, self.calls, stops)
+        self._done += [False] * rows
         self._changed()
+
+    def drop(self, rows: Collection[int]) -> None:
+        """Stop working on `rows` (their answers are no longer wanted: a client went away); `step` ends
+        once every row is finished or dropped, and `remove` takes them out."""
+        for row in rows:
+            self.state.records[row].dropped = True
+            self._done[row] = True
 
     def remove(self, rows: Collection[int]) -> None:
         """Take rows out (their answers are read or no longer wanted); the canvas narrows to the widest left."""
         if not self.continuous:
             raise DiffutronError("with stochastic transfer rows can only be dropped, not removed")
         kept = [row for row in range(self.rows) if row not in rows]
-        index = torch.tensor(kept, dtype=torch.long, device=self.device)
-        self.widths = [self.widths[row] for row in kept]
-        width = max(self.widths, default=0)
-        self.canvas = self.canvas[index, :width]
-        self.attention = self.attention[index, :width]
-        self.given = self.given[index, :width]
-        self.region = self.region[index]
-        for name in ("dropped", "block", "began", "plan", "limit", "exhausted"):
-            values = getattr(self, name)
-            setattr(self, name, [values[row] for row in kept])
-        self.streams.keep(kept)
-        if self.stopper is not None:
-            self.stopper.keep(kept)
-        if self.cache is not None:
-            self.cache.keep(kept)
+        self.state.keep(kept)
+        self._done = [self._done[row] for row in kept]
         self._changed()
 
     @torch.no_grad()
     def step(self, callback: StepCallback | None = None) -> bool:
         """One model call for every row still at work; False, without a call, once none is left."""
-        config, ids = self.config, self.ids
-        done = self.done()
+        done = self._done
         self._start_blocks(done)
-        done = self.done()
         if all(done):
             return False
         state = self._state(done)
@@ -288,47 +341,60 @@ class Decoder:
         earlier_masks = still_masked & (self._columns < state.block_start[:, None])
         # the step's one read before the model call: per row, the masks due and those of earlier blocks
         due, earlier = torch.stack([still_masked.sum(dim=1), earlier_masks.sum(dim=1)]).tolist()
-        model_input, attention = _model_input(self.canvas, self.given, ids, config), _doubled(state.attention, config)
-        if self.cache is None:
-            hidden = self.parts.hidden(model_input, attention)
-        else:
-            block_width = min(config.block_length, self.masks)
-            recomputed = _recomputed_positions(
-                self.region, earlier_masks, state.block_start, state.block_end, block_width, max(earlier)
-            )
-            hidden = self.cache.hidden(model_input, attention, recomputed, self._refreshing(done))
-        candidates, confidence, probability = _predict(
-            self.parts, hidden, self.canvas, self.given, self.region, still_masked, due, ids, config, self.streams
-        )
-        committed = self.rule.choose(confidence, budget)
-        self.canvas = torch.where(committed, candidates, self.canvas)
+        hidden = self._hidden(state, earlier_masks, max(earlier), done)
+        predictions = self._predict(hidden, still_masked, due)
+        committed = self.rule.choose(predictions, budget)
+        self.state.canvas = torch.where(committed, predictions.tokens, self.canvas)
         self.calls += 1
-        if self.stopper is not None or self.rule.until_filled:
+        if self.state.stopper is not None or self.rule.until_filled:
             # the step's one read after the model call: the answers, for their ends and the full blocks
-            answers = self.canvas.gather(1, self.region).tolist()
-            if self.stopper is not None:
-                self.stopper.update(answers)
+            answers = self.canvas.gather(1, self.state.region).tolist()
+            if self.state.stopper is not None:
+                self.state.stopper.update(answers)
             if self.rule.until_filled:
                 self._end_full_blocks(answers, done)
-        blocks = tuple(self.block)
-        self._start_blocks(self.done())  # now, so that a row past its last block shows as done at once
+        blocks = tuple(record.block for record in self.state.records)
+        done = self._done = self.state.done()  # the one count of the step
+        self._start_blocks(done)  # now, so that a row past its last block shows as done at once
         if callback is not None:
-            filled_now = committed & (self.canvas != ids.mask)  # a mask written back fills nothing
-            callback(
-                StepEvent(
-                    canvas=self.canvas,
-                    committed=filled_now,
-                    blocks=blocks,
-                    calls=self.calls,
-                    confidence=torch.where(filled_now, probability, math.nan),
-                    finished=torch.tensor(self.done()),
-                    dropped=self.dropped,
-                )
-            )
+            filled_now = committed & (self.canvas != self.ids.mask)  # a mask written back fills nothing
+            probability = torch.where(filled_now, predictions.probability, math.nan)
+            callback(StepEvent(self.canvas, filled_now, blocks, self.calls, probability, torch.tensor(done), self))
         return True
 
+    def _hidden(self, state: _OnDevice, earlier_masks: torch.Tensor, earlier: int, done: list[bool]) -> torch.Tensor:
+        """The encoder's last hidden states for this call (with CFG, the unconditional rows after the others)."""
+        config = self.config
+        model_input = _model_input(self.canvas, self.state.given, self.ids, config)
+        attention = _doubled(state.attention, config)
+        if self.state.cache is None:
+            return self.parts.hidden(model_input, attention)
+        block_width = min(config.block_length, self.masks)
+        recomputed = _recomputed_positions(
+            self.state.region, earlier_masks, state.block_start, state.block_end, block_width, earlier
+        )
+        return self.state.cache.hidden(model_input, attention, recomputed, self._refreshing(done))
+
+    def _predict(self, hidden: torch.Tensor, still_masked: torch.Tensor, due: list[int]) -> Predictions:
+        """The candidates at the positions due (`due` counts each row's True entries of `still_masked`,
+        known on the host, so finding them costs no sync): logits, processors in order, the draw; and
+        the ranking score, the candidate's probability with low-confidence remasking, a random number otherwise.
+        """
+        config, canvas = self.config, self.canvas
+        row_index, column = torch.nonzero_static(still_masked, size=sum(due)).unbind(dim=1)
+        positions = DuePositions(row_index, self.state.region[row_index, column], due, canvas, self.state.given)
+        logits = _logits_at(self.parts, hidden, positions, guided=config.cfg_scale > 0)
+        for processor in self.processors:
+            logits = processor(logits, positions)
+        tokens = self.draw(logits, positions)
+        if config.remasking == "low_confidence":
+            ranking = None
+        else:
+            ranking = self.state.streams.rand(due)
+        return Predictions(canvas.shape, row_index, positions.columns, tokens, logits, self.ids.mask, ranking)
+
     def _changed(self) -> None:
-        self._padded = self.rows > 1 and not bool(self.attention.all())
+        self._padded = self.rows > 1 and not bool(self.state.attention.all())
         self._on_device = None
 
     def _block_end(self, block: int) -> int:
@@ -337,57 +403,65 @@ class Decoder:
 
     def _start_blocks(self, done: list[bool]) -> None:
         """Rows whose block is over start their next one (all together, when not `continuous`);
-        a row past its last block is exhausted."""
-        over = [row for row in range(self.rows) if not done[row] and self.calls - self.began[row] >= self.limit[row]]
+        a row past its last block is exhausted, and marked in `done`."""
+        records = self.state.records
+        over = [
+            row for row, record in enumerate(records) if not done[row] and self.calls - record.began >= record.limit
+        ]
         if not over or (not self.continuous and len(over) < done.count(False)):
             return
         starting: dict[int, list[int]] = {}
         for row in over:
-            self.block[row] += 1
-            self.began[row] = self.calls
-            if self.block[row] == self.blocks:
-                self.exhausted[row] = True
+            record = records[row]
+            record.block += 1
+            record.began = self.calls
+            if record.block == self.blocks:
+                record.exhausted = done[row] = True
             else:
-                block = self.block[row]
-                starting.setdefault(self._block_end(block) - block * self.config.block_length, []).append(row)
+                starting.setdefault(self._block_end(record.block) - record.block * self.config.block_length, []).append(
+                    row
+                )
         for masked, rows in starting.items():
-            plans = self.rule.plans(masked, [self.streams.generators[row] for row in rows], self.device)
+            plans = self.rule.plans(masked, [self.state.streams.generators[row] for row in rows], self.device)
             for row, plan in zip(rows, plans, strict=True):
-                self.plan[row] = plan
-                self.limit[row] = masked if plan is None else len(plan)
+                records[row].plan = plan
+                records[row].limit = masked if plan is None else len(plan)
         self._on_device = None
 
     def _state(self, done: list[bool]) -> _OnDevice:
         if self._on_device is not None and self._on_device.done == done:
             return self._on_device
-        blocks = [min(max(block, 0), self.blocks) for block in self.block]
+        records = self.state.records
+        blocks = [min(max(record.block, 0), self.blocks) for record in records]
         as_tensor = lambda values: torch.tensor(values, dtype=torch.long, device=self.device)  # noqa: E731
         plans = None
         if not self.rule.until_filled:
-            calls = max((len(plan) for plan in self.plan if plan is not None), default=0)
-            padded = [[*plan, *[0] * (calls + 1 - len(plan))] for plan in self.plan]
+            calls = max((len(record.plan) for record in records if record.plan is not None), default=0)
+            padded = [[*record.plan, *[0] * (calls + 1 - len(record.plan))] for record in records]
             plans = as_tensor(padded).view(self.rows, calls + 1)
         self._on_device = _OnDevice(
             working=torch.tensor([not row_done for row_done in done], dtype=torch.bool, device=self.device),
             block_start=as_tensor([block * self.config.block_length for block in blocks]),
             block_end=as_tensor([self._block_end(block) for block in blocks]),
-            began=as_tensor(self.began),
+            began=as_tensor([record.began for record in records]),
             plans=plans,
-            attention=self.attention.long() if self._padded else None,  # None spares the model a check per call
-            done=done,
+            attention=self.state.attention.long() if self._padded else None,  # None spares the model a check per call
+            done=list(done),
         )
         return self._on_device
 
     def _due(self, state: _OnDevice) -> tuple[torch.Tensor, Budget | None]:
         """(rows, masks) bool: the masks each row may fill at this call; and the count rule's budget."""
         in_block = self._columns < state.block_end[:, None]
-        still_masked = (self.canvas.gather(1, self.region) == self.ids.mask) & in_block & state.working[:, None]
+        still_masked = (self.canvas.gather(1, self.state.region) == self.ids.mask) & in_block & state.working[:, None]
         if state.plans is None:
             return still_masked, None
         step = (self.calls - state.began).clamp(max=state.plans.shape[1] - 1)
         counts = [
-            plan[self.calls - began] if plan is not None and self.calls - began < len(plan) and working else 0
-            for plan, began, working in zip(self.plan, self.began, [not d for d in state.done], strict=True)
+            record.plan[self.calls - record.began]
+            if record.plan is not None and self.calls - record.began < len(record.plan) and not row_done
+            else 0
+            for record, row_done in zip(self.state.records, state.done, strict=True)
         ]
         budget = Budget(tuple(counts), state.plans.gather(1, step[:, None]).squeeze(1))
         # a row with nothing to commit at this call draws nothing either
@@ -397,7 +471,7 @@ class Decoder:
         """Per row, whether its cached keys and values are renewed at this call: at its block's first call,
         and every `refresh_every` calls of it."""
         every = self.config.refresh_every
-        steps = [self.calls - began for began in self.began]
+        steps = [self.calls - record.began for record in self.state.records]
         return [
             not row_done and (step == 0 or (every is not None and step % every == 0))
             for row_done, step in zip(done, steps, strict=True)
@@ -407,8 +481,9 @@ class Decoder:
         """The parallel rules run a row's block until no mask is left up to its end (`answers`: each row's
         region, read after the call)."""
         for row, tokens in enumerate(answers):
-            if not done[row] and self.ids.mask not in tokens[: self._block_end(self.block[row])]:
-                self.limit[row] = self.calls - self.began[row]
+            record = self.state.records[row]
+            if not done[row] and self.ids.mask not in tokens[: self._block_end(record.block)]:
+                record.limit = self.calls - record.began
 
 
 def _widen(tensor: torch.Tensor, width: int, fill: int | bool) -> torch.Tensor:
@@ -456,80 +531,14 @@ def _doubled(attention_mask: torch.Tensor | None, config: GenerationConfig) -> t
     return torch.cat([attention_mask, attention_mask])
 
 
-def _predict(
-    parts: MaskedLMParts,
-    hidden: torch.Tensor,
-    canvas: torch.Tensor,
-    given: torch.Tensor,
-    open_positions: torch.Tensor,
-    still_masked: torch.Tensor,
-    due: list[int],
-    ids: SpecialIds,
-    config: GenerationConfig,
-    streams: RowStreams,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Candidate tokens, ranking scores (-inf where nothing is due) and the candidates' probabilities (NaN).
-
-    `due` counts the True entries of each row of `still_masked` (known on the host, so finding
-    them costs no sync). The score is the probability with low-confidence remasking, a random
-    number otherwise.
-    """
-    rows, width = canvas.shape
-    row_index, column = torch.nonzero_static(still_masked, size=sum(due)).unbind(dim=1)
-    position = open_positions[row_index, column]
-    sources = [row_index, row_index + rows] if config.cfg_scale > 0 else [row_index]
+def _logits_at(parts: MaskedLMParts, hidden: torch.Tensor, due: DuePositions, guided: bool) -> torch.Tensor:
+    """The logits at the due positions; with guidance the conditional rows, then the unconditional ones."""
+    row_index, position = due.rows, due.columns
+    rows = due.canvas.shape[0]
+    sources = [row_index, row_index + rows] if guided else [row_index]
     if parts.split and hidden.shape[0] * hidden.shape[1] >= MIN_GEMM_ROWS:
-        logits = parts.logits(torch.cat([hidden[source, position] for source in sources]))
-        logits = logits.chunk(len(sources))
-    else:  # a tiny canvas: the full pass is as cheap, and rounds exactly like the reference
-        grid = parts.logits(hidden, pad=False)
-        logits = [grid[source, position] for source in sources]
-    if config.cfg_scale > 0:
-        conditional, unconditional_logits = logits
-        logits = unconditional_logits + (config.cfg_scale + 1) * (conditional - unconditional_logits)
-    else:
-        logits = logits[0]
-
-    if config.repetition_penalty != 1.0:
-        _penalize(logits, row_index, canvas, given, ids, config)
-    if config.temperature > 0:
-        noise = streams.rand(due, logits.shape[1], dtype=torch.float64)
-        tokens = (logits.to(torch.float64).exp() / (-noise.log()) ** config.temperature).argmax(dim=-1)
-    else:
-        tokens = logits.argmax(dim=-1)
-    probabilities = logits.softmax(dim=-1).gather(1, tokens[:, None]).squeeze(1)
-    if config.remasking == "low_confidence":
-        scores = probabilities
-    else:
-        scores = streams.rand(due)
-
-    candidates = torch.full_like(canvas, ids.mask)
-    candidates[row_index, position] = tokens
-    confidence = torch.full(canvas.shape, -math.inf, device=canvas.device)
-    confidence[row_index, position] = scores
-    probability = torch.full(canvas.shape, math.nan, device=canvas.device)
-    probability[row_index, position] = probabilities.float()
-    return candidates, confidence, probability
-
-
-def _penalize(
-    logits: torch.Tensor,
-    row_index: torch.Tensor,
-    canvas: torch.Tensor,
-    given: torch.Tensor,
-    ids: SpecialIds,
-    config: GenerationConfig,
-) -> None:
-    """In place: for each token on the row's canvas (or its generated part) but mask and EOS, a logit > 0
-    is divided by the penalty, others multiplied.
-
-    One gather and one scatter over the canvas's columns, no host sync: a token that appears twice
-    writes the same value twice, and the vocabulary-wide logits are never swept.
-    """
-    source = canvas if config.penalty_scope == "canvas" else torch.where(given, ids.mask, canvas)
-    columns = source[row_index]  # (positions, width): each position's row of tokens
-    values = logits.gather(1, columns)
-    penalty = config.repetition_penalty
-    penalized = torch.where(values > 0, values / penalty, values * penalty)
-    exempt = (columns == ids.mask) | (columns == ids.eos)
-    logits.scatter_(1, columns, torch.where(exempt, values, penalized))
+        return parts.logits(torch.cat([hidden[source, position] for source in sources]))
+    # a tiny canvas: the full pass is as cheap, and rounds exactly like the reference
+    grid = parts.logits(hidden, pad=False)
+    pieces = [grid[source, position] for source in sources]
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces)

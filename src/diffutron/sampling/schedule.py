@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from diffutron.sampling.interrupt import checkpoint
+
 
 def reveal_fraction(step: int, steps: int) -> float:
     """Fraction of the still-masked tokens revealed at `step` of `steps`, linear schedule.
@@ -31,6 +33,7 @@ def transfer_counts(masked: int, steps: int) -> list[int]:
     for step in range(steps):
         if left == 0:
             break
+        checkpoint(step)  # a schedule of very many steps loops long before the first model call
         count = min(left, int(np.round(np.float64(left) * np.float64(reveal_fraction(step, steps)))))
         if count > 0:
             counts.append(count)
@@ -51,6 +54,7 @@ def stochastic_draws(
     left = torch.full((1,), float(masked), dtype=torch.float64, device=device)
     draws = []
     for step in range(steps):
+        checkpoint(step)
         probability = torch.full_like(left, reveal_fraction(step, steps))
         count = torch.minimum(torch.binomial(left, probability, generator=generator), left)
         left = left - count

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from diffutron.errors import DiffutronError
+from diffutron.errors import DiffutronError, SettingError
 
 logger = logging.getLogger("diffutron.serve")
 MAX_BODY_BYTES = 1024 * 1024  # a request body over 1 MiB gets a 413
@@ -29,21 +29,6 @@ ERROR_TYPES = {
     504: "timeout_error",
 }
 _UNION_MEMBER = re.compile(r"^(str|int|float|bool|list\[.*\]|dict\[.*\])$")
-# request fields whose name may open a sampler error message ("steps must be ...")
-_SETTING_NAMES = (
-    "max_new_tokens",
-    "steps",
-    "block_length",
-    "temperature",
-    "repetition_penalty",
-    "cfg_scale",
-    "threshold",
-    "factor",
-    "refresh_every",
-    "remasking",
-    "penalty_scope",
-    "cache",
-)
 
 
 class APIError(Exception):
@@ -67,11 +52,11 @@ class APIError(Exception):
 
     @classmethod
     def bad_setting(cls, error: DiffutronError) -> APIError:
-        """A 400 for a sampler setting that `GenerationConfig` refused."""
-        message = str(error)
-        name = next((name for name in _SETTING_NAMES if message.startswith(f"{name} must")), None)
-        param = "max_tokens" if name == "max_new_tokens" else name
-        return cls(400, message.replace("max_new_tokens", "max_tokens"), param=param, code="invalid_value")
+        """A 400 for a sampler setting that `GenerationConfig` refused, naming the field it is about
+        (`max_new_tokens` is OpenAI's `max_tokens` here)."""
+        param = error.param if isinstance(error, SettingError) else None
+        param = "max_tokens" if param == "max_new_tokens" else param
+        return cls(400, str(error).replace("max_new_tokens", "max_tokens"), param=param, code="invalid_value")
 
     def body(self) -> dict[str, Any]:
         return {
@@ -168,11 +153,15 @@ def validation_error(errors: list[dict[str, Any]]) -> APIError:
     if first.get("type") == "unsupported_parameter":
         name = first["ctx"]["name"]
         return APIError(400, first["msg"], param=name, code="unsupported_parameter")
+    if first.get("type") == "invalid_unicode":  # the field's path, found by the check itself
+        return APIError(400, first["msg"], param=first["ctx"]["name"], code="invalid_value")
     # the field's path, without "body" and the union members pydantic names in it ("str", "list[TextPart]")
     parts = [str(part) for part in first.get("loc", ()) if part != "body"]
     param = ".".join(part for part in parts if not _UNION_MEMBER.match(part))
     if first.get("type") == "missing":
-        return APIError(400, f"{param} is required", param=param or None, code="missing_required_parameter")
+        if not param:  # the body itself
+            return APIError(400, "the request has no body: send a JSON object", code="missing_required_parameter")
+        return APIError(400, f"{param} is required", param=param, code="missing_required_parameter")
     if first.get("type") == "extra_forbidden":
         return APIError(
             400, f"unknown field {param!r}: this server does not take it", param=param or None, code="unknown_parameter"

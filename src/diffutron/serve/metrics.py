@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/infill", "/v1/models", "/health", "/metrics")
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
@@ -53,17 +53,24 @@ class Metrics:
 
 
 class RequestMetrics:
-    """ASGI middleware: count every HTTP response by endpoint and status, and time it to its last byte."""
+    """ASGI middleware: count every HTTP response by endpoint and status, and time it to its last byte.
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    Requests are counted under their path when it is one of `endpoints` (a model's page under
+    /v1/models), else under `other`.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, endpoints: Collection[str]) -> None:
         self.app = app
         self.metrics = metrics
+        self.endpoints = frozenset(endpoints)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        endpoint = scope["path"] if scope["path"] in ENDPOINTS or scope["path"].startswith("/v1/models/") else "other"
+        endpoint = (
+            scope["path"] if scope["path"] in self.endpoints or scope["path"].startswith("/v1/models/") else "other"
+        )
         endpoint = "/v1/models" if endpoint.startswith("/v1/models/") else endpoint
         status = 500
         start = time.perf_counter()

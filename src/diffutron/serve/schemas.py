@@ -1,18 +1,26 @@
 """Request bodies of the OpenAI-compatible endpoints, with Diffutron's diffusion settings as extra fields.
 
 Unknown fields are refused (400 naming the field), and so are OpenAI fields that mean nothing
-for a masked diffusion model unless they carry their neutral value. Numbers are typed here;
-their ranges are checked once, by `GenerationConfig`, when a request's settings are built.
+for a masked diffusion model unless they carry their neutral value. The diffusion settings are
+derived from `GenerationConfig`'s fields; their ranges are checked once, by `GenerationConfig`,
+when a request's settings are built.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
-MAX_SEED = 2**63 - 1
+from diffutron.errors import DiffutronError
+from diffutron.model.tokens import check_unicode
+from diffutron.sampling.config import MAX_SEED, Setting, choices, default, field_type, settings
+from diffutron.sampling.presets import SPEEDS
+
+# seeds drawn for requests without one: below 2**53, so that any JSON parser (a browser's) reads them exactly
+DRAWN_SEEDS = 2**53
 MAX_STOPS = 16  # stop strings per request (OpenAI allows 4)
 
 # OpenAI fields with no meaning here: accepted only when null or equal to one of these values.
@@ -72,23 +80,28 @@ class ChatMessage(_Strict):
         return {"role": "system" if self.role == "developer" else self.role, "content": self.text()}
 
 
-class DiffusionSettings(_Strict):
-    """The sampler's own settings (docs/fast-generation.md), sent as extra body fields."""
+def _request_field(name: str, setting: Setting) -> tuple[Any, Any]:
+    """A `GenerationConfig` field as an optional request field: its type and choices (the ranges are
+    checked by `GenerationConfig`, whose errors name the field; the seed's are pydantic's)."""
+    options = choices(name)
+    kind = Literal[options] if options is not None else field_type(name)
+    bounds = {"ge": 0, "le": MAX_SEED} if name == "seed" else {}
+    return kind | None, Field(default=None, description=setting.help, **bounds)
 
-    steps: int | None = None
-    block_length: int | None = None
-    remasking: Literal["low_confidence", "random"] | None = None
-    repetition_penalty: float | None = None
-    penalty_scope: Literal["canvas", "generated"] | None = None
-    cfg_scale: float | None = None
-    stochastic_transfer: bool | None = None
-    threshold: float | None = None
-    factor: float | None = None
-    cache: Literal["none", "prefix", "dual"] | None = None
-    refresh_every: int | None = None
-    speed: Literal["exact", "fast", "fastest"] | None = None
-    temperature: float | None = None
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+
+_Settings = create_model(
+    "_Settings",
+    __base__=_Strict,
+    **{name: _request_field(name, setting) for name, setting in settings().items() if setting.http},
+)
+
+
+class DiffusionSettings(_Settings):
+    """The sampler's own settings (docs/fast-generation.md), sent as extra body fields: every
+    `GenerationConfig` field but those OpenAI's own fields carry (max_tokens) or that mean nothing
+    to a server (early_stop, truncate); and the speed preset."""
+
+    speed: Literal[SPEEDS] | None = None  # type: ignore[valid-type]
     user: str | None = None  # ignored
 
     @model_validator(mode="before")
@@ -105,10 +118,26 @@ class DiffusionSettings(_Strict):
                 )
         return {name: value for name, value in data.items() if name not in NEUTRAL_VALUES}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_invalid_unicode(cls, data: Any) -> Any:
+        """A lone surrogate (an unpaired `\\ud800` escape) in any text is a 400 naming its field."""
+        for path, text in _texts(data, ""):
+            try:
+                check_unicode(text, path)
+            except DiffutronError as error:
+                raise PydanticCustomError(
+                    "invalid_unicode", "{message}", {"name": path, "message": str(error)}
+                ) from None
+        return data
+
     def sampler_settings(self) -> dict[str, Any]:
-        """The GenerationConfig fields this request sets (speed and seed are handled apart)."""
-        excluded = {"speed", "seed", "user", *_REQUEST_ONLY}
-        return {name: value for name, value in self.model_dump(exclude=excluded).items() if value is not None}
+        """The GenerationConfig fields this request sets (the seed is handled apart)."""
+        return {
+            name: getattr(self, name)
+            for name, setting in settings().items()
+            if setting.http and name != "seed" and getattr(self, name) is not None
+        }
 
 
 class GenerationRequest(DiffusionSettings):
@@ -143,19 +172,16 @@ class InfillRequest(DiffusionSettings):
     text: str
 
 
-# request fields that are not sampler settings
-_REQUEST_ONLY = {
-    "model",
-    "max_tokens",
-    "max_completion_tokens",
-    "n",
-    "stop",
-    "stream",
-    "stream_options",
-    "messages",
-    "prompt",
-    "text",
-}
+def _texts(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every string in a JSON value, with its path as errors name fields (messages.0.content)."""
+    if isinstance(value, str):
+        yield path or "the body", value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _texts(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _texts(item, f"{path}.{index}")
 
 
 def _same(given: Any, neutral: Any) -> bool:
@@ -170,3 +196,31 @@ def _same(given: Any, neutral: Any) -> bool:
             and given == neutral
         )
     )
+
+
+def page_settings() -> dict[str, Any]:
+    """The chat page's settings form, described from `GenerationConfig` (the page keeps no copy):
+    each request field's type, default, range, choices and help, and the speed presets."""
+    fields: dict[str, Any] = {}
+    for name, setting in settings().items():
+        if setting.http or name == "max_new_tokens":
+            fields["max_tokens" if name == "max_new_tokens" else name] = _describe(name, setting)
+    return {"fields": fields, "speeds": list(SPEEDS)}
+
+
+def _describe(name: str, setting: Setting) -> dict[str, Any]:
+    kind = field_type(name)
+    types = {int: "integer", float: "number", bool: "boolean"}
+    maximum = setting.cap if setting.cap is not None else setting.maximum
+    if isinstance(maximum, int) and maximum > DRAWN_SEEDS:
+        maximum = str(maximum)  # beyond JavaScript's exact integers (the seed's 2**64 - 1): sent as digits
+    described = {
+        "type": types.get(kind, "string"),
+        "default": default(name),
+        "help": setting.help,
+        "minimum": setting.minimum,
+        "exclusive_minimum": setting.open_minimum,
+        "maximum": maximum,
+        "choices": list(choices(name) or []) or None,
+    }
+    return {key: value for key, value in described.items() if value is not None}

@@ -7,20 +7,27 @@ exits with status 0.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import signal
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from diffutron.errors import DiffutronError
 from diffutron.lm import Diffutron
 from diffutron.serve.app import ServeOptions, create_app
+from diffutron.serve.security import OVER_LIMIT
 
 EMBEDDED_MODEL_ID = "diffutron-embedded"
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+KEEP_ALIVE_S = 5  # an idle connection between two requests is closed after this long
+MAX_HEADER_BYTES = 16 * 1024  # request line and headers; more is a 400
 
 
 def served_model_id(model: str | None) -> str:
@@ -47,12 +54,17 @@ def run_server(
         lm = Diffutron.from_pretrained(model, device=device, dtype=dtype, speed=options.speed)
         if options.compile:  # before the first request, which would otherwise wait for it
             lm.compile()
+        served = dataclasses.replace(options, allowed_hosts=(*options.allowed_hosts, host))
         config = uvicorn.Config(
-            create_app(lm, options),
+            create_app(lm, served),
             log_level="warning",
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=max(1, int(options.request_timeout) + 1),
+            http=guarded_protocol(options.read_timeout, options.max_connections),
+            ws="none",
+            timeout_keep_alive=KEEP_ALIVE_S,
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         )
         address, bound_port = listener.getsockname()[:2]
         shown = f"[{address}]" if ":" in address else address
@@ -78,6 +90,56 @@ def bind(host: str, port: int) -> socket.socket:
         raise DiffutronError(f"cannot listen on {host}:{port} ({error.strerror}): choose another --port") from error
     listener.set_inheritable(True)
     return listener
+
+
+def guarded_protocol(read_timeout: float, max_connections: int) -> type[H11Protocol]:
+    """uvicorn's HTTP/1.1 protocol with a time limit on reading each request and a connection limit."""
+    return type("GuardedH11Protocol", (_GuardedH11Protocol,), {"read_timeout": read_timeout, "limit": max_connections})
+
+
+class _GuardedH11Protocol(H11Protocol):
+    """A client has `read_timeout` seconds from its connection (or a request's first byte) to the
+    request's last byte, headers and body; then the connection is closed. uvicorn has no such
+    timeout: without it a half-sent request holds its connection for ever.
+
+    A connection beyond `limit` is marked in the scope's state, and its request answered 503
+    (`security.ConnectionLimit`).
+    """
+
+    read_timeout: float
+    limit: int
+    read_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limit:
+            self.app_state = {**self.app_state, OVER_LIMIT: True}  # this connection's copy only
+        self._start_read_timer()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state in (h11.IDLE, h11.SEND_BODY):  # a request has begun and is not all here
+            self._start_read_timer()
+        else:
+            self._stop_read_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_read_timer()
+        super().connection_lost(exc)
+
+    def _start_read_timer(self) -> None:
+        if self.read_timer is None:
+            self.read_timer = self.loop.call_later(self.read_timeout, self._read_timed_out)
+
+    def _stop_read_timer(self) -> None:
+        if self.read_timer is not None:
+            self.read_timer.cancel()
+            self.read_timer = None
+
+    def _read_timed_out(self) -> None:
+        self.read_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
 
 
 class _AnnouncingServer(uvicorn.Server):

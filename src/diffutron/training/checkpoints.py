@@ -3,13 +3,15 @@
 A checkpoint is first written under RUN_DIR/.staging/ and renamed into RUN_DIR only once every
 file is in place, so any `checkpoint-N` directory in RUN_DIR is complete; a run killed while
 saving leaves only staging debris, which the next save clears. The staging path is fixed (not a
-random temporary name) because under DDP every process writes its own files into it. A published
-checkpoint damaged afterwards (a disk error, a truncated copy) is skipped by `--resume`, which then
-continues from the previous one and says so.
+random temporary name) because under DDP every process writes its own files into it. Before the
+rename, FILE_LIST records every file of the checkpoint with its size. A published checkpoint damaged
+afterwards (a disk error, a truncated copy, a file deleted or cut) is skipped by `--resume`, which
+then continues from the previous one and says so.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -17,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from diffutron.errors import DiffutronError
-from diffutron.files import file_damage
+from diffutron.files import atomic_file, file_damage, read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +27,7 @@ STAGING = ".staging"
 PREFIX = "checkpoint-"
 _NAME = re.compile(rf"^{PREFIX}(\d+)$")
 STATE_FILE = "trainer_state.json"  # the Trainer writes it after weights, optimizer, scheduler and RNG state
+FILE_LIST = "checkpoint_files.json"  # {"files": {relative path: size in bytes}}, written last
 
 
 def staging_dir(run_dir: str | Path) -> Path:
@@ -32,12 +35,12 @@ def staging_dir(run_dir: str | Path) -> Path:
 
 
 def is_complete(path: Path) -> bool:
-    """Published (renamed out of staging) and holding the trainer state written last.
+    """Published (renamed out of staging only once written): it holds the trainer state or the file list.
 
-    Weight and optimizer files differ between single-process, FSDP and DeepSpeed runs, so the
-    state file plus the atomic publish are the test rather than a list of file names.
+    Either one is enough to count it, so that losing one of them later is damage (`damage` says
+    which file is missing) rather than a checkpoint silently passed over.
     """
-    return (path / STATE_FILE).is_file()
+    return (path / STATE_FILE).is_file() or (path / FILE_LIST).is_file()
 
 
 def complete_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
@@ -52,8 +55,45 @@ def complete_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def record_files(path: Path) -> None:
+    """List every file of a staged checkpoint with its size, so that a missing or cut one is noticed.
+
+    Which files a checkpoint needs depends on the launch (one process, DDP, FSDP, DeepSpeed): what
+    was written is the list, rather than a list of names kept here.
+    """
+    files = {
+        item.relative_to(path).as_posix(): item.stat().st_size
+        for item in sorted(path.rglob("*"))
+        if item.is_file() and item.name != FILE_LIST
+    }
+    with atomic_file(path / FILE_LIST) as handle:
+        json.dump({"files": files}, handle, indent=1)
+
+
+def missing_files(path: Path) -> str | None:
+    """Why the files of a checkpoint are not those it was written with (one missing or resized), or None."""
+    if not (path / FILE_LIST).is_file():
+        return f"{path / FILE_LIST} is missing, so the checkpoint's files cannot be checked"
+    try:
+        files = read_json_object(path / FILE_LIST).get("files")
+    except DiffutronError as error:
+        return str(error)
+    if not isinstance(files, dict):
+        return f"{path / FILE_LIST} holds no file list"
+    for name, size in files.items():
+        file = path / name
+        if not file.is_file():
+            return f"{file} is missing"
+        if file.stat().st_size != size:
+            return f"{file} is damaged or truncated ({file.stat().st_size} bytes; it was written with {size})"
+    return None
+
+
 def damage(path: Path) -> str | None:
-    """Why a complete checkpoint cannot be resumed from (a truncated or corrupt file), or None."""
+    """Why a complete checkpoint cannot be resumed from (a missing, truncated or corrupt file), or None."""
+    problem = missing_files(path)
+    if problem is not None:
+        return problem
     for file in sorted(item for item in path.rglob("*") if item.is_file()):
         problem = file_damage(file)
         if problem is not None:

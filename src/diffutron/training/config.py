@@ -104,6 +104,7 @@ class Recipe:
     training: TrainingSettings = field(default_factory=TrainingSettings)
     checkpoints: CheckpointSettings = field(default_factory=CheckpointSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    push_to_hub: str | None = None  # a Hub repo id (owner/name): the final model is uploaded at the end
 
     def __post_init__(self) -> None:
         if self.tokenizer is None:
@@ -122,6 +123,10 @@ class Recipe:
             if value < 1:
                 raise DiffutronError(f"{name} must be >= 1, got {value}")
         self._check_numbers()
+        if self.push_to_hub is not None:
+            from diffutron.model.hub_upload import check_repo_id
+
+            check_repo_id(self.push_to_hub, "push_to_hub")
         if self.lora is not None and self.model.name_or_path is None:
             raise DiffutronError(
                 "lora needs a trained base (model.name_or_path): a model built from scratch is trained in full "

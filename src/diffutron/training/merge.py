@@ -66,7 +66,9 @@ def merge_lora(
 ) -> float:
     """Merge `adapter_dir` into its base masked LM, write a plain checkpoint to `out_dir`.
 
-    Returns the largest absolute logit difference seen on the probe batch.
+    The merged model gets its model card (from the adapter's run when the adapter is RUN_DIR/adapter
+    or one of its checkpoints). Returns the largest absolute logit difference seen
+    on the probe batch.
     """
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     config = read_adapter(adapter_dir)
@@ -80,7 +82,19 @@ def merge_lora(
     adapted = load_adapter(model, adapter_dir, base)
     merged, difference = merge_checked(adapted, probe_batch(tokenizer), tolerance)
     save_model(merged, tokenizer, out_dir, overwrite)
+    write_merged_card(adapter_dir, out_dir)
     return difference
+
+
+def write_merged_card(adapter_dir: Path, out_dir: Path) -> None:
+    from diffutron.training.card import write_card
+    from diffutron.training.checkpoints import PREFIX
+    from diffutron.training.run import is_run_directory
+
+    run_dir = adapter_dir.parent if is_run_directory(adapter_dir.parent) else None
+    step = adapter_dir.name.removeprefix(PREFIX)
+    up_to_step = int(step) if run_dir and adapter_dir.name.startswith(PREFIX) and step.isdigit() else None
+    write_card(out_dir, run_dir=run_dir, up_to_step=up_to_step, overwrite=True)
 
 
 def read_adapter(adapter_dir: Path) -> dict:

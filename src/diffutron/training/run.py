@@ -5,7 +5,11 @@ Run directory (recipe.output_dir):
     log.jsonl             per-step loss, learning rate, grad norm, tokens/s
     checkpoint-N/         complete checkpoints (atomic; the last `keep_last` are kept)
     adapter/              LoRA runs: the trained adapter (input of `diffutron merge-lora`)
-    final/                a plain masked-LM checkpoint: `Diffutron.from_pretrained(RUN_DIR / "final")`
+    final/                a plain masked-LM checkpoint: `Diffutron.from_pretrained(RUN_DIR / "final")`,
+                          with its model card (README.md) and loss plot (loss.png)
+    run.json              the machine of each `train` command and the parameter counts (for the card)
+
+With `push_to_hub: REPO_ID` the final model is uploaded at the end (a token is checked for first).
 
 A run is only ever written into a new or empty directory or into a run of its own (recipe.yaml plus a
 log, checkpoint or final model). `--resume` keeps the recorded recipe: a changed recipe is refused
@@ -19,6 +23,7 @@ import importlib.util
 import logging
 import os
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +40,13 @@ from diffutron.training.callbacks import LOG_NAME, JsonlLogger, StopOnNonFiniteL
 from diffutron.training.collators import PretrainCollator, SFTCollator
 from diffutron.training.config import Recipe, load_training_recipe
 from diffutron.training.merge import merge_lora
-from diffutron.training.models import apply_lora, build_meta_model, build_model, describe_parameters
+from diffutron.training.models import (
+    apply_lora,
+    build_meta_model,
+    build_model,
+    count_parameters,
+    describe_parameters,
+)
 from diffutron.training.trainer import MDLMTrainer
 
 logger = logging.getLogger(__name__)
@@ -45,7 +56,7 @@ BUILDERS = {"pretrain": "diffutron data pretrain", "sft": "diffutron data sft"}
 MERGE_TOLERANCE = 1e-4
 RECIPE_NAME = "recipe.yaml"
 # recipe keys that may change on --resume: they change neither the weights nor the random streams
-RESUMABLE_CHANGES = ("logging.", "checkpoints.keep_last")
+RESUMABLE_CHANGES = ("logging.", "checkpoints.keep_last", "push_to_hub")
 
 
 def dry_run(recipe: Recipe) -> str:
@@ -243,9 +254,11 @@ def _length_grouping(enabled: bool) -> dict:
 
 def train(recipe: Recipe, *, resume: bool = False) -> Path:
     """Train as the recipe says; returns the directory of the final model."""
+    started = datetime.now(timezone.utc)
     run_dir = Path(recipe.output_dir)
     if is_main_process():  # the other processes would race with its first writes; a failure here stops them all
         check_run_directory(recipe)
+        check_push_access(recipe)
     resume_from = None
     if resume:
         check_recipe_unchanged(recipe, run_dir)
@@ -259,11 +272,48 @@ def train(recipe: Recipe, *, resume: bool = False) -> Path:
             "(--set output_dir=...)"
         )
     trainer = build_trainer(recipe)
+    parameters = count_parameters(trainer.model)
     if trainer.args.should_save:
         with atomic_file(run_dir / RECIPE_NAME) as handle:
             yaml.safe_dump(recipe.to_dict(), handle, sort_keys=False, allow_unicode=True)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    return save_final(trainer, recipe)
+    final = save_final(trainer, recipe)
+    if trainer.args.should_save:
+        from diffutron.training.card_facts import record_session  # card_facts reads the run layout of this module
+
+        first_step = int(resume_from.name.removeprefix(checkpoints.PREFIX)) if resume_from else 0
+        record_session(
+            run_dir,
+            started=started,
+            steps=(first_step, trainer.state.global_step),
+            args=trainer.args,
+            parameters=parameters,
+        )
+        publish_final(recipe, final)
+    return final
+
+
+def check_push_access(recipe: Recipe) -> None:
+    """push_to_hub: a run that could not upload at its end is refused before it starts."""
+    from diffutron.model.hub_upload import hub_access_problem
+
+    problem = hub_access_problem() if recipe.push_to_hub else None
+    if problem is not None:
+        raise DiffutronError(f"push_to_hub {recipe.push_to_hub}: {problem} (or remove push_to_hub from the recipe)")
+
+
+def publish_final(recipe: Recipe, final: Path) -> None:
+    """The end of a run: the model card in final/, then the upload when the recipe asks for one."""
+    from diffutron.model.hub_upload import push_model
+    from diffutron.training.card import write_card
+
+    try:
+        write_card(recipe.output_dir, repo_id=recipe.push_to_hub)
+    except DiffutronError as error:  # the model is saved; its card can be written again afterwards
+        logger.warning("the model card was not written (%s); write it with `diffutron card %s`", error, final)
+    if recipe.push_to_hub:
+        pushed = push_model(final, recipe.push_to_hub, commit_message=f"diffutron train {Path(recipe.output_dir).name}")
+        logger.info("pushed %d files of %s to %s", len(pushed.plan.files), final, pushed.repo_url)
 
 
 def is_run_directory(path: Path) -> bool:
@@ -385,7 +435,7 @@ def save_final(trainer: MDLMTrainer, recipe: Recipe) -> Path:
             base=recipe.model.name_or_path,
             tolerance=MERGE_TOLERANCE,
             overwrite=True,
-        )
+        )  # merge_lora writes a card; publish_final writes it again once the run is recorded
     trainer.accelerator.wait_for_everyone()
     return run_dir / "final"
 

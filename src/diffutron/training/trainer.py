@@ -126,6 +126,7 @@ class MDLMTrainer(Trainer):
             self._staging = None
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
+            checkpoints.record_files(staging / name)
             checkpoints.publish(staging / name, run_dir / name, run_dir)
             checkpoints.keep_last(run_dir, self.keep_last)
         self.accelerator.wait_for_everyone()

@@ -3,16 +3,12 @@
 // step, nothing loaded from elsewhere.
 "use strict";
 
-const ANSWER_END = "[/Answer]";
 const KEY_STORAGE = "diffutron-api-key";
-// The model card's sampler settings (the form's initial values).
-const MODEL_CARD = { max_tokens: 64, steps: 64, block_length: 32, temperature: 0.1, repetition_penalty: 1.2,
-  remasking: "low_confidence", seed: "", speed: "exact" };
-const NUMBER_FIELDS = ["max_tokens", "steps", "block_length", "temperature", "repetition_penalty", "seed"];
-const INTEGER_FIELDS = new Set(["max_tokens", "steps", "block_length", "seed"]);
 
 const $ = (id) => document.getElementById(id);
-const state = { model: null, history: [], controller: null };
+// settings: the sampler settings as the server describes them (GET settings): each field's type,
+// default (the model card's), range and choices, and the speed presets.
+const state = { model: null, history: [], controller: null, settings: null };
 
 class HttpError extends Error {
   constructor(status, message) {
@@ -87,32 +83,10 @@ async function* serverSentData(response) {
 
 // ---- drawing a frame ----------------------------------------------------------------------------
 
-// The positions that show the answer: all until [/Answer] lies in the decided prefix, then those before
-// it (the one holding its start cut), trailing whitespace trimmed. Same rule as diffutron.sampling.frames.
-function visibleTokens(tokens) {
-  let text = "";
-  for (let position = 0; position < tokens.length; position++) {
-    if (tokens[position] === null) break;
-    text += tokens[position];
-    const tag = text.indexOf(ANSWER_END);
-    if (tag < 0) continue;
-    const kept = [];
-    let start = 0;
-    for (const piece of tokens.slice(0, position + 1)) {
-      if (start >= tag) break;
-      kept.push(piece.slice(0, tag - start));
-      start += piece.length;
-    }
-    while (kept.length && !kept[kept.length - 1].trim()) kept.pop();
-    if (kept.length) kept[kept.length - 1] = kept[kept.length - 1].trimEnd();
-    return kept;
-  }
-  return tokens.slice();
-}
-
+// The server sends the positions that show the answer (frame.visible: cut where the answer ends).
 function drawFrame(canvas, frame) {
   const fresh = new Map(frame.committed.map((position, i) => [position, frame.confidence[i]]));
-  const nodes = visibleTokens(frame.tokens).map((token, position) => {
+  const nodes = frame.visible.map((token, position) => {
     const span = document.createElement("span");
     if (token === null) {
       span.className = "mask";
@@ -146,23 +120,61 @@ function addTurn(role, text) {
   return item;
 }
 
+// The form's inputs for the server's settings: those of the fields this page shows.
+function settingInputs() {
+  if (!state.settings) throw new Error("the settings have not loaded from the server");
+  const form = $("settings-form");
+  return Object.entries(state.settings.fields).map(([name, field]) => [name, field, form.querySelector(`#${name}`)])
+    .filter(([, , input]) => input);
+}
+
 function settings() {
-  const body = { remasking: $("remasking").value,
-    speed: document.querySelector('input[name="speed"]:checked').value };
-  for (const name of NUMBER_FIELDS) {
-    const field = $(name);
-    if (field.value === "") continue;
-    if (!field.checkValidity()) throw new Error(`${field.labels[0].textContent}: ${field.validationMessage}`);
-    body[name] = INTEGER_FIELDS.has(name) ? parseInt(field.value, 10) : parseFloat(field.value);
+  const inputs = settingInputs();
+  const body = { speed: document.querySelector('input[name="speed"]:checked').value };
+  for (const [name, field, input] of inputs) {
+    if (input.value === "" || name === "seed") continue; // the seed travels as digits (seedDigits)
+    if (!input.checkValidity()) throw new Error(`${input.labels[0].textContent}: ${input.validationMessage}`);
+    if (field.type === "integer") body[name] = parseInt(input.value, 10);
+    else if (field.type === "number") body[name] = parseFloat(input.value);
+    else body[name] = input.value;
   }
   return body;
 }
 
-function resetSettings() {
-  for (const [name, value] of Object.entries(MODEL_CARD)) {
-    if (name === "speed") document.querySelector(`input[name="speed"][value="${value}"]`).checked = true;
-    else $(name).value = value;
+// The seed as its digits: a JavaScript number would round seeds above 2^53 and read "1e3" as 1000.
+function seedDigits() {
+  const field = $("seed");
+  const text = field.value.trim();
+  if (text === "") return null;
+  const largest = BigInt(state.settings.fields.seed.maximum); // sent as digits by the server
+  if (!/^[0-9]+$/.test(text) || BigInt(text) > largest) {
+    throw new Error(`${field.labels[0].textContent}: give a whole number from 0 to ${largest}, or nothing`);
   }
+  return BigInt(text).toString();
+}
+
+// The request as JSON, its seed written as digits (JSON.stringify has no exact form for big integers).
+function requestJson(request, seed) {
+  const json = JSON.stringify(request);
+  return seed === null ? json : `${json.slice(0, -1)},"seed":${seed}}`;
+}
+
+function resetSettings() {
+  document.querySelector(`input[name="speed"][value="${state.settings.speeds[0]}"]`).checked = true;
+  for (const [, field, input] of settingInputs()) input.value = field.default ?? "";
+}
+
+// The form takes its choices, ranges and defaults from the server's description.
+async function loadSettings() {
+  const response = await apiFetch("settings");
+  if (!response.ok) throw new HttpError(response.status, await errorMessage(response));
+  state.settings = await response.json();
+  for (const [, field, input] of settingInputs()) {
+    if (field.choices) input.replaceChildren(...field.choices.map((choice) => new Option(choice, choice)));
+    if (field.minimum !== undefined) input.min = String(field.minimum);
+    if (field.maximum !== undefined) input.max = String(field.maximum);
+  }
+  resetSettings();
 }
 
 function setBusy(busy) {
@@ -217,9 +229,11 @@ async function send(question) {
   const turn = { role: "user", content: question };
   const messages = [...(system ? [{ role: "system", content: system }] : []), ...state.history, turn];
   let request;
+  let seed;
   try {
     request = { model: state.model, messages, stream: true,
       stream_options: { include_denoising: true, include_usage: true }, ...settings() };
+    seed = seedDigits();
   } catch (error) {
     $("settings").open = true;
     addTurn("assistant error", `Check the settings: ${error.message}`);
@@ -243,7 +257,7 @@ async function send(question) {
   let usage = null;
   try {
     const response = await apiFetch("v1/chat/completions", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request),
+      method: "POST", headers: { "Content-Type": "application/json" }, body: requestJson(request, seed),
       signal: controller.signal,
     });
     if (!response.ok) throw new HttpError(response.status, await errorMessage(response));
@@ -295,6 +309,7 @@ async function send(question) {
 
 async function loadModel() {
   try {
+    await loadSettings();
     const response = await apiFetch("v1/models");
     if (!response.ok) throw new HttpError(response.status, await errorMessage(response));
     const models = (await response.json()).data || [];
@@ -332,5 +347,4 @@ $("clear").addEventListener("click", () => {
 });
 $("defaults").addEventListener("click", resetSettings);
 $("settings").open = window.matchMedia("(min-width: 761px)").matches;
-resetSettings();
 loadModel();

@@ -1,9 +1,9 @@
 """Mutation testing of the generation code: plant one small bug at a time, see whether a test fails.
 
-    python benchmarks/mutation.py                     # named mutations, then the automatic set
-    python benchmarks/mutation.py --only named        # the named ones only (a few minutes)
-    python benchmarks/mutation.py --tests /tmp/old/tests --output before.json   # another test suite
-    python benchmarks/mutation.py --rerun after.json  # only the survivors of an earlier run (same source)
+    python tools/mutation.py                     # named mutations, then the automatic set
+    python tools/mutation.py --only named        # the named ones only (a few minutes)
+    python tools/mutation.py --tests /tmp/old/tests --output before.json   # another test suite
+    python tools/mutation.py --rerun after.json  # only the survivors of an earlier run (same source)
 
 The package and the tests are copied to a temporary directory; each mutant rewrites one file of
 the copy. A first run of the test pool under coverage records which tests execute each line; a
@@ -11,7 +11,9 @@ mutant then runs only the tests that execute its lines (fastest first, stopping 
 failure) and survives if they all pass. A mutant no test executes survives without a run.
 
 Mutants come from two sources:
-- NAMED: bugs that once went unnoticed (each must still match the source exactly once);
+- NAMED: bugs that once went unnoticed (each must still match the source exactly once), each run
+  against the tests that execute it or, where it names them, against its own tests (tests outside
+  the pool, or code that runs in a server process, where coverage does not see it);
 - the automatic set over AUTO_MODULES: operators, comparisons, constants, boolean logic, calls
   such as `.strip()` or `.clone()` dropped, in-place statements removed. Error messages,
   docstrings, annotations, assertions and `raise` statements are left alone.
@@ -53,8 +55,14 @@ POOL = (
 )
 AUTO_MODULES = (
     "sampling/cache.py",
-    "sampling/commit.py",
     "sampling/config.py",
+    "sampling/predictions.py",
+    "sampling/processors.py",
+    "sampling/rules/__init__.py",
+    "sampling/rules/_parallel.py",
+    "sampling/rules/count.py",
+    "sampling/rules/factor.py",
+    "sampling/rules/threshold.py",
     "sampling/infill.py",
     "sampling/presets.py",
     "sampling/sampler.py",
@@ -64,6 +72,7 @@ AUTO_MODULES = (
     "eval/likelihood.py",
 )
 MEMORY_LIMIT = 8 * 2**30  # bytes of address space per child: a mutant that allocates without end fails
+UNTIMED_TEST_S = 120.0  # the time budget of a named mutant's own test that the pool's run did not time
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,7 @@ class Named:
     path: str  # inside the package
     old: str
     new: str
+    tests: tuple[str, ...] = ()  # pytest ids that must catch it; () for those that execute its lines
 
 
 NAMED = (
@@ -79,9 +89,9 @@ NAMED = (
     Named("output layer padding off", "model/parts.py", "if not pad or hidden.dim() != 2:", "if True:"),
     Named(
         "penalty_scope='generated' ignored",
-        "sampling/sampler.py",
-        'source = canvas if config.penalty_scope == "canvas" else torch.where(given, ids.mask, canvas)',
-        "source = canvas",
+        "sampling/processors.py",
+        'source = due.canvas if self.scope == "canvas" else torch.where(due.given, ids.mask, due.canvas)',
+        "source = due.canvas",
     ),
     Named(
         "system message not stripped",
@@ -92,8 +102,8 @@ NAMED = (
     Named(
         "early stop on a stop token anywhere in the answer",
         "sampling/stopping.py",
-        "if any(token in self.stop_ids for token in tokens[start:end]):",
-        "if any(token in self.stop_ids for token in tokens):",
+        "if any(token in stops.stop_ids for token in tokens[start:end]):",
+        "if any(token in stops.stop_ids for token in tokens):",
     ),
     Named(
         "early stop counts decided positions, not the decided prefix",
@@ -101,12 +111,12 @@ NAMED = (
         "end = _first(tokens, self.mask_id, start)",
         "end = sum(token != self.mask_id for token in tokens)",
     ),
-    Named("temperature without effect", "sampling/sampler.py", "** config.temperature", "* config.temperature"),
+    Named("temperature without effect", "sampling/processors.py", "** self.temperature", "* self.temperature"),
     Named("truncate='left' keeps the start", "model/tokens.py", "list(ids[len(ids) - room :])", "list(ids[:room])"),
     Named("remasking='random' ignored", "sampling/sampler.py", 'if config.remasking == "low_confidence":', "if True:"),
     Named(
         "stochastic_transfer ignored",
-        "sampling/commit.py",
+        "sampling/rules/count.py",
         "CountSchedule(steps_per_block, config.stochastic_transfer)",
         "CountSchedule(steps_per_block, False)",
     ),
@@ -122,6 +132,30 @@ NAMED = (
         "[row_index, row_index + rows]",
         "[row_index, (row_index + 1) % (2 * rows)]",
     ),
+    Named(
+        "loss not divided by the gradient-accumulation steps",
+        "training/trainer.py",
+        "loss_is_scaled_for_ga = False",
+        "loss_is_scaled_for_ga = True",
+        ("tests/training/test_training_runs.py::test_gradient_accumulation_2_trains_as_one_step_at_double_the_batch",),
+    ),
+    Named(
+        "usage.completion_tokens counts characters",
+        "serve/scheduler.py",
+        "tokens = len(self.lm.encode(tracker.text)) if tracker.text else 0",
+        "tokens = len(tracker.text)",
+        ("tests/serve/test_serve_counts.py::test_completion_tokens_count_the_tokens_of_each_answer",),
+    ),
+    Named(
+        "generate --raw --animation ignores --raw",
+        "cli/generate.py",
+        "animation, output, config, chat=not raw, overwrite=overwrite)",
+        "animation, output, config, chat=True, overwrite=overwrite)",
+        (
+            "tests/cli/test_cli_generation.py::test_generate_raw_animation_draws_the_raw_continuation",
+            "tests/cli/test_cli_generation.py::test_generate_with_output_and_animation_writes_both",
+        ),
+    ),
 )
 
 
@@ -134,6 +168,7 @@ class Mutant:
     description: str
     source: str = field(repr=False)  # the whole mutated file
     named: str | None = None
+    tests: tuple[str, ...] = ()  # a named mutant's own tests (else those that execute its lines)
     status: str = ""  # killed | survived | uncovered | timeout | error
     detail: str = ""
     seconds: float = 0.0
@@ -330,7 +365,7 @@ def named_mutants(package: Path) -> list[Mutant]:
         if count != 1:
             raise SystemExit(
                 f"named mutation {named.name!r}: {named.old!r} occurs {count} times in {named.path}; "
-                "update NAMED in benchmarks/mutation.py"
+                "update NAMED in tools/mutation.py"
             )
         start = source.index(named.old)
         line = source[:start].count("\n") + 1
@@ -344,6 +379,7 @@ def named_mutants(package: Path) -> list[Mutant]:
                 f"{named.old} -> {named.new}",
                 source.replace(named.old, named.new),
                 named=named.name,
+                tests=named.tests,
             )
         )
     return mutants
@@ -478,7 +514,7 @@ def run_mutant(
     original = target.read_text(encoding="utf-8")
     target.write_text(mutant.source, encoding="utf-8")
     try:
-        budget = max(timeout_floor, 3 * sum(durations.get(t, 1.0) for t in tests) + 30)
+        budget = max(timeout_floor, 3 * sum(durations.get(t, UNTIMED_TEST_S) for t in tests) + 30)
         log = work / "mutant.log"
         outcome, mutant.seconds = _in_child(lambda: _pytest(work, ["-x", *tests], threads=threads), log, budget)
     finally:
@@ -531,6 +567,9 @@ def main() -> None:
     parser.add_argument("--tests", type=Path, default=ROOT / "tests", help="the test suite to measure")
     parser.add_argument("--only", choices=("named", "auto"), help="only the named or the automatic mutants")
     parser.add_argument("--modules", nargs="*", default=list(AUTO_MODULES), help="package files of the automatic set")
+    parser.add_argument(
+        "--pool", nargs="*", default=list(POOL), help="test files and folders whose coverage picks a mutant's tests"
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="least seconds a mutant's tests may take")
     parser.add_argument(
         "--threads",
@@ -562,7 +601,7 @@ def main() -> None:
         shutil.copytree(args.tests, work / "tests", ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
         shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
         shutil.copy(ROOT / "README.md", work / "README.md")  # read by the tests, as are the next two
-        for folder in ("configs", "benchmarks"):
+        for folder in ("configs", "benchmarks", "tools"):
             shutil.copytree(ROOT / folder, work / folder, ignore=shutil.ignore_patterns("__pycache__"))
         os.environ["PYTHONPATH"] = os.pathsep.join([str(work / "src"), os.environ.get("PYTHONPATH", "")])
         package = work / "src" / PACKAGE
@@ -573,11 +612,12 @@ def main() -> None:
         if args.rerun:
             mutants = survivors_of(args.rerun, mutants)
         print(f"{len(mutants)} mutants ({sum(m.named is not None for m in mutants)} named)", flush=True)
-        pool = [p for p in POOL if (work / p).exists()]
+        pool = [p for p in args.pool if (work / p).exists()]
         lines, durations = coverage_map(work, pool, threads, timeout=3600)
         started = time.monotonic()
         for index, mutant in enumerate(mutants, start=1):
-            run_mutant(mutant, work, tests_for(mutant, lines, durations), durations, threads, args.timeout)
+            tests = list(mutant.tests) or tests_for(mutant, lines, durations)
+            run_mutant(mutant, work, tests, durations, threads, args.timeout)
             label = mutant.named or mutant.description
             print(
                 f"[{index}/{len(mutants)}] {mutant.status:9} {mutant.path}:{mutant.line}:{mutant.column} {label}  "

@@ -7,7 +7,7 @@ Every section runs under its own time budget and error handler, and prints one l
 H200 the whole script finishes within 8 minutes; `--device cpu --small` (small shapes) runs it on
 any machine in under a minute and is what the test suite runs, so that it does not rot.
 
-    python benchmarks/gpu_check.py [--device cuda] [--small] [--sections versions,loading,...]
+    python tools/gpu_check.py [--device cuda] [--small] [--sections versions,loading,...]
 
 docs/gpu.md says what each line means.
 """
@@ -35,17 +35,18 @@ from pathlib import Path
 
 import torch
 
-from common import (
+from diffutron.errors import DiffutronError
+
+# the benchmarks' random models, training steps and memory meters
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from measure import memory_in_use, peak_memory, reset_peak_memory  # noqa: E402
+from workloads import (  # noqa: E402
     MMBERT_BASE,
     TURKISH_WORDS,
     mdlm_training_steps,
-    memory_in_use,
-    peak_memory,
     random_masked_lm,
-    reset_peak_memory,
     tokenizer_with_mmbert_ids,
 )
-from diffutron.errors import DiffutronError
 
 SMALL_SHAPE = dict(
     MMBERT_BASE,
@@ -551,7 +552,8 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def main() -> None:
+def main(arguments: list[str] | None = None) -> int:
+    """Run the check with command-line `arguments` (sys.argv's by default); returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--small", action="store_true", help="small shapes and batches (a quick run on any device)")
@@ -563,7 +565,7 @@ def main() -> None:
         help="multiply every section's time budget (default 1, or 0.5 with --small)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU runs)")
-    args = parser.parse_args()
+    args = parser.parse_args(arguments)
     if args.threads:
         torch.set_num_threads(args.threads)
     names = [name.strip() for name in args.sections.split(",") if name.strip()]
@@ -579,8 +581,8 @@ def main() -> None:
     started = time.perf_counter()
     failures = run_sections(Context(device, scale), names, budget_scale)
     print(f"total: {time.perf_counter() - started:.1f} s, {failures} section(s) failed or timed out", flush=True)
-    sys.exit(1 if failures else 0)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Commit rules: which of the positions due at a model call get their candidate token.
+
+One file per rule: `rules/<name>.py` defines a `CommitRule` subclass whose `name` is the file's
+name. Naming it is how it is reached (`GenerationConfig(rule="<name>")`, `--rule`, the HTTP field
+`rule`, a preset); its knobs are the `GenerationConfig` fields whose `Setting.rule` names it
+(`threshold=0.9` alone picks `rule="threshold"`). Rules are found by file name, so listing them
+imports nothing (torch stays unloaded for `diffutron --help`); a rule is imported when first used.
+
+A rule plans each row's block when the row starts it, then, at every model call, sees the model's
+`Predictions` at the positions due (the masks up to the end of the row's block, of rows at work)
+and returns a (rows, width) bool grid of the positions to fill.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from diffutron.errors import SettingError
+
+if TYPE_CHECKING:
+    import torch
+
+    from diffutron.sampling.config import GenerationConfig
+    from diffutron.sampling.predictions import Predictions
+
+DEFAULT_RULE = "count"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many positions each row may commit at one call, on the host (free to read) and on the device."""
+
+    counts: tuple[int, ...]
+    on_device: torch.Tensor  # (rows,) long, the same counts
+
+
+Plan = tuple[int, ...] | None  # a row's counts per call in its block; None: as many calls as it needs
+
+
+class CommitRule:
+    """A commit rule; subclasses set `name` and `until_filled` and implement `choose`."""
+
+    name: ClassVar[str]
+    until_filled: ClassVar[bool] = True  # a row's block ends once no mask up to the block's end is left
+
+    @classmethod
+    def from_config(cls, config: GenerationConfig, steps_per_block: int) -> CommitRule:
+        """The rule with its knobs (`config.rule_settings()`) as keyword arguments."""
+        return cls(**config.rule_settings())
+
+    @classmethod
+    def check(cls, config: GenerationConfig) -> None:
+        """Refuse settings the rule cannot work with (a `SettingError` naming the field)."""
+
+    def plans(self, masked: int, generators: Sequence[torch.Generator | None], device: torch.device) -> list[Plan]:
+        """The plans of rows starting a block of `masked` masks, drawn from their own generators; a rule
+        that runs a block until it is full needs none (a block takes at most `masked` calls)."""
+        return [None] * len(generators)
+
+    def choose(self, predictions: Predictions, budget: Budget | None) -> torch.Tensor:
+        """(rows, width) bool: the positions to commit at this call."""
+        raise NotImplementedError
+
+
+def rule_names() -> tuple[str, ...]:
+    """Every rule's name, the default first (file names of this package; modules starting with _ are helpers)."""
+    found = sorted(module.name for module in pkgutil.iter_modules(__path__) if not module.name.startswith("_"))
+    return (DEFAULT_RULE, *[name for name in found if name != DEFAULT_RULE])
+
+
+def rule_class(name: str) -> type[CommitRule]:
+    """The rule called `name` (imported on first use)."""
+    if name not in rule_names():
+        raise SettingError(f"unknown rule {name!r}; choose one of: {', '.join(rule_names())}", "rule")
+    module = importlib.import_module(f"{__name__}.{name}")
+    return next(value for value in vars(module).values() if _is_rule(value, name))
+
+
+def commit_rule(config: GenerationConfig, steps_per_block: int) -> CommitRule:
+    """The rule `config` asks for; `steps_per_block` only matters to the count schedule."""
+    return rule_class(config.commit_rule).from_config(config, steps_per_block)
+
+
+def _is_rule(value: Any, name: str) -> bool:
+    return isinstance(value, type) and issubclass(value, CommitRule) and getattr(value, "name", None) == name
