@@ -2,6 +2,7 @@
 
     python tools/mutation.py                     # named mutations, then the automatic set
     python tools/mutation.py --only named        # the named ones only (a few minutes)
+    python tools/mutation.py --named infill gauge   # named ones by words of their names: only their own tests
     python tools/mutation.py --tests /tmp/old/tests --output before.json   # another test suite
     python tools/mutation.py --rerun after.json  # only the survivors of an earlier run (same source)
 
@@ -49,7 +50,7 @@ POOL = (
     "tests/model",
     "tests/test_bad_inputs.py",
     "tests/test_lm_api.py",
-    "tests/test_cli_generation.py",
+    "tests/cli/test_cli_generation.py",
     "tests/eval/test_eval_likelihood.py",
     "tests/eval/test_eval_harness.py",
 )
@@ -141,7 +142,7 @@ NAMED = (
     ),
     Named(
         "usage.completion_tokens counts characters",
-        "serve/scheduler.py",
+        "serve/serving/decoding.py",
         "tokens = len(self.lm.encode(tracker.text)) if tracker.text else 0",
         "tokens = len(tracker.text)",
         ("tests/serve/test_serve_counts.py::test_completion_tokens_count_the_tokens_of_each_answer",),
@@ -155,6 +156,71 @@ NAMED = (
             "tests/cli/test_cli_generation.py::test_generate_raw_animation_draws_the_raw_continuation",
             "tests/cli/test_cli_generation.py::test_generate_with_output_and_animation_writes_both",
         ),
+    ),
+    Named(
+        "a client that left keeps its row decoding",
+        "serve/serving/decoding.py",
+        "entry.gone = True\n                self.decoder.drop([index])",
+        "entry.gone = True",
+        (
+            "tests/serve/test_serve_counts.py::test_a_streaming_client_that_leaves_stops_its_row",
+            "tests/serve/test_serve_counts.py::test_a_waiting_client_that_leaves_stops_its_row",
+        ),
+    ),
+    Named(
+        "/v1/infill served without the API key",
+        "serve/security.py",
+        'OPEN_PATHS = frozenset({"/", "/health", "/metrics"})',
+        'OPEN_PATHS = frozenset({"/", "/health", "/metrics", "/v1/infill"})',
+        ("tests/serve/test_serve_guards.py::test_every_route_needs_the_key_except_the_open_ones",),
+    ),
+    Named(
+        "n equal to --max-batch-size refused",
+        "serve/limits.py",
+        "if not 1 <= n <= most:",
+        "if not 1 <= n < most:",
+        ("tests/serve/test_serve_counts.py::test_n_up_to_the_batch_size_is_accepted_and_one_more_refused",),
+    ),
+    Named(
+        "the queue gauge left at 1 after a join",
+        "serve/scheduler.py",
+        "if taken:\n                self.metrics.queue_depth.set(len(self.pending))",
+        "if taken:\n                pass",
+        ("tests/serve/test_serve_counts.py::test_the_queue_gauge_is_back_at_zero_after_a_join_and_a_withdrawal",),
+    ),
+    Named(
+        "frames of a joined request numbered from the batch's start",
+        "serve/serving/decoding.py",
+        "call=event.calls - entry.joined",
+        "call=event.calls",
+        (
+            "tests/serve/test_serve_batching.py::"
+            "test_the_frames_of_a_request_that_joined_a_running_batch_count_its_own_calls",
+        ),
+    ),
+    Named(
+        "a position left masked listed as committed",
+        "sampling/sampler.py",
+        "filled_now = committed & (self.canvas != self.ids.mask)",
+        "filled_now = committed",
+        ("tests/sampling/test_sampling_frames.py::test_a_position_left_masked_is_never_listed_as_committed",),
+    ),
+    Named(
+        "a partial multi-token stop string streamed",
+        "sampling/stopping.py",
+        "for size in range(min(len(stop) - 1, len(text)), 0, -1):",
+        "for size in range(min(1, len(text)), 0, -1):",
+        (
+            "tests/sampling/test_sampling_streamer.py::test_a_partial_multi_token_stop_string_is_held_back",
+            "tests/serve/test_serve_api.py::test_a_stop_string_of_several_tokens_never_leaks_into_the_stream",
+        ),
+    ),
+    Named(
+        "the animation draws the end tag and what follows",
+        "viz/layout.py",
+        "for unit in _units(visible_positions(frame)):",
+        'for unit in _units(frame["tokens"]):',
+        ("tests/viz/test_viz_animation.py::test_the_end_tag_and_what_follows_it_are_not_drawn",),
     ),
 )
 
@@ -357,9 +423,13 @@ def automatic_mutants(path: str, source: str) -> list[Mutant]:
     return sorted(mutants, key=lambda m: (m.path, m.line, m.column, m.description))
 
 
-def named_mutants(package: Path) -> list[Mutant]:
+def named_mutants(package: Path, words: list[str] | None = None) -> list[Mutant]:
+    """The NAMED mutations (with `words`, those whose name contains one of them)."""
+    chosen = [named for named in NAMED if not words or any(word in named.name for word in words)]
+    if words and not chosen:
+        raise SystemExit(f"no named mutation's name contains any of {words}")
     mutants = []
-    for named in NAMED:
+    for named in chosen:
         source = (package / named.path).read_text(encoding="utf-8")
         count = source.count(named.old)
         if count != 1:
@@ -545,6 +615,13 @@ def tests_for(mutant: Mutant, lines: dict[str, dict[int, list[str]]], durations:
     return sorted(tests, key=lambda test: (durations.get(test, 0.0), test))
 
 
+def own_tests(mutants: list[Mutant]) -> list[str]:
+    """When every mutant names its own tests: those, the only ones to run (and to pass unmutated); else []."""
+    if not mutants or not all(mutant.tests for mutant in mutants):
+        return []
+    return sorted({test for mutant in mutants for test in mutant.tests})
+
+
 def survivors_of(results: Path, mutants: list[Mutant]) -> list[Mutant]:
     """The mutants that survived or went unexecuted in an earlier run's results, matched by place and change.
 
@@ -566,6 +643,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tests", type=Path, default=ROOT / "tests", help="the test suite to measure")
     parser.add_argument("--only", choices=("named", "auto"), help="only the named or the automatic mutants")
+    parser.add_argument(
+        "--named",
+        nargs="+",
+        metavar="WORDS",
+        help="only the named mutations whose name contains one of these (implies --only named)",
+    )
     parser.add_argument("--modules", nargs="*", default=list(AUTO_MODULES), help="package files of the automatic set")
     parser.add_argument(
         "--pool", nargs="*", default=list(POOL), help="test files and folders whose coverage picks a mutant's tests"
@@ -605,14 +688,18 @@ def main() -> None:
             shutil.copytree(ROOT / folder, work / folder, ignore=shutil.ignore_patterns("__pycache__"))
         os.environ["PYTHONPATH"] = os.pathsep.join([str(work / "src"), os.environ.get("PYTHONPATH", "")])
         package = work / "src" / PACKAGE
-        mutants = [] if args.only == "auto" else named_mutants(package)
-        if args.only != "named":
+        mutants = [] if args.only == "auto" else named_mutants(package, args.named)
+        if args.only != "named" and not args.named:
             for module in args.modules:
                 mutants += automatic_mutants(module, (package / module).read_text(encoding="utf-8"))
         if args.rerun:
             mutants = survivors_of(args.rerun, mutants)
         print(f"{len(mutants)} mutants ({sum(m.named is not None for m in mutants)} named)", flush=True)
-        pool = [p for p in args.pool if (work / p).exists()]
+        pool = own_tests(mutants) or args.pool
+        missing = [path for path in pool if not (work / path.split("::")[0]).exists()]
+        if missing:
+            print(f"not in {args.tests}, left out of the pool: {', '.join(missing)}", flush=True)
+        pool = [path for path in pool if path not in missing]
         lines, durations = coverage_map(work, pool, threads, timeout=3600)
         started = time.monotonic()
         for index, mutant in enumerate(mutants, start=1):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from diffutron.sampling.presets import speed_config, speed_dtype
 from diffutron.sampling.sampler import StepCallback, denoise, sample
 from diffutron.sampling.stopping import AnswerStops
 from diffutron.sampling.streams import row_seeds_for
+from diffutron.sampling.structured import ResponseFormat, structured_answers, with_instruction
+from diffutron.sampling.structured import response_format as read_response_format
 
 
 class Diffutron:
@@ -96,10 +98,19 @@ class Diffutron:
         config: GenerationConfig | None = None,
         *,
         callback: StepCallback | None = None,
+        response_format: Mapping[str, Any] | ResponseFormat | None = None,
     ) -> str:
-        """Answer the last user turn of a conversation (or a single question)."""
+        """Answer the last user turn of a conversation (or a single question).
+
+        `response_format` (OpenAI's shape: {"type": "json_object"} or {"type": "json_schema",
+        "json_schema": {"schema": ...}}) makes the answer JSON that always parses, and validates
+        against the schema (docs/structured-output.md).
+        """
+        structured = read_response_format(response_format)
+        if structured is not None:
+            messages_or_text = with_instruction(messages_or_text, structured)
         prompt = render_chat(messages_or_text)
-        return self._generate_ids([self.encode(prompt)], config, callback)[0]
+        return self._generate_ids([self.encode(prompt)], config, callback, structured=structured)[0]
 
     def generate(
         self,
@@ -109,8 +120,11 @@ class Diffutron:
         *,
         callback: StepCallback | None = None,
         first_index: int = 0,
+        response_format: Mapping[str, Any] | ResponseFormat | None = None,
     ) -> list[str]:
         """Answers for several prompts in one batch; `chat=False` continues raw text.
+
+        `response_format`: JSON answers, as in `chat` (a chat prompt also says that JSON is expected).
 
         With a seed, prompt i draws from the stream of position `first_index + i`: a caller that
         splits a long input into batches passes each batch's start, so that every answer is the
@@ -120,6 +134,7 @@ class Diffutron:
             raise DiffutronError("generate takes a list of prompts; use chat() for a single one")
         if not isinstance(prompts, Sequence):
             raise DiffutronError(f"generate takes a list of prompts (texts), got {type(prompts).__name__}")
+        structured = read_response_format(response_format)
         texts = []
         for index, prompt in enumerate(prompts):
             if not isinstance(prompt, str):
@@ -127,8 +142,10 @@ class Diffutron:
             if not prompt.strip():
                 raise DiffutronError(f"prompt {index} is empty: give some text")
             check_unicode(prompt, f"prompt {index}")
-            texts.append(render_chat(prompt) if chat else prompt)
-        return self._generate_ids([self.encode(text) for text in texts], config, callback, first_index)
+            if chat:
+                prompt = render_chat(prompt if structured is None else with_instruction(prompt, structured))
+            texts.append(prompt)
+        return self._generate_ids([self.encode(text) for text in texts], config, callback, first_index, structured)
 
     def infill(
         self,
@@ -206,10 +223,15 @@ class Diffutron:
         config: GenerationConfig | None,
         callback: StepCallback | None,
         first_index: int = 0,
+        structured: ResponseFormat | None = None,
     ) -> list[str]:
         config = checked_config(config, self.config)
-        prompts = [self._fit(prompt, config, index) for index, prompt in enumerate(prompts)]
         row_seeds = row_seeds_for(config.seed, len(prompts), first_index)
+        if structured is not None:  # the skeleton's length, not max_new_tokens, sets the room left
+            return structured_answers(
+                self.model, self.tokenizer, prompts, structured.node, config, row_seeds=row_seeds, callback=callback
+            )
+        prompts = [self._fit(prompt, config, index) for index, prompt in enumerate(prompts)]
         canvas = sample(self.model, self.tokenizer, prompts, config, callback=callback, row_seeds=row_seeds)
         return [self.answer(row, len(prompt)) for row, prompt in zip(canvas.tolist(), prompts)]
 

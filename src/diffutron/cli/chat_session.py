@@ -15,6 +15,7 @@ from diffutron.model.tokens import check_unicode
 from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.frames import FrameBuilder, FrameRecorder
 from diffutron.sampling.sampler import StepEvent
+from diffutron.sampling.structured import ResponseFormat
 
 MASK_GLYPH = "░"
 CONTINUATION = "\\"  # a line ending in a backslash continues on the next line
@@ -79,8 +80,10 @@ def run_chat(
     viz: bool,
     console: Console,
     ask: Callable[[str], str] | None = None,
+    response_format: ResponseFormat | None = None,
 ) -> None:
-    """Read messages until /exit or end of input; each answer joins the conversation."""
+    """Read messages until /exit or end of input; each answer joins the conversation (JSON answers
+    with a `response_format`)."""
     ask = ask or console.input
     opening = [{"role": "system", "content": system}] if system else []
     if system:
@@ -132,7 +135,7 @@ def run_chat(
                 console.print(Text("Older turns no longer fit the model's context and are left out.", style="dim"))
                 warned = True
             recorder = FrameRecorder(lm.tokenizer)
-            answer = _answer(lm, turn, config, viz, console, recorder)
+            answer = _answer(lm, turn, config, viz, console, recorder, response_format)
         except DiffutronError as error:
             console.print(Text.assemble(("error: ", "red"), str(error)))
             continue
@@ -160,8 +163,16 @@ def _read_message(ask: Callable[[str], str], console: Console) -> str | None:
 
 
 def _answer(
-    lm: Diffutron, turn: list[Message], config: GenerationConfig, viz: bool, console: Console, recorder: FrameRecorder
+    lm: Diffutron,
+    turn: list[Message],
+    config: GenerationConfig,
+    viz: bool,
+    console: Console,
+    recorder: FrameRecorder,
+    response_format: ResponseFormat | None,
 ) -> str:
+    if response_format is not None:  # the live view draws a free answer's canvas of max_new_tokens
+        return lm.chat(turn, config, callback=recorder, response_format=response_format)
     if not viz or not console.is_terminal:
         return lm.chat(turn, config, callback=recorder)
     with Live(console=console, transient=True, refresh_per_second=20) as live:

@@ -13,9 +13,12 @@ from diffutron.cli.options import (
     IO_PANEL,
     DeviceOption,
     DtypeOption,
+    JsonObjectOption,
+    JsonSchemaOption,
     ModelOption,
     OverwriteOption,
     load,
+    response_format,
     with_generation_options,
 )
 from diffutron.errors import DiffutronError
@@ -27,31 +30,37 @@ if TYPE_CHECKING:
 _DEFAULTS = GenerationConfig()
 
 
+InputOption = Annotated[
+    Optional[Path],
+    typer.Option("--input", "-i", help='JSONL file, {"prompt": ...} per line.', rich_help_panel=IO_PANEL),
+]
+OutputOption = Annotated[
+    Optional[Path], typer.Option("--output", "-o", help="JSONL file for the answers.", rich_help_panel=IO_PANEL)
+]
+RawOption = Annotated[
+    bool, typer.Option("--raw", help="Continue plain text, no chat format.", rich_help_panel=IO_PANEL)
+]
+AnimationOption = Annotated[
+    Optional[Path],
+    typer.Option(help="Also draw the denoising of the answer: a .gif or .svg (one prompt).", rich_help_panel=IO_PANEL),
+]
+ResumeOption = Annotated[
+    bool, typer.Option("--resume", help="Keep the answers of an interrupted --output run.", rich_help_panel=IO_PANEL)
+]
+
+
 @with_generation_options
 def generate(
     prompts: Annotated[Optional[list[str]], typer.Argument(help="Prompts to answer.", show_default=False)] = None,
-    input: Annotated[
-        Optional[Path],
-        typer.Option("--input", "-i", help='JSONL file, {"prompt": ...} per line.', rich_help_panel=IO_PANEL),
-    ] = None,
-    output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="JSONL file for the answers.", rich_help_panel=IO_PANEL)
-    ] = None,
-    raw: Annotated[
-        bool, typer.Option("--raw", help="Continue plain text, no chat format.", rich_help_panel=IO_PANEL)
-    ] = False,
+    input: InputOption = None,
+    output: OutputOption = None,
+    raw: RawOption = False,
     batch_size: Annotated[int, typer.Option(help="Prompts per batch.", rich_help_panel=IO_PANEL)] = 8,
-    animation: Annotated[
-        Optional[Path],
-        typer.Option(
-            help="Also draw the denoising of the answer: a .gif or .svg (one prompt).", rich_help_panel=IO_PANEL
-        ),
-    ] = None,
+    animation: AnimationOption = None,
     overwrite: OverwriteOption = False,
-    resume: Annotated[
-        bool,
-        typer.Option("--resume", help="Keep the answers of an interrupted --output run.", rich_help_panel=IO_PANEL),
-    ] = False,
+    resume: ResumeOption = False,
+    json_schema: JsonSchemaOption = None,
+    json_object: JsonObjectOption = False,
     model: ModelOption = None,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
@@ -70,6 +79,7 @@ def generate(
         raise DiffutronError("give prompts as arguments or --input FILE (one of the two)")
     for index, prompt in enumerate(prompts or []):  # before loading the model
         check_unicode(prompt, f"prompt {index}")
+    structured = response_format(json_schema, json_object)
     if batch_size < 1:
         raise DiffutronError(f"--batch-size must be >= 1, got {batch_size}")
     from diffutron.distributed import current_launch
@@ -80,6 +90,8 @@ def generate(
     if output is not None:  # before the work: a bad destination must not cost the answers
         check_destination(output, kind="file", overwrite=overwrite or sharded, inputs=[input])
     if animation is not None:
+        if structured is not None:
+            raise DiffutronError("--animation draws free answers: leave out --json-schema / --json")
         _check_animation(animation, output, len(prompts or []) if input is None else 0, sharded, overwrite)
     records = read_prompts(input) if input is not None else [{"prompt": p} for p in prompts or []]
     if sharded:
@@ -88,7 +100,15 @@ def generate(
 
         lm = load(model, launch_device(current_launch(), device), dtype)
         results = generate_jsonl_sharded(
-            lm, records, config, chat=not raw, batch_size=batch_size, output=output, resume=resume, overwrite=overwrite
+            lm,
+            records,
+            config,
+            chat=not raw,
+            batch_size=batch_size,
+            output=output,
+            resume=resume,
+            overwrite=overwrite,
+            response_format=structured,
         )
         if results is not None:
             say(f"wrote {len(results)} answers to {output}")
@@ -97,7 +117,9 @@ def generate(
     if animation is not None:
         _answer_with_animation(lm, records[0], animation, output, config, chat=not raw, overwrite=overwrite)
         return
-    results = generate_jsonl(lm, records, config, chat=not raw, batch_size=batch_size, output=output)
+    results = generate_jsonl(
+        lm, records, config, chat=not raw, batch_size=batch_size, output=output, response_format=structured
+    )
     if output is None:
         for record in results:
             if len(results) > 1:
@@ -147,6 +169,8 @@ def _answer_with_animation(
 def chat(
     system: Annotated[Optional[str], typer.Option(help="System message for the conversation.")] = None,
     viz: Annotated[bool, typer.Option("--viz/--no-viz", help="Show the canvas while it denoises.")] = True,
+    json_schema: JsonSchemaOption = None,
+    json_object: JsonObjectOption = False,
     model: ModelOption = None,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
@@ -158,10 +182,11 @@ def chat(
 
     if system is not None:
         check_unicode(system, "--system")
+    structured = response_format(json_schema, json_object)
     if isinstance(sys.stdin, io.TextIOWrapper):  # bytes that are not UTF-8 reach the chat's check, not a traceback
         sys.stdin.reconfigure(errors="surrogateescape")
     lm = load(model, device, dtype)
-    run_chat(lm, config, system=system, viz=viz, console=console)
+    run_chat(lm, config, system=system, viz=viz, console=console, response_format=structured)
 
 
 @with_generation_options

@@ -14,6 +14,7 @@ from diffutron.files import atomic_file
 from diffutron.lm import Diffutron
 from diffutron.model.tokens import check_unicode
 from diffutron.sampling.config import GenerationConfig
+from diffutron.sampling.structured import ResponseFormat
 
 
 def read_prompts(path: Path) -> list[dict[str, Any]]:
@@ -39,10 +40,11 @@ def generate_jsonl(
     chat: bool,
     batch_size: int,
     output: Path | None,
+    response_format: ResponseFormat | None = None,
 ) -> list[dict[str, Any]]:
     """Answer every record in batches; the output file appears only once all are done."""
     results: list[dict[str, Any]] = []
-    settings = answer_settings(lm, config, chat)
+    settings = answer_settings(lm, config, chat, response_format)
     progress = Progress(
         TextColumn("generating"),
         BarColumn(),
@@ -55,7 +57,8 @@ def generate_jsonl(
         task = progress.add_task("generate", total=len(records))
         for start in range(0, len(records), batch_size):
             batch = records[start : start + batch_size]
-            answers = lm.generate([record["prompt"] for record in batch], config, chat=chat, first_index=start)
+            prompts = [record["prompt"] for record in batch]
+            answers = lm.generate(prompts, config, chat=chat, first_index=start, response_format=response_format)
             results.extend(answer_record(record, answer, settings) for record, answer in zip(batch, answers))
             progress.advance(task, len(batch))
     if output is not None:
@@ -63,9 +66,15 @@ def generate_jsonl(
     return results
 
 
-def answer_settings(lm: Diffutron, config: GenerationConfig, chat: bool) -> dict[str, Any]:
-    """What an answer depends on besides its prompt: recorded with it, and checked on --resume."""
-    return {**config.to_dict(), "chat": chat, "model": lm.info()["model"]}
+def answer_settings(
+    lm: Diffutron, config: GenerationConfig, chat: bool, response_format: ResponseFormat | None = None
+) -> dict[str, Any]:
+    """What an answer depends on besides its prompt: recorded with it, and checked on --resume
+    (a structured answer's schema too; {"type": "json_object"} records as null)."""
+    settings = {**config.to_dict(), "chat": chat, "model": lm.info()["model"]}
+    if response_format is not None:
+        settings["json_schema"] = response_format.schema
+    return settings
 
 
 def answer_record(record: dict[str, Any], answer: str, settings: dict[str, Any]) -> dict[str, Any]:
@@ -96,6 +105,7 @@ def generate_jsonl_sharded(
     output: Path,
     resume: bool,
     overwrite: bool,
+    response_format: ResponseFormat | None = None,
 ) -> list[dict[str, Any]] | None:
     """`generate_jsonl` across the processes of a torchrun / accelerate launch (or resumably in one):
     each answer is the one a single process gives (every record keeps its own random stream); the
@@ -103,10 +113,11 @@ def generate_jsonl_sharded(
     against the records and these settings."""
     from diffutron.sharded_jsonl import generate_sharded
 
-    settings = answer_settings(lm, config, chat)
+    settings = answer_settings(lm, config, chat, response_format)
 
     def answer_batch(batch: list[dict[str, Any]], first_index: int) -> list[dict[str, Any]]:
-        answers = lm.generate([record["prompt"] for record in batch], config, chat=chat, first_index=first_index)
+        prompts = [record["prompt"] for record in batch]
+        answers = lm.generate(prompts, config, chat=chat, first_index=first_index, response_format=response_format)
         return [answer_record(record, answer, settings) for record, answer in zip(batch, answers)]
 
     return generate_sharded(

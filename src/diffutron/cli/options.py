@@ -38,6 +38,17 @@ JsonOutputOption = Annotated[
     Optional[Path],
     typer.Option("--output", "-o", help="Also write the results as JSON here.", rich_help_panel=IO_PANEL),
 ]
+JsonSchemaOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--json-schema",
+        help="Answer JSON that validates against the JSON Schema in this file (docs/structured-output.md).",
+        rich_help_panel=IO_PANEL,
+    ),
+]
+JsonObjectOption = Annotated[
+    bool, typer.Option("--json", help="Answer a JSON object (any keys).", rich_help_panel=IO_PANEL)
+]
 OverwriteOption = Annotated[
     bool, typer.Option("--overwrite", help="Replace the output if it exists.", rich_help_panel=IO_PANEL)
 ]
@@ -47,6 +58,22 @@ SetOption = Annotated[
 ]
 RecipeArgument = Annotated[Optional[Path], typer.Argument(help="Recipe YAML (see configs/).", show_default=False)]
 OldRecipeOption = Annotated[Optional[Path], typer.Option("--config", "-c", hidden=True)]  # the former spelling
+
+
+def response_format(json_schema: Optional[Path], json_object: bool):
+    """The `response_format` of --json-schema FILE or --json (None: free answers); a bad schema fails here,
+    before the model loads."""
+    from diffutron.errors import DiffutronError
+    from diffutron.files import read_json_object
+    from diffutron.sampling.structured import response_format, schema_format
+
+    if json_schema is not None and json_object:
+        raise DiffutronError("give --json-schema FILE or --json, not both")
+    if json_object:
+        return response_format({"type": "json_object"})
+    if json_schema is None:
+        return None
+    return schema_format(read_json_object(json_schema, "give a JSON Schema object"))
 
 
 def recipe_path(positional: Optional[Path], option: Optional[Path], required: bool = True) -> Optional[Path]:

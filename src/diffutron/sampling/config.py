@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from diffutron.errors import SettingError
-from diffutron.sampling.rules import DEFAULT_RULE, rule_class, rule_names
+from diffutron.sampling.rule_registry import DEFAULT_RULE, rule_class, rule_names
 
 MAX_SEED = 2**64 - 1  # torch generators take seeds of at most 64 bits; JSON carries any integer
 # The most new tokens, model calls (steps) or block length one call may ask for: longer than the

@@ -8,6 +8,7 @@ so the model card's neutral values cost nothing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +28,7 @@ class DuePositions:
     counts: list[int]  # positions per row, on the host
     canvas: torch.Tensor  # (rows, width)
     given: torch.Tensor  # (rows, width) bool: tokens given in the input (the prompt), not generated
+    token_sets: torch.Tensor | None = None  # (positions,) long: each one's allowed-token set, -1 for any token
 
 
 class LogitsProcessor(Protocol):
@@ -84,11 +86,40 @@ class TemperatureDraw:
         return (logits.to(torch.float64).exp() / (-noise.log()) ** self.temperature).argmax(dim=-1)
 
 
-def logits_processors(config: GenerationConfig, ids: SpecialIds) -> list[LogitsProcessor]:
-    """The processors `config` asks for, in the order they apply."""
+@dataclass(frozen=True)
+class SlotConstraint:
+    """Which tokens each position of a canvas may take: `sets` (sets, vocabulary) bool, and
+    `positions` (rows, width) long naming each position's set, -1 where any token goes."""
+
+    sets: torch.Tensor
+    positions: torch.Tensor
+
+
+class AllowedTokens:
+    """Positions restricted to a set of tokens (structured output's slots) get -inf for every other
+    token, so that no rule or draw can pick one; `sets` is (sets, vocabulary) bool, and a position's
+    `DuePositions.token_sets` entry names its set (-1: any token)."""
+
+    def __init__(self, sets: torch.Tensor) -> None:
+        self.sets = sets
+
+    def __call__(self, logits: torch.Tensor, due: DuePositions) -> torch.Tensor:
+        chosen = due.token_sets
+        if chosen is None:
+            return logits
+        allowed = self.sets[chosen.clamp(min=0)] | (chosen < 0)[:, None]
+        return logits.masked_fill(~allowed, -math.inf)
+
+
+def logits_processors(
+    config: GenerationConfig, ids: SpecialIds, token_sets: torch.Tensor | None = None
+) -> list[LogitsProcessor]:
+    """The processors `config` asks for, in the order they apply; `token_sets` restricts slots last."""
     processors: list[LogitsProcessor] = []
     if config.cfg_scale > 0:
         processors.append(Guidance(config.cfg_scale))
     if config.repetition_penalty != 1.0:
         processors.append(RepetitionPenalty(config.repetition_penalty, config.penalty_scope, ids))
+    if token_sets is not None:
+        processors.append(AllowedTokens(token_sets))
     return processors

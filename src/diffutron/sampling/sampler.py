@@ -29,7 +29,7 @@ from diffutron.model.tokens import SpecialIds
 from diffutron.sampling.cache import BlockCache
 from diffutron.sampling.config import GenerationConfig, checked_config
 from diffutron.sampling.predictions import Predictions
-from diffutron.sampling.processors import DuePositions, TemperatureDraw, logits_processors
+from diffutron.sampling.processors import DuePositions, SlotConstraint, TemperatureDraw, logits_processors
 from diffutron.sampling.rules import Budget, Plan, commit_rule
 from diffutron.sampling.stopping import AnswerEnd, AnswerStops
 from diffutron.sampling.streams import RowStreams, row_seeds_for
@@ -124,6 +124,7 @@ def denoise(
     stop_texts: Sequence[str] | None = None,
     callback: StepCallback | None = None,
     row_seeds: Sequence[int | None] | None = None,
+    constraint: SlotConstraint | None = None,
 ) -> torch.LongTensor:
     """Fill every mask of `canvas` (rows with equally many masks), block by block in order.
 
@@ -132,7 +133,8 @@ def denoise(
     up to the end of the current block: a position where the model chose the mask token stays
     open in later steps and blocks (docs/reference-behaviour.md, section 3). `stop_texts=None`
     disables early stopping; otherwise stop tokens and those texts end a row's answer.
-    Random streams per row as in `sample`.
+    Random streams per row as in `sample`. `constraint` restricts positions to token sets
+    (structured output, `sampling/structured/`).
     """
     ids = SpecialIds.from_tokenizer(tokenizer)
     masks_per_row = (canvas == ids.mask).sum(dim=1)
@@ -143,8 +145,9 @@ def denoise(
         return canvas.clone()
     if row_seeds is None:
         row_seeds = row_seeds_for(config.seed, canvas.shape[0])
-    decoder = Decoder(model, tokenizer, config, masks=masks, stop_texts=stop_texts)
-    decoder.add(canvas, row_seeds)
+    token_sets = None if constraint is None else constraint.sets
+    decoder = Decoder(model, tokenizer, config, masks=masks, stop_texts=stop_texts, token_sets=token_sets)
+    decoder.add(canvas, row_seeds, token_sets=None if constraint is None else constraint.positions)
     while decoder.step(callback):
         pass
     return decoder.canvas
@@ -191,6 +194,7 @@ class _RowState:
         self.region = torch.empty((0, masks), dtype=torch.long, device=device)  # mask positions, in order
         self.attention = torch.empty((0, 0), dtype=torch.bool, device=device)
         self.given = torch.empty((0, 0), dtype=torch.bool, device=device)
+        self.token_sets = torch.empty((0, 0), dtype=torch.long, device=device)  # -1: any token
         self.streams = RowStreams([], device)
         self.stopper = stopper
         self.cache = cache
@@ -199,10 +203,16 @@ class _RowState:
         return len(self.records)
 
     def add(
-        self, canvas: torch.Tensor, seeds: Sequence[int | None], calls: int, stops: Sequence[AnswerStops] | None = None
+        self,
+        canvas: torch.Tensor,
+        seeds: Sequence[int | None],
+        calls: int,
+        stops: Sequence[AnswerStops] | None = None,
+        token_sets: torch.Tensor | None = None,
     ) -> None:
         """Append the rows of `canvas` (on the device, `masks` masks each), their blocks not begun; `stops`:
-        each row's own end, if not the stopper's."""
+        each row's own end, if not the stopper's; `token_sets` (the rows' positions' allowed-token
+        sets) None: any token anywhere."""
         rows, width = canvas.shape
         eos = self.ids.eos
         region_mask = canvas == self.ids.mask
@@ -211,6 +221,8 @@ class _RowState:
         self.canvas = torch.cat([_widen(self.canvas, width, eos), _widen(canvas, width, eos)])
         self.attention = torch.cat([_widen(self.attention, width, False), _widen(attention, width, False)])
         self.given = torch.cat([_widen(self.given, width, False), _widen(~region_mask & attention, width, False)])
+        sets = torch.full_like(canvas, -1) if token_sets is None else token_sets.to(canvas.device)
+        self.token_sets = torch.cat([_widen(self.token_sets, width, -1), _widen(sets, width, -1)])
         self.region = torch.cat([self.region, region_mask.nonzero()[:, 1].view(rows, self.masks)])
         columns = torch.arange(1, canvas.shape[1] + 1, device=canvas.device)
         self.records += [_Row(row_width, calls) for row_width in (attention * columns).amax(dim=1).tolist()]
@@ -226,6 +238,7 @@ class _RowState:
         self.canvas = self.canvas[index, :width]
         self.attention = self.attention[index, :width]
         self.given = self.given[index, :width]
+        self.token_sets = self.token_sets[index, :width]
         self.region = self.region[index]
         self.streams.keep(rows)
         for helper in (self.stopper, self.cache):
@@ -262,7 +275,9 @@ class Decoder:
         *,
         masks: int,
         stop_texts: Sequence[str] | None = None,
+        token_sets: torch.Tensor | None = None,
     ) -> None:
+        """`token_sets` (sets, vocabulary) bool: the sets that rows' positions may be restricted to (`add`)."""
         self.ids = SpecialIds.from_tokenizer(tokenizer)
         self.config = config
         self.masks = masks  # per row
@@ -274,7 +289,8 @@ class Decoder:
         stopper = AnswerEnd(tokenizer, self.ids.mask, self.ids.stops, stop_texts) if stop_texts is not None else None
         cache = BlockCache(model, config.cache) if config.cache != "none" else None
         self.state = _RowState(self.device, masks, self.ids, stopper, cache)
-        self.processors = logits_processors(config, self.ids)
+        self.token_sets = token_sets
+        self.processors = logits_processors(config, self.ids, token_sets)
         self.draw = TemperatureDraw(config.temperature, self.state.streams)
         self.calls = 0
         self._done: list[bool] = []  # per row, as of the last call (and the adds, drops and removes since)
@@ -295,10 +311,16 @@ class Decoder:
         return list(self._done)
 
     def add(
-        self, canvas: torch.Tensor, seeds: Sequence[int | None], stops: Sequence[AnswerStops] | None = None
+        self,
+        canvas: torch.Tensor,
+        seeds: Sequence[int | None],
+        stops: Sequence[AnswerStops] | None = None,
+        token_sets: torch.Tensor | None = None,
     ) -> None:
         """Append rows (each with exactly `masks` masks); row i draws from a stream seeded `seeds[i]`
-        and, with early stopping, ends at `stops[i]` if given (a request's stop strings)."""
+        and, with early stopping, ends at `stops[i]` if given (a request's stop strings). `token_sets`
+        (rows, width) long names the set of the decoder's `token_sets` each position is restricted
+        to (-1: any token), None for free rows."""
         rows = canvas.shape[0]
         if len(seeds) != rows:
             raise DiffutronError(f"row_seeds has {len(seeds)} entries for {rows} rows: give one per row")
@@ -306,10 +328,12 @@ class Decoder:
             raise DiffutronError(
                 "with stochastic transfer the rows go from block to block together: a running decoder takes no new rows"
             )
+        if token_sets is not None and (self.token_sets is None or token_sets.shape != canvas.shape):
+            raise DiffutronError("token_sets needs a decoder built with token sets, and one entry per canvas position")
         canvas = canvas.to(self.device)
         if not bool(((canvas == self.ids.mask).sum(dim=1) == self.masks).all()):
             raise DiffutronError(f"every row must have {self.masks} masks to fill")
-        self.state.add(canvas, seeds, self.calls, stops)
+        self.state.add(canvas, seeds, self.calls, stops, token_sets)
         self._done += [False] * rows
         self._changed()
 
@@ -382,7 +406,9 @@ class Decoder:
         """
         config, canvas = self.config, self.canvas
         row_index, column = torch.nonzero_static(still_masked, size=sum(due)).unbind(dim=1)
-        positions = DuePositions(row_index, self.state.region[row_index, column], due, canvas, self.state.given)
+        columns = self.state.region[row_index, column]
+        sets = None if self.token_sets is None else self.state.token_sets[row_index, columns]
+        positions = DuePositions(row_index, columns, due, canvas, self.state.given, sets)
         logits = _logits_at(self.parts, hidden, positions, guided=config.cfg_scale > 0)
         for processor in self.processors:
             logits = processor(logits, positions)
