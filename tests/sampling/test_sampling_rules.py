@@ -27,7 +27,7 @@ LN2 = math.log(2)
 
 
 def test_rules_are_found_by_file_name_default_first():
-    assert rule_names() == ("count", "factor", "threshold")
+    assert rule_names() == ("count", "dilated", "early_commit", "entropy_bound", "factor", "revocable", "threshold")
     assert (rule_class("count"), rule_class("factor"), rule_class("threshold")) == (CountSchedule, Factor, Threshold)
     assert all(issubclass(rule_class(name), CommitRule) and rule_class(name).name == name for name in rule_names())
 
@@ -35,7 +35,11 @@ def test_rules_are_found_by_file_name_default_first():
 def test_an_unknown_rule_is_refused_naming_the_field():
     with pytest.raises(SettingError) as error:
         rule_class("_parallel")  # a helper module, not a rule
-    assert error.value.param == "rule" and "choose one of: count, factor, threshold" in str(error.value)
+    assert (
+        error.value.param == "rule"
+        and "choose one of: count, dilated, early_commit, entropy_bound, factor, revocable, threshold"
+        in str(error.value)
+    )
 
 
 def test_a_config_builds_its_rule_with_its_knobs():

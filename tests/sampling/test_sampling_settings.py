@@ -33,6 +33,11 @@ HTTP_SETTINGS = (
     "rule",
     "threshold",
     "factor",
+    "entropy_bound",
+    "commit_gap",
+    "draft_threshold",
+    "revoke_below",
+    "confidence",
     "cache",
     "refresh_every",
 )
@@ -49,13 +54,21 @@ BOUNDARIES = {
     "repetition_penalty": (0.1, 10.0, math.nextafter(0.1, 0), math.nextafter(10.0, math.inf)),
     "threshold": (math.nextafter(0.0, 1), 1.0, 0.0, math.nextafter(1.0, 2)),
     "factor": (math.nextafter(0.0, 1), 100.0, 0.0, math.nextafter(100.0, math.inf)),
+    "entropy_bound": (math.nextafter(0.0, 1), 100.0, 0.0, math.nextafter(100.0, math.inf)),
+    "commit_gap": (math.nextafter(0.0, 1), 1.0, 0.0, math.nextafter(1.0, 2)),
+    "draft_threshold": (math.nextafter(0.0, 1), 1.0, 0.0, math.nextafter(1.0, 2)),
+    "revoke_below": (math.nextafter(0.0, 1), 1.0, 0.0, math.nextafter(1.0, 2)),
     "top_k": (0, 2**31 - 1, -1, 2**31),
     "top_p": (math.nextafter(0.0, 1), 1.0, 0.0, math.nextafter(1.0, 2)),
     "min_p": (0.0, 1.0, -1e-9, math.nextafter(1.0, 2)),
     "presence_penalty": (-2.0, 2.0, math.nextafter(-2.0, -3), math.nextafter(2.0, 3)),
     "frequency_penalty": (-2.0, 2.0, math.nextafter(-2.0, -3), math.nextafter(2.0, 3)),
 }
-NEEDS = {"refresh_every": {"cache": "dual"}}  # what a field needs beside it
+NEEDS = {
+    "refresh_every": {"cache": "dual"},
+    "draft_threshold": {"revoke_below": 0.9},
+    "revoke_below": {"draft_threshold": 0.5},
+}  # what a field needs beside it
 
 
 @pytest.mark.parametrize("name", BOUNDARIES)
@@ -140,7 +153,12 @@ def test_cli_logit_bias_is_a_repeatable_id_equals_bias_flag():
         ({"factor": 101}, "factor must be at most 100", "factor"),
         ({"remasking": "best"}, "unknown remasking 'best'; choose one of: low_confidence, random", "remasking"),
         ({"early_stop": 1}, "early_stop must be True or False, got 1", "early_stop"),
-        ({"rule": "fastest"}, "unknown rule 'fastest'; choose one of: count, factor, threshold", "rule"),
+        (
+            {"rule": "fastest"},
+            "unknown rule 'fastest'; choose one of: count, dilated, early_commit, entropy_bound, factor, revocable, "
+            "threshold",
+            "rule",
+        ),
         ({"rule": "threshold"}, "rule 'threshold' needs threshold (a confidence; 0.9 is a good start)", "threshold"),
         ({"rule": "factor", "threshold": 0.9}, "threshold is a knob of rule 'threshold', not 'factor'", "threshold"),
         ({"rule": "count", "factor": 1.0}, "factor is a knob of rule 'factor', not 'count'", "factor"),
@@ -190,7 +208,9 @@ def test_cli_flags_are_derived_from_the_fields():
         assert _GENERATION_OPTIONS[name][1].help == settings()[name].help
     for name in ("rule", "threshold", "factor", "cache", "refresh_every", "seed"):
         assert _GENERATION_OPTIONS[name][1].default is None  # unset: the --speed preset decides
-    assert _GENERATION_OPTIONS["rule"][1].help.endswith("One of: count, factor, threshold.")
+    assert _GENERATION_OPTIONS["rule"][1].help.endswith(
+        "One of: count, dilated, early_commit, entropy_bound, factor, revocable, threshold."
+    )
     assert typing.get_args(_GENERATION_OPTIONS["speed"][0]) == SPEEDS
 
 
@@ -221,7 +241,15 @@ def test_http_fields_are_derived_from_the_fields():
     assert DiffusionSettings.model_fields["temperature"].description == settings()["temperature"].help
     schema = DiffusionSettings.model_json_schema()["properties"]
     assert schema["remasking"]["anyOf"][0]["enum"] == ["low_confidence", "random"]
-    assert schema["rule"]["anyOf"][0]["enum"] == ["count", "factor", "threshold"]
+    assert schema["rule"]["anyOf"][0]["enum"] == [
+        "count",
+        "dilated",
+        "early_commit",
+        "entropy_bound",
+        "factor",
+        "revocable",
+        "threshold",
+    ]
     assert schema["seed"]["anyOf"][0] == {"type": "integer", "minimum": 0, "maximum": MAX_SEED}
 
 

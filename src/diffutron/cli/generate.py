@@ -30,31 +30,35 @@ if TYPE_CHECKING:
 _DEFAULTS = GenerationConfig()
 
 
+InputOption = Annotated[
+    Optional[Path],
+    typer.Option("--input", "-i", help='JSONL file, {"prompt": ...} per line.', rich_help_panel=IO_PANEL),
+]
+OutputOption = Annotated[
+    Optional[Path], typer.Option("--output", "-o", help="JSONL file for the answers.", rich_help_panel=IO_PANEL)
+]
+RawOption = Annotated[
+    bool, typer.Option("--raw", help="Continue plain text, no chat format.", rich_help_panel=IO_PANEL)
+]
+AnimationOption = Annotated[
+    Optional[Path],
+    typer.Option(help="Also draw the denoising of the answer: a .gif or .svg (one prompt).", rich_help_panel=IO_PANEL),
+]
+ResumeOption = Annotated[
+    bool, typer.Option("--resume", help="Keep the answers of an interrupted --output run.", rich_help_panel=IO_PANEL)
+]
+
+
 @with_generation_options
 def generate(
     prompts: Annotated[Optional[list[str]], typer.Argument(help="Prompts to answer.", show_default=False)] = None,
-    input: Annotated[
-        Optional[Path],
-        typer.Option("--input", "-i", help='JSONL file, {"prompt": ...} per line.', rich_help_panel=IO_PANEL),
-    ] = None,
-    output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="JSONL file for the answers.", rich_help_panel=IO_PANEL)
-    ] = None,
-    raw: Annotated[
-        bool, typer.Option("--raw", help="Continue plain text, no chat format.", rich_help_panel=IO_PANEL)
-    ] = False,
+    input: InputOption = None,
+    output: OutputOption = None,
+    raw: RawOption = False,
     batch_size: Annotated[int, typer.Option(help="Prompts per batch.", rich_help_panel=IO_PANEL)] = 8,
-    animation: Annotated[
-        Optional[Path],
-        typer.Option(
-            help="Also draw the denoising of the answer: a .gif or .svg (one prompt).", rich_help_panel=IO_PANEL
-        ),
-    ] = None,
+    animation: AnimationOption = None,
     overwrite: OverwriteOption = False,
-    resume: Annotated[
-        bool,
-        typer.Option("--resume", help="Keep the answers of an interrupted --output run.", rich_help_panel=IO_PANEL),
-    ] = False,
+    resume: ResumeOption = False,
     json_schema: JsonSchemaOption = None,
     json_object: JsonObjectOption = False,
     model: ModelOption = None,

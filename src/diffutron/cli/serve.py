@@ -24,97 +24,84 @@ def _limit(option: str, help: str) -> typer.models.OptionInfo:
     return typer.Option(min=bound.low, max=bound.high, help=help, rich_help_panel=LIMITS_PANEL)
 
 
+def _at_least_one(help: str) -> typer.models.OptionInfo:
+    """A count of the limits panel, 1 or more."""
+    return typer.Option(min=1, help=help, rich_help_panel=LIMITS_PANEL)
+
+
+def _server(help: str, *names: str) -> typer.models.OptionInfo:
+    """An option of the server panel."""
+    return typer.Option(*names, help=help, rich_help_panel=SERVER_PANEL)
+
+
+SpeedOption = Annotated[Literal[SPEEDS], typer.Option(help="Default settings: exact is the model card's output.")]
+HostOption = Annotated[str, _server("Address to listen on; 0.0.0.0 opens the server to the network.")]
+PortOption = Annotated[
+    int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.", rich_help_panel=SERVER_PANEL)
+]
+ServedModelNameOption = Annotated[Optional[str], _server("The model id clients send (default: from --model).")]
+ApiKeyOption = Annotated[
+    Optional[str],
+    typer.Option(
+        envvar="DIFFUTRON_API_KEY",
+        help="Require 'Authorization: Bearer KEY' (not on the page, /health, /metrics).",
+        rich_help_panel=SERVER_PANEL,
+    ),
+]
+MaxBatchSizeOption = Annotated[int, _at_least_one("Most answers decoded together in one batch.")]
+BatchWaitOption = Annotated[float, _limit("batch_wait_ms", "Longest wait for more requests to fill a batch.")]
+MaxQueueOption = Annotated[int, _at_least_one("Requests allowed to wait; more get a 429.")]
+RequestTimeoutOption = Annotated[float, _limit("request_timeout", "Seconds before an unanswered request gets a 504.")]
+MaxRequestTokensOption = Annotated[
+    int, _at_least_one("Most tokens one request may ask for: n x (prompt + max_tokens).")
+]
+MaxConnectionsOption = Annotated[int, _at_least_one("Open connections allowed; requests on more get a 503.")]
+ReadTimeoutOption = Annotated[
+    float, _limit("read_timeout", "Seconds a client has to send a whole request; slower ones are disconnected.")
+]
+AllowedHostOption = Annotated[
+    Optional[list[str]],
+    _server("A host name clients may use besides IP addresses and localhost (repeatable; '*': any)."),
+]
+OpenapiOption = Annotated[bool, _server("Serve the API's schema at /openapi.json (behind the key).", "--openapi")]
+UserTagsOption = Annotated[
+    Literal["keep", "escape", "refuse"], _server("Chat tags typed in user messages: keep, escape or refuse (400).")
+]
+BatchAtATimeOption = Annotated[
+    bool,
+    typer.Option(
+        "--batch-at-a-time",
+        help="No continuous batching: requests wait for the running batch to end instead of joining it.",
+        rich_help_panel=LIMITS_PANEL,
+    ),
+]
+CompileOption = Annotated[
+    bool,
+    _server("torch.compile the encoder before serving (about a minute on a CPU; faster batches after).", "--compile"),
+]
+
+
 def serve(
     model: ModelOption = None,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
-    speed: Annotated[
-        Literal[SPEEDS], typer.Option(help="Default settings: exact is the model card's output.")
-    ] = "exact",
-    host: Annotated[
-        str,
-        typer.Option(
-            help="Address to listen on; 0.0.0.0 opens the server to the network.", rich_help_panel=SERVER_PANEL
-        ),
-    ] = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.", rich_help_panel=SERVER_PANEL)
-    ] = 8000,
-    served_model_name: Annotated[
-        Optional[str],
-        typer.Option(help="The model id clients send (default: from --model).", rich_help_panel=SERVER_PANEL),
-    ] = None,
-    api_key: Annotated[
-        Optional[str],
-        typer.Option(
-            envvar="DIFFUTRON_API_KEY",
-            help="Require 'Authorization: Bearer KEY' (not on the page, /health, /metrics).",
-            rich_help_panel=SERVER_PANEL,
-        ),
-    ] = None,
-    max_batch_size: Annotated[
-        int, typer.Option(min=1, help="Most answers decoded together in one batch.", rich_help_panel=LIMITS_PANEL)
-    ] = 16,
-    batch_wait_ms: Annotated[
-        float,
-        _limit("batch_wait_ms", "Longest wait for more requests to fill a batch."),
-    ] = 10.0,
-    max_queue: Annotated[
-        int, typer.Option(min=1, help="Requests allowed to wait; more get a 429.", rich_help_panel=LIMITS_PANEL)
-    ] = 64,
-    request_timeout: Annotated[
-        float,
-        _limit("request_timeout", "Seconds before an unanswered request gets a 504."),
-    ] = 120.0,
-    max_request_tokens: Annotated[
-        int,
-        typer.Option(
-            min=1, help="Most tokens one request may ask for: n x (prompt + max_tokens).", rich_help_panel=LIMITS_PANEL
-        ),
-    ] = DEFAULT_MAX_REQUEST_TOKENS,
-    max_connections: Annotated[
-        int,
-        typer.Option(min=1, help="Open connections allowed; requests on more get a 503.", rich_help_panel=LIMITS_PANEL),
-    ] = DEFAULT_MAX_CONNECTIONS,
-    read_timeout: Annotated[
-        float,
-        _limit("read_timeout", "Seconds a client has to send a whole request; slower ones are disconnected."),
-    ] = DEFAULT_READ_TIMEOUT_S,
-    allowed_host: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            help="A host name clients may use besides IP addresses and localhost (repeatable; '*': any).",
-            rich_help_panel=SERVER_PANEL,
-        ),
-    ] = None,
-    openapi: Annotated[
-        bool,
-        typer.Option(
-            "--openapi", help="Serve the API's schema at /openapi.json (behind the key).", rich_help_panel=SERVER_PANEL
-        ),
-    ] = False,
-    user_tags: Annotated[
-        Literal["keep", "escape", "refuse"],
-        typer.Option(
-            help="Chat tags typed in user messages: keep, escape or refuse (400).", rich_help_panel=SERVER_PANEL
-        ),
-    ] = "keep",
-    batch_at_a_time: Annotated[
-        bool,
-        typer.Option(
-            "--batch-at-a-time",
-            help="No continuous batching: requests wait for the running batch to end instead of joining it.",
-            rich_help_panel=LIMITS_PANEL,
-        ),
-    ] = False,
-    compile: Annotated[
-        bool,
-        typer.Option(
-            "--compile",
-            help="torch.compile the encoder before serving (about a minute on a CPU; faster batches after).",
-            rich_help_panel=SERVER_PANEL,
-        ),
-    ] = False,
+    speed: SpeedOption = "exact",
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    served_model_name: ServedModelNameOption = None,
+    api_key: ApiKeyOption = None,
+    max_batch_size: MaxBatchSizeOption = 16,
+    batch_wait_ms: BatchWaitOption = 10.0,
+    max_queue: MaxQueueOption = 64,
+    request_timeout: RequestTimeoutOption = 120.0,
+    max_request_tokens: MaxRequestTokensOption = DEFAULT_MAX_REQUEST_TOKENS,
+    max_connections: MaxConnectionsOption = DEFAULT_MAX_CONNECTIONS,
+    read_timeout: ReadTimeoutOption = DEFAULT_READ_TIMEOUT_S,
+    allowed_host: AllowedHostOption = None,
+    openapi: OpenapiOption = False,
+    user_tags: UserTagsOption = "keep",
+    batch_at_a_time: BatchAtATimeOption = False,
+    compile: CompileOption = False,
 ) -> None:
     """Serve a model over the OpenAI API (chat, completions), plus /v1/infill, /health, /metrics and a chat page."""
     from transformers.utils import logging as transformers_logging

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from diffutron.errors import SettingError
-from diffutron.sampling.rules import DEFAULT_RULE, rule_class, rule_names
+from diffutron.sampling.rule_registry import DEFAULT_RULE, rule_class, rule_names
 
 MAX_SEED = 2**64 - 1  # torch generators take seeds of at most 64 bits; JSON carries any integer
 # The most new tokens, model calls (steps) or block length one call may ask for: longer than the
 # context of any model Diffutron runs, and small enough that planning the schedule is instant.
 WORK_CAP = 8192
+Confidence = Literal["probability", "margin", "entropy"]  # what ranks positions under low-confidence remasking
 MODEL_CARD_GROUP = "model card"  # the model card's sampler settings
 FAST_GROUP = "fast"  # fast generation: the commit rules and the block cache
 CONTROLS_GROUP = "controls"  # OpenAI's sampling controls, neutral by default
@@ -52,6 +53,11 @@ class Setting:
 
 def _setting(default: Any, help: str, **options: Any) -> Any:
     return field(default=default, metadata={"setting": Setting(help, **options)})
+
+
+def _fraction_knob(help: str, rule: str, hint: str) -> Any:
+    """A commit rule's knob that is a probability (or a gap between two): unset by default, in (0, 1]."""
+    return _setting(None, help, minimum=0, open_minimum=True, maximum=1, hint=hint, rule=rule, group=FAST_GROUP)
 
 
 @dataclass(frozen=True)
@@ -141,15 +147,10 @@ class GenerationConfig:
     )
     truncate: Literal["error", "left"] = _setting("error", "Long prompts: refuse, or cut from the left.", http=False)
     rule: str | None = _setting(None, "Commit rule (a knob alone picks its rule).", group=FAST_GROUP)
-    threshold: float | None = _setting(
-        None,
+    threshold: float | None = _fraction_knob(
         "Parallel decoding: commit every token this confident.",
-        minimum=0,
-        open_minimum=True,
-        maximum=1,
-        hint=" (a confidence; 0.9 is a good start)",
         rule="threshold",
-        group=FAST_GROUP,
+        hint=" (a confidence; 0.9 is a good start)",
     )
     factor: float | None = _setting(
         None,
@@ -162,6 +163,37 @@ class GenerationConfig:
         rule="factor",
         group=FAST_GROUP,
     )
+    entropy_bound: float | None = _setting(
+        None,
+        "Entropy-bounded decoding: commit the least uncertain tokens while their entropies sum to at most this.",
+        minimum=0,
+        open_minimum=True,
+        hint=" (in nats; 0.5 is a good start)",
+        cap=100,
+        cap_reason="above it every position passes",
+        rule="entropy_bound",
+        group=FAST_GROUP,
+    )
+    commit_gap: float | None = _fraction_knob(
+        "Early commit: once every open token's top-1/top-2 probability gap is at least this, commit them all.",
+        rule="early_commit",
+        hint=" (a probability gap; 0.5 is a good start)",
+    )
+    draft_threshold: float | None = _fraction_knob(
+        "Revocable commits: commit every token this confident (low: drafts), with revoke_below.",
+        rule="revocable",
+        hint=" (a confidence; 0.7 is a good start)",
+    )
+    revoke_below: float | None = _fraction_knob(
+        "Revocable commits: mask a decided token again when its new probability is below this.",
+        rule="revocable",
+        hint=" (a probability; 0.9 is a good start)",
+    )
+    confidence: Confidence = _setting(
+        "probability",
+        "What ranks positions and meets thresholds: the token's probability, top-1 minus top-2, or exp(-entropy).",
+        group=FAST_GROUP,
+    )
     cache: Literal["none", "prefix", "dual"] = _setting("none", "Block cache.", group=FAST_GROUP)
     refresh_every: int | None = _setting(
         None, "Also refresh the cache every N calls of a block.", minimum=1, cap=WORK_CAP, group=FAST_GROUP
@@ -171,6 +203,10 @@ class GenerationConfig:
         for name, setting in settings().items():
             self._normalize(name, _checked(name, getattr(self, name), setting, field_type(name)))
         self._check_rule()
+        if self.confidence != "probability" and self.remasking != "low_confidence":
+            raise SettingError(
+                "confidence ranks positions under remasking='low_confidence' only: drop it", "confidence"
+            )
         if self.refresh_every is not None and self.cache == "none":
             raise SettingError("refresh_every sets how often the cache is refreshed: choose a cache too")
 

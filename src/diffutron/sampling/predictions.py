@@ -1,8 +1,9 @@
 """What the model predicts at the positions due at one call, as the commit rules see it.
 
 Two numbers are easily confused here. The **ranking score** (`score`) orders the positions a rule
-may commit: the candidate's probability under low-confidence remasking, a uniform random number
-under random remasking. The **probability** (`probability`) is always the model's probability of
+may commit: the position's confidence under low-confidence remasking (by the `confidence` setting:
+the candidate's probability, the margin between the two most probable tokens, or exp(-entropy)),
+a uniform random number under random remasking. The **probability** (`probability`) is always the model's probability of
 the candidate token, and it is what a `StepEvent` reports for the tokens a call committed.
 """
 
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import torch
+
+from diffutron.sampling.config import Confidence
 
 
 class Predictions:
@@ -33,10 +36,15 @@ class Predictions:
         logits: torch.Tensor | None,
         mask_id: int,
         random_scores: torch.Tensor | None = None,
+        confidence: Confidence = "probability",
+        offsets: torch.Tensor | None = None,
+        held: torch.Tensor | None = None,
     ) -> None:
         """`rows`, `columns`: where each due position lies; `tokens`, `logits`: its candidate and its
         processed logits, one row per position; `random_scores`: the ranking scores of random remasking
-        (None: the probabilities rank)."""
+        (None: the `confidence` measure ranks); `offsets`: each position's index in its row's block
+        (negative for a mask of an earlier block still open); `held`: the token on the canvas at each
+        position (the mask token where it is still open; only for rules that revise decided tokens)."""
         self.shape = shape
         self.rows = rows
         self.columns = columns
@@ -44,6 +52,9 @@ class Predictions:
         self._tokens = tokens
         self._logits = logits
         self._random_scores = random_scores
+        self.confidence = confidence
+        self._offsets = offsets
+        self._held = held
         self.logprobs: CommitLogprobs | None = None  # set by a decoder asked for log-probabilities
 
     @classmethod
@@ -61,8 +72,14 @@ class Predictions:
     @cached_property
     def score(self) -> torch.Tensor:
         """(rows, width) float32: the ranking score, -inf where nothing is due."""
-        scores = self._candidate_probability if self._random_scores is None else self._random_scores
-        return self._grid(scores, -math.inf, torch.float32)
+        if self._random_scores is not None:
+            return self._grid(self._random_scores, -math.inf, torch.float32)
+        measure = {
+            "probability": lambda: self._candidate_probability,
+            "margin": lambda: self._margin,
+            "entropy": lambda: (-self._entropy).exp(),  # in (0, 1], ranked as the negative entropy
+        }[self.confidence]
+        return self._grid(measure(), -math.inf, torch.float32)
 
     @cached_property
     def probability(self) -> torch.Tensor:
@@ -73,13 +90,20 @@ class Predictions:
     def entropy(self) -> torch.Tensor:
         """(rows, width) float32: the entropy of the position's distribution, in nats (summed in float32
         even when the model computes in bfloat16: a sum over the vocabulary needs the precision)."""
-        return self._grid(torch.special.entr(self._distribution.float()).sum(dim=-1), math.nan, torch.float32)
+        return self._grid(self._entropy, math.nan, torch.float32)
 
     @cached_property
     def margin(self) -> torch.Tensor:
         """(rows, width) float32: the top-1 minus the top-2 probability of the position's distribution."""
-        top = self._distribution.float().topk(2, dim=-1).values
-        return self._grid(top[:, 0] - top[:, 1], math.nan, torch.float32)
+        return self._grid(self._margin, math.nan, torch.float32)
+
+    @cached_property
+    def offsets(self) -> torch.Tensor:
+        """(rows, width) long: each due position's index in its row's block (negative for a mask of an
+        earlier block still open), -1 where nothing is due."""
+        if self._offsets is None:
+            raise ValueError("these predictions carry no block offsets")
+        return self._grid(self._offsets, -1, torch.long)
 
     @cached_property
     def due(self) -> torch.Tensor:
@@ -87,10 +111,36 @@ class Predictions:
         return self._grid(torch.ones_like(self.rows, dtype=torch.bool), False, torch.bool)
 
     @cached_property
+    def decided(self) -> torch.Tensor:
+        """(rows, width) bool: due positions that already hold a token (a rule that revises may mask it again)."""
+        if self._held is None:
+            return torch.zeros(self.shape, dtype=torch.bool, device=self.rows.device)
+        return self._grid(self._held != self.mask_id, False, torch.bool)
+
+    @cached_property
+    def held_probability(self) -> torch.Tensor:
+        """(rows, width) float32: the model's probability, at this call, of the token a decided position
+        holds; NaN elsewhere."""
+        if self._held is None:
+            return torch.full(self.shape, math.nan, dtype=torch.float32, device=self.rows.device)
+        decided = self._held != self.mask_id
+        held = self._distribution.gather(1, torch.where(decided, self._held, 0)[:, None]).squeeze(1)
+        return self._grid(torch.where(decided, held, math.nan), math.nan, torch.float32)
+
+    @cached_property
     def _distribution(self) -> torch.Tensor:
         if self._logits is None:
             raise ValueError("these predictions carry ranking scores only")
         return self._logits.softmax(dim=-1)
+
+    @cached_property
+    def _entropy(self) -> torch.Tensor:
+        return torch.special.entr(self._distribution.float()).sum(dim=-1)
+
+    @cached_property
+    def _margin(self) -> torch.Tensor:
+        top = self._distribution.float().topk(2, dim=-1).values
+        return top[:, 0] - top[:, 1]
 
     @cached_property
     def _candidate_probability(self) -> torch.Tensor:

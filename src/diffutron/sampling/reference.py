@@ -52,6 +52,15 @@ def reference_stochastic_counts(mask_num: int, steps: int) -> list[int]:
 
 
 @torch.no_grad()
+def _block_schedule(block_masks, steps_per_block, stochastic_transfer):
+    """Each row's reveal counts per step of one block, from the row's masks in the block."""
+    if stochastic_transfer:
+        drawn = [reference_stochastic_counts(m, steps_per_block) for m in block_masks]
+        kept = [i for i in range(steps_per_block) if any(counts[i] > 0 for counts in drawn)]
+        return [[counts[i] for i in kept] for counts in drawn]  # a step where no row reveals: no call
+    return [reference_transfer_counts(m, steps_per_block) for m in block_masks]
+
+
 def reference_sample(
     model,
     tokenizer,
@@ -86,12 +95,7 @@ def reference_sample(
             start = lens[j] + b * block_length
             end = min(start + block_length, lens[j] + max_new_tokens)
             block_masks.append(int((x[j, start:end] == mask_id).sum()))
-        if stochastic_transfer:
-            drawn = [reference_stochastic_counts(m, steps_per_block) for m in block_masks]
-            kept = [i for i in range(steps_per_block) if any(counts[i] > 0 for counts in drawn)]
-            schedule = [[counts[i] for i in kept] for counts in drawn]  # a step where no row reveals: no call
-        else:
-            schedule = [reference_transfer_counts(m, steps_per_block) for m in block_masks]
+        schedule = _block_schedule(block_masks, steps_per_block, stochastic_transfer)
         for i in range(len(schedule[0])):
             mask_index = x == mask_id
             if cfg_scale > 0.0:

@@ -52,6 +52,7 @@ class StepEvent:
     probability: torch.Tensor | None = None  # (rows, width) float32: P(token) where committed, NaN elsewhere
     finished: torch.Tensor | None = None  # (rows,) bool on the CPU, rows the sampler no longer works on
     decoder: Decoder | None = None  # the decoder that made the call (see `drop`)
+    revoked: torch.Tensor | None = None  # (rows, width) bool, decided positions masked again (rules that revise)
     logprobs: CommitLogprobs | None = None  # with `Decoder(logprobs=k)`: the committed tokens' log-probabilities
 
     @property
@@ -184,7 +185,7 @@ class _OnDevice:
     block_start: torch.Tensor  # (rows,) long, index in the row's region where its block starts
     block_end: torch.Tensor  # (rows,) long
     began: torch.Tensor  # (rows,) long, the decoder's call count when the row's block began
-    plans: torch.Tensor | None  # (rows, calls + 1) long counts per call, a 0 last; None for the parallel rules
+    plans: torch.Tensor | None  # (rows, calls + 1) long counts per call, a 0 last; None for unplanned rules
     attention: torch.Tensor | None  # (rows, width) long, None when no row has padding
     done: list[bool]  # the host flags these were built from
 
@@ -394,9 +395,12 @@ class Decoder:
         # the step's one read before the model call: per row, the masks due and those of earlier blocks
         due, earlier = torch.stack([still_masked.sum(dim=1), earlier_masks.sum(dim=1)]).tolist()
         hidden = self._hidden(state, earlier_masks, max(earlier), done)
-        predictions = self._predict(hidden, still_masked, due)
+        predictions = self._predict(hidden, still_masked, due, state.block_start)
         committed = self.rule.choose(predictions, budget)
         self.state.canvas = torch.where(committed, predictions.tokens, self.canvas)
+        revoked = self.rule.revoke(predictions, committed) if self.rule.revises else None
+        if revoked is not None:
+            self.state.canvas = self.canvas.masked_fill(revoked, self.ids.mask)
         self.calls += 1
         if self.state.stopper is not None or self.rule.until_filled:
             # the step's one read after the model call: the answers, for their ends and the full blocks
@@ -411,10 +415,12 @@ class Decoder:
         if callback is not None:
             filled_now = committed & (self.canvas != self.ids.mask)  # a mask written back fills nothing
             probability = torch.where(filled_now, predictions.probability, math.nan)
+            finished = torch.tensor(done)
             logprobs = None if predictions.logprobs is None else predictions.logprobs.where(filled_now)
-            callback(
-                StepEvent(self.canvas, filled_now, blocks, self.calls, probability, torch.tensor(done), self, logprobs)
+            event = StepEvent(
+                self.canvas, filled_now, blocks, self.calls, probability, finished, self, revoked, logprobs
             )
+            callback(event)
         return True
 
     def _hidden(self, state: _OnDevice, earlier_masks: torch.Tensor, earlier: int, done: list[bool]) -> torch.Tensor:
@@ -430,10 +436,12 @@ class Decoder:
         )
         return self.state.cache.hidden(model_input, attention, recomputed, self._refreshing(done))
 
-    def _predict(self, hidden: torch.Tensor, still_masked: torch.Tensor, due: list[int]) -> Predictions:
+    def _predict(
+        self, hidden: torch.Tensor, still_masked: torch.Tensor, due: list[int], block_start: torch.Tensor
+    ) -> Predictions:
         """The candidates at the positions due (`due` counts each row's True entries of `still_masked`,
         known on the host, so finding them costs no sync): logits, processors in order, the draw; and
-        the ranking score, the candidate's probability with low-confidence remasking, a random number otherwise.
+        the ranking score, the `confidence` measure with low-confidence remasking, a random number otherwise.
         """
         config, canvas = self.config, self.canvas
         row_index, column = torch.nonzero_static(still_masked, size=sum(due)).unbind(dim=1)
@@ -448,7 +456,19 @@ class Decoder:
             ranking = None
         else:
             ranking = self.state.streams.rand(due)
-        predictions = Predictions(canvas.shape, row_index, positions.columns, tokens, logits, self.ids.mask, ranking)
+        offsets = column - block_start[row_index]
+        predictions = Predictions(
+            canvas.shape,
+            row_index,
+            positions.columns,
+            tokens,
+            logits,
+            self.ids.mask,
+            ranking,
+            config.confidence,
+            offsets,
+            canvas[row_index, positions.columns] if self.rule.revises else None,
+        )
         if self.logprobs is not None:
             predictions.logprobs = CommitLogprobs.at(predictions, self.draw.log_distribution(logits), self.logprobs)
         return predictions
@@ -495,7 +515,7 @@ class Decoder:
         blocks = [min(max(record.block, 0), self.blocks) for record in records]
         as_tensor = lambda values: torch.tensor(values, dtype=torch.long, device=self.device)  # noqa: E731
         plans = None
-        if not self.rule.until_filled:
+        if self.rule.planned:
             calls = max((len(record.plan) for record in records if record.plan is not None), default=0)
             padded = [[*record.plan, *[0] * (calls + 1 - len(record.plan))] for record in records]
             plans = as_tensor(padded).view(self.rows, calls + 1)
@@ -513,7 +533,10 @@ class Decoder:
     def _due(self, state: _OnDevice) -> tuple[torch.Tensor, Budget | None]:
         """(rows, masks) bool: the masks each row may fill at this call; and the count rule's budget."""
         in_block = self._columns < state.block_end[:, None]
-        still_masked = (self.canvas.gather(1, self.state.region) == self.ids.mask) & in_block & state.working[:, None]
+        masked = self.canvas.gather(1, self.state.region) == self.ids.mask
+        if self.rule.revises:  # the block's decided tokens are predicted again too
+            masked |= self._columns >= state.block_start[:, None]
+        still_masked = masked & in_block & state.working[:, None]
         if state.plans is None:
             return still_masked, None
         step = (self.calls - state.began).clamp(max=state.plans.shape[1] - 1)
@@ -538,7 +561,7 @@ class Decoder:
         ]
 
     def _end_full_blocks(self, answers: list[list[int]], done: list[bool]) -> None:
-        """The parallel rules run a row's block until no mask is left up to its end (`answers`: each row's
+        """Rules `until_filled` end a row's block once no mask is left up to its end (`answers`: each row's
         region, read after the call)."""
         for row, tokens in enumerate(answers):
             record = self.state.records[row]

@@ -24,7 +24,7 @@ from diffutron.training import card_facts
 from diffutron.training.card_facts import DataFacts, Stage
 from diffutron.training.checkpoints import PREFIX
 from diffutron.training.plot import plot_loss
-from diffutron.training.run import is_run_directory
+from diffutron.training.run_dir import is_run_directory
 
 MARKER = "<!-- diffutron-card "
 NOTES_MARKER = "<!-- diffutron-card notes: the text below is kept when the card is refreshed -->"

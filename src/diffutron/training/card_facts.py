@@ -22,7 +22,7 @@ from diffutron.errors import DiffutronError
 from diffutron.files import atomic_file, is_local_path, read_json_object
 from diffutron.training.callbacks import LOG_NAME, read_log
 from diffutron.training.config import Recipe, load_training_recipe
-from diffutron.training.run import RECIPE_NAME, is_run_directory
+from diffutron.training.run_dir import RECIPE_NAME, is_run_directory
 
 logger = logging.getLogger(__name__)
 

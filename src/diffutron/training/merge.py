@@ -18,6 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from diffutron.errors import DiffutronError
 from diffutron.files import atomic_directory, check_destination, file_damage, read_json_object
 from diffutron.model.loading import load_checkpoint, load_tokenizer
+from diffutron.training.run_dir import is_run_directory
 
 PROBE_SHAPE = (2, 48)
 ADAPTER_CONFIG = "adapter_config.json"
@@ -89,7 +90,6 @@ def merge_lora(
 def write_merged_card(adapter_dir: Path, out_dir: Path) -> None:
     from diffutron.training.card import write_card
     from diffutron.training.checkpoints import PREFIX
-    from diffutron.training.run import is_run_directory
 
     run_dir = adapter_dir.parent if is_run_directory(adapter_dir.parent) else None
     step = adapter_dir.name.removeprefix(PREFIX)

@@ -47,6 +47,7 @@ from diffutron.training.models import (
     count_parameters,
     describe_parameters,
 )
+from diffutron.training.run_dir import RECIPE_NAME, is_run_directory
 from diffutron.training.trainer import MDLMTrainer
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,6 @@ logger = logging.getLogger(__name__)
 REQUIRED_COLUMNS = {"pretrain": ("input_ids",), "sft": ("input_ids", "labels")}
 BUILDERS = {"pretrain": "diffutron data pretrain", "sft": "diffutron data sft"}
 MERGE_TOLERANCE = 1e-4
-RECIPE_NAME = "recipe.yaml"
 # recipe keys that may change on --resume: they change neither the weights nor the random streams
 RESUMABLE_CHANGES = ("logging.", "checkpoints.keep_last", "push_to_hub")
 
@@ -314,13 +314,6 @@ def publish_final(recipe: Recipe, final: Path) -> None:
     if recipe.push_to_hub:
         pushed = push_model(final, recipe.push_to_hub, commit_message=f"diffutron train {Path(recipe.output_dir).name}")
         logger.info("pushed %d files of %s to %s", len(pushed.plan.files), final, pushed.repo_url)
-
-
-def is_run_directory(path: Path) -> bool:
-    """Written by `train`: its recipe.yaml plus a log, a checkpoint or a final model."""
-    return (path / RECIPE_NAME).is_file() and (
-        (path / LOG_NAME).is_file() or (path / "final").is_dir() or any(path.glob(f"{checkpoints.PREFIX}*"))
-    )
 
 
 def check_run_directory(recipe: Recipe) -> Path:

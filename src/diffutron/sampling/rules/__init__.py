@@ -3,23 +3,26 @@
 One file per rule: `rules/<name>.py` defines a `CommitRule` subclass whose `name` is the file's
 name. Naming it is how it is reached (`GenerationConfig(rule="<name>")`, `--rule`, the HTTP field
 `rule`, a preset); its knobs are the `GenerationConfig` fields whose `Setting.rule` names it
-(`threshold=0.9` alone picks `rule="threshold"`). Rules are found by file name, so listing them
-imports nothing (torch stays unloaded for `diffutron --help`); a rule is imported when first used.
+(`threshold=0.9` alone picks `rule="threshold"`). The names and their lookup live in
+`sampling/rule_registry.py`, which the config reads without importing the rules.
 
 A rule plans each row's block when the row starts it, then, at every model call, sees the model's
 `Predictions` at the positions due (the masks up to the end of the row's block, of rows at work)
 and returns a (rows, width) bool grid of the positions to fill.
+
+A rule with `planned` gets a `Budget` at each call from its plans (the count schedule and the rules
+built on it); one with `until_filled` ends a row's block as soon as it is full (before its plan
+runs out, for a planned one). A rule with `revises` also sees the tokens already decided in the row's
+block (`Predictions.decided`, with `held_probability`) and may mask them again (`revoke`).
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from diffutron.errors import SettingError
+from diffutron.sampling.rule_registry import DEFAULT_RULE, register, rule_class, rule_names
 
 if TYPE_CHECKING:
     import torch
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
     from diffutron.sampling.config import GenerationConfig
     from diffutron.sampling.predictions import Predictions
 
-DEFAULT_RULE = "count"
+__all__ = ["DEFAULT_RULE", "Budget", "CommitRule", "Plan", "commit_rule", "rule_class", "rule_names"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,12 @@ class CommitRule:
 
     name: ClassVar[str]
     until_filled: ClassVar[bool] = True  # a row's block ends once no mask up to the block's end is left
+    planned: ClassVar[bool] = False  # `choose` gets a `Budget` from the rows' plans
+    revises: ClassVar[bool] = False  # sees the block's decided tokens too, and may mask them again
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        register(cls)
 
     @classmethod
     def from_config(cls, config: GenerationConfig, steps_per_block: int) -> CommitRule:
@@ -65,25 +74,11 @@ class CommitRule:
         """(rows, width) bool: the positions to commit at this call."""
         raise NotImplementedError
 
-
-def rule_names() -> tuple[str, ...]:
-    """Every rule's name, the default first (file names of this package; modules starting with _ are helpers)."""
-    found = sorted(module.name for module in pkgutil.iter_modules(__path__) if not module.name.startswith("_"))
-    return (DEFAULT_RULE, *[name for name in found if name != DEFAULT_RULE])
-
-
-def rule_class(name: str) -> type[CommitRule]:
-    """The rule called `name` (imported on first use)."""
-    if name not in rule_names():
-        raise SettingError(f"unknown rule {name!r}; choose one of: {', '.join(rule_names())}", "rule")
-    module = importlib.import_module(f"{__name__}.{name}")
-    return next(value for value in vars(module).values() if _is_rule(value, name))
+    def revoke(self, predictions: Predictions, committed: torch.Tensor) -> torch.Tensor:
+        """(rows, width) bool: decided positions to mask again at this call (rules that `revise`)."""
+        raise NotImplementedError
 
 
 def commit_rule(config: GenerationConfig, steps_per_block: int) -> CommitRule:
     """The rule `config` asks for; `steps_per_block` only matters to the count schedule."""
     return rule_class(config.commit_rule).from_config(config, steps_per_block)
-
-
-def _is_rule(value: Any, name: str) -> bool:
-    return isinstance(value, type) and issubclass(value, CommitRule) and getattr(value, "name", None) == name

@@ -1,4 +1,4 @@
-"""What Fast-dLLM's parallel rules share: at least the best-ranked position per row, plus those the rule accepts."""
+"""What the parallel rules share: at least the best-ranked position per row, plus those the rule accepts."""
 
 from __future__ import annotations
 
@@ -25,13 +25,17 @@ class ParallelRule(CommitRule):
             )
 
     def choose(self, predictions: Predictions, budget: Budget | None) -> torch.Tensor:
-        score = predictions.score
+        score = self.ranking(predictions)
         eligible = torch.isfinite(score)
         ordered, order = score.sort(dim=1, descending=True)
         taken = self.accepted(ordered) & torch.isfinite(ordered)
         taken[:, 0] |= eligible.any(dim=1)
         return torch.zeros_like(eligible).scatter_(1, order, taken)
 
+    def ranking(self, predictions: Predictions) -> torch.Tensor:
+        """(rows, width): what orders the positions, best first; -inf where nothing is due."""
+        return predictions.score
+
     def accepted(self, ordered: torch.Tensor) -> torch.Tensor:
-        """Which of the scores, sorted in decreasing order per row, to commit."""
+        """Which of the rankings, sorted in decreasing order per row, to commit."""
         raise NotImplementedError

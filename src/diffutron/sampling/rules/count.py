@@ -17,6 +17,7 @@ class CountSchedule(CommitRule):
 
     name = "count"
     until_filled = False
+    planned = True
 
     def __init__(self, steps_per_block: int, stochastic: bool) -> None:
         self.steps_per_block = steps_per_block
