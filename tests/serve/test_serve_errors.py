@@ -72,7 +72,13 @@ BAD_CHAT_REQUESTS = {
         "repetition_penalty must be in [0.1, 10]",
     ),
     "cfg_scale 1e308": (chat(cfg_scale=1e308), 400, "cfg_scale", "cfg_scale must be at most 10"),
-    "unknown rule": (chat(rule="fastest"), 400, "rule", "rule: Input should be 'count', 'factor' or 'threshold'"),
+    "unknown rule": (
+        chat(rule="fastest"),
+        400,
+        "rule",
+        "rule: Input should be 'count', 'dilated', 'early_commit', 'entropy_bound', 'factor', 'revocable' "
+        "or 'threshold'",
+    ),
     "rule without its knob": (chat(rule="threshold"), 400, "threshold", "rule 'threshold' needs threshold"),
     "knob of another rule": (
         chat(rule="factor", threshold=0.5),
