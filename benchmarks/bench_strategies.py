@@ -148,8 +148,8 @@ def settings(lm: Diffutron) -> list[tuple[str, str, torch.nn.Module, GenerationC
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--questions", type=Path, required=True, help="definition questions (eval.jsonl)")
-    parser.add_argument("--texts", type=Path, required=True, help="held-out plain texts (heldout.jsonl)")
+    parser.add_argument("--questions", type=Path, help="definition questions (eval.jsonl); needed unless --merge")
+    parser.add_argument("--texts", type=Path, help="held-out plain texts (heldout.jsonl); needed unless --merge")
     parser.add_argument("--model", default=None, help="model directory (default: the embedded model)")
     parser.add_argument("--limit-questions", type=int, default=200)
     parser.add_argument("--limit-texts", type=int, default=100)
@@ -166,6 +166,8 @@ def main() -> None:
     if args.merge:
         finish(merged([json.loads(path.read_text()) for path in args.merge]), args.output, args.figure)
         return
+    if args.questions is None or args.texts is None:
+        parser.error("--questions and --texts are required (only --merge goes without them)")
     torch.set_num_threads(args.threads)
     lm = Diffutron.from_pretrained(args.model)
     tasks = [
@@ -261,10 +263,13 @@ def draw(results: dict[str, Any], path: Path) -> None:
     colours = dict(zip(families, plt.get_cmap("tab10").colors, strict=False))
     for axis, (task_name, task) in zip(axes, tasks.items(), strict=True):
         points = [(row["calls_per_answer"], row["chrf_vs_exact"], name, row) for name, row in task["table"].items()]
-        for calls, score, name, row in points:
+        placed: list[tuple[float, float]] = []  # (calls, label height): close labels stacked downwards
+        for calls, score, name, row in sorted(points, key=lambda point: -point[1]):
             marker = "s" if row["family"] == "preset" else "o"
             axis.scatter(calls, score, color=colours[row["family"]], marker=marker, s=40)
-            axis.annotate(name, (calls, score), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            height = min([score, *(y - 3.5 for c, y in placed if abs(calls - c) < 4 and y - 3.5 < score + 3.5)])
+            axis.annotate(name, (calls, score), (calls + 0.4, height + 0.8), fontsize=7)
+            placed.append((calls, height))
         front = pareto([(calls, score) for calls, score, _, _ in points])
         axis.plot(*zip(*front, strict=True), color="grey", linestyle="--", linewidth=1)
         axis.set(xlabel="model calls per answer", ylabel="chrF against exact", title=f"{task_name} ({task['prompts']})")

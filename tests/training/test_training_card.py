@@ -448,6 +448,20 @@ def test_an_instruction_tuned_stage_is_introduced_and_used_as_a_chat_model(card_
     assert "print(lm.chat(" in _usage("a/b", [], reports)
 
 
+def test_the_packages_own_model_is_named_and_used_without_model(run_copy, tmp_path, monkeypatch):
+    embedded = tmp_path / "assets" / "default"
+    shutil.copytree(run_copy / "final", embedded, ignore=shutil.ignore_patterns("README.md", "loss.png"))
+    monkeypatch.setattr("diffutron.training.card.default_model_path", lambda: embedded)
+    code, _ = invoke("card", embedded, "--run", run_copy)
+    text = (embedded / "README.md").read_text(encoding="utf-8")
+    assert code == 0 and "\n# diffutron-tiny-tr\n\ndiffutron-tiny-tr is a Turkish masked diffusion" in text
+    assert "```bash\npip install diffutron\ndiffutron chat\ndiffutron serve\n```" in text
+    assert "lm = Diffutron.from_pretrained()\n" in text and "--model" not in text.split("## Training")[0]
+    code, _ = invoke("card", embedded, "--repo-id", "someone/tiny-tr")  # a Hub id names it instead
+    text = (embedded / "README.md").read_text(encoding="utf-8")
+    assert code == 0 and "\n# tiny-tr\n" in text and "diffutron chat --model someone/tiny-tr\n" in text
+
+
 def licensed(*licenses):
     sources = {f"s{i}": {"origin": "x"} for i in range(len(licenses))}
     facts = DataFacts("d", {"sources": sources})

@@ -20,6 +20,7 @@ from typing import Any
 from diffutron.errors import DiffutronError
 from diffutron.files import atomic_file
 from diffutron.model.hub_upload import CARD_NAME, PLOT_NAME, check_repo_id
+from diffutron.model.loading import default_model_path
 from diffutron.training import card_facts
 from diffutron.training.card_facts import DataFacts, Stage
 from diffutron.training.checkpoints import PREFIX
@@ -32,6 +33,7 @@ TAGS = ("turkish", "masked-diffusion", "diffusion", "dllm", "diffutron")
 PIPELINE_TAG = "fill-mask"  # what transformers runs it as; generation is the diffutron sampler's
 LICENSE_ID = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 EXAMPLE_QUESTION = "Türkiye'nin başkenti neresidir?"
+EMBEDDED_NAME = "diffutron-tiny-tr"  # the package's own model: its card needs no --model
 
 
 @dataclass
@@ -162,8 +164,7 @@ def render_card(model_dir: Path, stages: list[Stage], options: CardOptions, note
     run_folders = [stages[-1].run_dir, stages[-1].run_dir / "final"] if stages else []
     reports = card_facts.eval_reports([model_dir, *run_folders])
     model = card_facts.model_facts(model_dir)
-    name = options.repo_id.split("/")[-1] if options.repo_id else _local_name(model_dir)
-    where = options.repo_id or str(model_dir)
+    name, where = _identity(model_dir, options)
     sections = [
         f"{MARKER}{json.dumps(asdict(options))} -->",
         f"# {name}",
@@ -230,9 +231,15 @@ def _unique(data: list[DataFacts]) -> list[DataFacts]:
     return list(seen.values())
 
 
-def _local_name(model_dir: Path) -> str:
+def _identity(model_dir: Path, options: CardOptions) -> tuple[str, str]:
+    """The card's model name and what `--model` takes ("": the package's own model, no flag needed)."""
+    if options.repo_id:
+        return options.repo_id.split("/")[-1], options.repo_id
+    embedded = default_model_path()
+    if embedded is not None and model_dir.resolve() == embedded.resolve():
+        return EMBEDDED_NAME, ""
     resolved = model_dir.resolve()
-    return resolved.parent.name if resolved.name == "final" else resolved.name
+    return (resolved.parent.name if resolved.name == "final" else resolved.name), str(model_dir)
 
 
 def _introduction(name: str, model: dict[str, Any], stages: list[Stage]) -> str:
@@ -264,11 +271,12 @@ def _usage(where: str, stages: list[Stage], reports: dict) -> str:
     source = "used in the evaluation below" if evaluated else "the defaults of `diffutron chat` and `generate`"
     keys = ("max_new_tokens", "steps", "block_length", "temperature", "repetition_penalty", "remasking")
     rows = "\n".join(f"| `{key}` | {sampler.get(key)} |" for key in keys)
+    flag, argument = (f" --model {where}", f'"{where}"') if where else ("", "")
     return (
         "## Use\n\n"
-        f"```bash\npip install diffutron\ndiffutron chat --model {where}\ndiffutron serve --model {where}\n```\n\n"
+        f"```bash\npip install diffutron\ndiffutron chat{flag}\ndiffutron serve{flag}\n```\n\n"
         "```python\nfrom diffutron import Diffutron\n\n"
-        f'lm = Diffutron.from_pretrained("{where}")\nprint({example})\n```\n\n'
+        f"lm = Diffutron.from_pretrained({argument})\nprint({example})\n```\n\n"
         f"Sampler settings ({source}):\n\n| setting | value |\n|---|---|\n{rows}"
     )
 
