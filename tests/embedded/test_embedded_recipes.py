@@ -18,13 +18,13 @@ def test_the_dictionary_stage_continues_v2_on_its_own_data():
     assert recipe.training.max_length == data.max_length == 96
 
 
-def test_the_dictionary_data_keeps_every_definition_question_and_samples_the_rest():
+def test_the_dictionary_data_keeps_every_question_a_share_of_stage_two_and_the_whole_corpus():
     data = load_sft_recipe(CONFIGS / "data-dictionary.yaml")
     sources = {source.name: (str(source.path), source.format, source.limit) for source in data.sources}
     assert sources == {
         "kenet-stage1": ("runs/embedded/kenet-sft/stage1.jsonl", "messages", None),
-        "kenet-stage2": ("runs/embedded/kenet-sft/stage2.jsonl", "messages", 30000),
-        "corpus-replay": ("runs/embedded/corpus/train.jsonl", "text", 30000),
+        "kenet-stage2": ("runs/embedded/kenet-sft/stage2.jsonl", "messages", 20000),
+        "corpus-replay": ("runs/embedded/corpus/train.jsonl", "text", None),
     }
 
 
@@ -33,9 +33,9 @@ def test_the_dictionary_training_settings():
     training, optimizer = recipe.training, recipe.optimizer
     assert (training.batch_size, training.max_steps, training.group_by_length, training.precision) == (
         32,
-        700,
+        5000,
         True,
         "fp32",
     )
     assert (optimizer.lr, optimizer.schedule, optimizer.warmup) == (1e-3, "cosine", 0.03)
-    assert recipe.checkpoints.save_steps == 50 and recipe.lora is None
+    assert (recipe.checkpoints.save_steps, recipe.checkpoints.keep_last, recipe.lora) == (500, 2, None)
