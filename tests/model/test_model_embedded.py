@@ -15,7 +15,7 @@ from diffutron.model.loading import default_model_path
 from diffutron.sampling.sampler import sample
 
 TURKISH = re.compile(r"[A-Za-zÇĞİÖŞÜçğıöşüÂÎÛâîû]+")
-SHIPPED = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md")
+SHIPPED = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md", "loss.png")
 
 
 @pytest.fixture(scope="module")

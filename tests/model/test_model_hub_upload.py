@@ -209,7 +209,8 @@ def test_the_embedded_model_folder_is_shareable_as_it_is():
     from diffutron.training.card_facts import model_facts
 
     plan = upload_plan(default_model_path())
-    assert plan.files == ("README.md", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+    shared = ("README.md", "config.json", "loss.png", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+    assert plan.files == shared  # the card `diffutron card` wrote and its loss plot go up with the weights
     assert plan.left_out == ()
     metadata = ModelCard.load(default_model_path() / "README.md", ignore_metadata_errors=False).data.to_dict()
     assert {key: metadata[key] for key in ("language", "license", "library_name", "pipeline_tag")} == {
@@ -220,3 +221,5 @@ def test_the_embedded_model_folder_is_shareable_as_it_is():
     }
     assert "masked-diffusion" in metadata["tags"]
     assert model_facts(default_model_path())["parameters"] == 3_795_392  # the count its card states
+    card = (default_model_path() / "README.md").read_text(encoding="utf-8")
+    assert "\n# diffutron-tiny-tr\n" in card and "3,795,392 parameters" in card and "diffutron chat\n" in card

@@ -200,9 +200,9 @@ def test_denoising_frames_stream_the_canvas(server, lm):
     request = {
         "model": MODEL,
         "messages": messages,
-        "max_tokens": 24,
+        "max_tokens": 32,
         "temperature": 0,
-        "block_length": 12,
+        "block_length": 16,
         "stream": True,
         "stream_options": {"include_denoising": True, "include_usage": True},
     }
@@ -216,7 +216,7 @@ def test_denoising_frames_stream_the_canvas(server, lm):
     assert [frame["call"] for frame in frames] == list(range(1, calls + 1))
     decided: set[int] = set()
     for frame in frames:
-        assert len(frame["tokens"]) == 24 and frame["block"] in (0, 1)
+        assert len(frame["tokens"]) == 32 and frame["block"] in (0, 1)
         assert len(frame["committed"]) == len(frame["confidence"])
         assert all(0 <= value <= 1 for value in frame["confidence"]) and all(map(math.isfinite, frame["confidence"]))
         assert not decided & set(frame["committed"])  # a position is committed once
@@ -227,7 +227,7 @@ def test_denoising_frames_stream_the_canvas(server, lm):
     # the same frames as the sampler's own step callback gives for this request in this process
     recorder = FrameRecorder(lm.tokenizer)
     assert (
-        lm.chat(messages, GenerationConfig(max_new_tokens=24, block_length=12, temperature=0), callback=recorder)
+        lm.chat(messages, GenerationConfig(max_new_tokens=32, block_length=16, temperature=0), callback=recorder)
         == answer
     )
     assert "" in frames[-1]["tokens"]  # the answer ends inside the region: its end and padding tokens read ""
