@@ -93,7 +93,7 @@ def check_adapter_name(name: str) -> None:
 
 class Adapters:
     """Named LoRA adapters loaded onto one model; the layers they adapt are the model's own, so the
-    model itself runs with whichever adapter is active."""
+    model itself runs with whichever adapter is active: none, outside an `active(name)` block."""
 
     def __init__(self, model: nn.Module, base: str) -> None:
         self.base = base  # the base model's name, for errors
@@ -109,6 +109,7 @@ class Adapters:
         self.model = attach_adapter(self.model, Path(adapter_dir), name, self.base)
         self.names = (*self.names, name)
         self.model.eval()
+        self.model.base_model.disable_adapter_layers()  # off until asked for
 
     def check(self, name: str) -> None:
         if name not in self.names:
@@ -118,15 +119,13 @@ class Adapters:
     @contextlib.contextmanager
     def active(self, name: str | None) -> Iterator[None]:
         """Run the block with adapter `name` on, or with none (None): the base model's own outputs."""
-        if not self.names:
-            if name is not None:
-                self.check(name)
-            yield
-            return
         if name is None:
-            with self.model.disable_adapter():
-                yield
+            yield
             return
         self.check(name)
         self.model.set_adapter(name, inference_mode=True)
-        yield
+        self.model.base_model.enable_adapter_layers()
+        try:
+            yield
+        finally:
+            self.model.base_model.disable_adapter_layers()
