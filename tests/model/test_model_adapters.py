@@ -11,6 +11,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from diffutron import Diffutron, DiffutronError
 from diffutron.model.adapters import AdapterMismatch, parse_lora_option
 from diffutron.sampling.config import GenerationConfig
+from diffutron.sampling.presets import speed_config
 from helpers.tiny import build_model, build_tokenizer, context_sensitive_model, save_checkpoint
 
 GREEDY = GenerationConfig(max_new_tokens=8, steps=8, block_length=8, temperature=0.0)
@@ -72,6 +73,14 @@ def test_each_adapter_answers_as_its_merged_model(lm, checkpoint, adapter_dirs):
         torch.testing.assert_close(answers[name][1], alone.embed(TEXTS), atol=1e-5, rtol=1e-5)
     assert answers["first"][0] != answers["second"][0]
     assert not torch.allclose(answers["first"][1], answers["second"][1], atol=1e-3)
+
+
+def test_an_adapter_answers_as_its_merged_model_with_the_block_cache(lm, checkpoint, adapter_dirs):
+    """The fast preset's dual cache runs the encoder's layers in pieces: the adapter is in them too."""
+    cached = speed_config("fast", max_new_tokens=16, block_length=8, temperature=0.0)
+    with lm.adapter("second"):
+        answer = lm.generate([QUESTION, "Çay"], cached)
+    assert answer == merged(checkpoint, adapter_dirs["second"]).generate([QUESTION, "Çay"], cached)
 
 
 def test_without_an_adapter_the_base_model_answers(lm, checkpoint):
