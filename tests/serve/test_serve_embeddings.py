@@ -200,3 +200,21 @@ def test_tokenize_needs_the_api_key(server):
     with server.client() as http:
         for path, body in (("/tokenize", {"prompt": "a"}), ("/detokenize", {"tokens": [5]})):
             assert http.post(path, json=body, headers={"Authorization": ""}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("path", "fields", "param"),
+    [
+        ("/v1/embeddings", f'"model": "{MODEL}", "input": "Kitap \\ud800"', "input"),
+        ("/v1/embeddings", f'"model": "{MODEL}", "input": ["Kitap", "\\udfff"]', "input.1"),
+        ("/tokenize", '"prompt": "\\ud800"', "prompt"),
+        ("/tokenize", '"messages": [{"role": "user", "content": "\\ud800"}]', "messages.0.content"),
+    ],
+)
+def test_text_that_is_not_valid_unicode_is_a_400_naming_the_field(server, path, fields, param):
+    with server.client() as http:
+        response = http.post(path, content=f"{{{fields}}}".encode(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == (param, "invalid_value")
+    assert error["message"].startswith(f"{param} is not valid Unicode: character ")

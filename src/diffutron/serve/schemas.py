@@ -52,6 +52,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
+class _TextChecked(_Strict):
+    """A request whose texts are checked for lone surrogates (a 400 naming the field)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_invalid_unicode(cls, data: Any) -> Any:
+        return _checked_unicode(data)
+
+
 class StreamOptions(_Strict):
     include_usage: bool = False
     include_denoising: bool = False  # extension: one chunk per model call with the canvas (docs/serving.md)
@@ -88,7 +97,7 @@ def _request_field(name: str, setting: Setting) -> tuple[Any, Any]:
 
 _Settings = create_model(
     "_Settings",
-    __base__=_Strict,
+    __base__=_TextChecked,
     **{name: _request_field(name, setting) for name, setting in settings().items() if setting.http},
 )
 
@@ -114,11 +123,6 @@ class DiffusionSettings(_Settings):
                     {"name": name},
                 )
         return {name: value for name, value in data.items() if name not in NEUTRAL_VALUES}
-
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse_invalid_unicode(cls, data: Any) -> Any:
-        return _checked_unicode(data)
 
     def sampler_settings(self) -> dict[str, Any]:
         """The GenerationConfig fields this request sets (the seed is handled apart)."""
@@ -159,15 +163,6 @@ class CompletionRequest(GenerationRequest):
 class InfillRequest(DiffusionSettings):
     model: str
     text: str
-
-
-class _TextChecked(_Strict):
-    """A request whose texts are checked for lone surrogates (a 400 naming the field)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse_invalid_unicode(cls, data: Any) -> Any:
-        return _checked_unicode(data)
 
 
 class EmbeddingRequest(_TextChecked):
