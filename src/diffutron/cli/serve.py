@@ -77,8 +77,10 @@ BatchAtATimeOption = Annotated[
 ]
 LoraOption = Annotated[
     Optional[list[str]],
-    _server(
-        "Serve a LoRA adapter written by diffutron train as model NAME: NAME=PATH (repeatable); it must fit --model.",
+    typer.Option(
+        metavar="NAME=PATH",
+        help="Serve a LoRA adapter written by diffutron train as the model NAME (repeatable); it must fit --model.",
+        rich_help_panel=SERVER_PANEL,
     ),
 ]
 CompileOption = Annotated[
