@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -109,6 +110,20 @@ def test_an_adapter_of_another_base_is_refused(tmp_path, adapter_dirs):
         other.load_adapter("first", adapter_dirs["first"])
 
 
+@pytest.mark.parametrize(
+    ("layers", "message"),
+    [
+        (2, r"fit the base model .*: 8 adapter tensor\(s\) have no layer in the base \(e\.g\. .*layers\.2\."),
+        (4, r"fit the base model .*: 8 adapted layer\(s\) of the base lack adapter tensors \(e\.g\. .*layers\.3\."),
+    ],
+    ids=["fewer layers", "more layers"],
+)
+def test_an_adapter_of_a_base_with_other_layers_is_refused(tmp_path, adapter_dirs, layers, message):
+    other = Diffutron.from_pretrained(save_checkpoint(tmp_path / "other", layers=layers), device="cpu")
+    with pytest.raises(AdapterMismatch, match=message):
+        other.load_adapter("first", adapter_dirs["first"])
+
+
 def test_an_adapter_without_safetensors_weights_is_refused(tmp_path, checkpoint, adapter_dirs):
     copy = shutil.copytree(adapter_dirs["first"], tmp_path / "copy")
     (copy / "adapter_model.safetensors").rename(copy / "adapter_model.bin")
@@ -140,4 +155,5 @@ def test_an_int8_model_takes_no_adapter(checkpoint, adapter_dirs):
 def test_the_lora_option_is_name_equals_path(spec, message):
     with pytest.raises(DiffutronError, match=message):
         parse_lora_option(spec)
-    assert parse_lora_option("legal=runs/legal/adapter") == ("legal", __import__("pathlib").Path("runs/legal/adapter"))
+    assert parse_lora_option("legal=runs/legal/adapter") == ("legal", Path("runs/legal/adapter"))
+    assert parse_lora_option("legal=~/adapter") == ("legal", Path.home() / "adapter")
