@@ -84,8 +84,10 @@ def test_an_adapter_answers_as_its_merged_model_with_the_block_cache(lm, checkpo
     assert answer == merged(checkpoint, adapter_dirs["second"]).generate([QUESTION, "Çay"], cached)
 
 
-def test_without_an_adapter_the_base_model_answers(lm, checkpoint):
+def test_without_an_adapter_the_base_model_answers(lm, checkpoint, adapter_dirs):
     plain = Diffutron.from_pretrained(checkpoint, device="cpu", dtype="float32")
+    loaded = Diffutron.from_pretrained(checkpoint, device="cpu", dtype="float32", adapters=adapter_dirs)
+    assert loaded.chat(QUESTION, GREEDY) == plain.chat(QUESTION, GREEDY)  # loaded, but off
     with lm.adapter("first"):
         pass
     assert lm.chat(QUESTION, GREEDY) == plain.chat(QUESTION, GREEDY)  # no adapter is left on after its block

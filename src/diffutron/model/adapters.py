@@ -108,7 +108,6 @@ class Adapters:
         read_adapter(Path(adapter_dir))
         self.model = attach_adapter(self.model, Path(adapter_dir), name, self.base)
         self.names = (*self.names, name)
-        self.model.eval()
         self.model.base_model.disable_adapter_layers()  # off until asked for
 
     def check(self, name: str) -> None:
