@@ -8,6 +8,7 @@ from tokenizers import processors
 
 from diffutron import Diffutron, DiffutronError, GenerationConfig
 from diffutron.model.chat import render_chat
+from diffutron.model.embeddings import embed_ids
 from helpers.steered import ForcedTokens
 from helpers.tiny import build_tokenizer
 
@@ -61,6 +62,14 @@ def test_embeddings_of_a_batch_equal_one_by_one_and_are_unit_vectors(lm):
     torch.testing.assert_close(lm.embed([lm.encode(texts[1])]), alone[1:2])  # token ids: the same input
     torch.testing.assert_close(lm.embed(lm.encode(texts[1])), alone[1:2])
     assert not torch.allclose(batch[0], batch[1], atol=1e-3)
+
+
+def test_embeddings_are_made_in_passes_of_similar_lengths_whatever_the_pass_size(lm):
+    inputs = [lm.encode(text) for text in ["Kitap okumak", "Çay", "Bugün hava çok güzel", "Güneş doğudan doğar"]]
+    passes = []
+    vectors = embed_ids(lm.model, inputs, lm.special.pad, batch_size=3, after_pass=lambda: passes.append(1))
+    assert len(passes) == 2  # 4 inputs, 3 a pass (the server's heartbeat after each)
+    torch.testing.assert_close(vectors, lm.embed(inputs), atol=1e-5, rtol=1e-5)
 
 
 def test_the_embedding_is_the_mean_of_the_encoders_last_hidden_states(lm):

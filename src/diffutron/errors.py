@@ -11,3 +11,7 @@ class SettingError(DiffutronError):
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.param = param
+
+
+class ContextLengthError(DiffutronError):
+    """An input longer than the model's context (a server answers it with `context_length_exceeded`)."""

@@ -4,21 +4,23 @@ embeddings and tokenization."""
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from diffutron.errors import DiffutronError
+from diffutron.errors import ContextLengthError, DiffutronError
+from diffutron.model.adapters import Adapters
 from diffutron.model.chat import Message, render_chat
 from diffutron.model.embeddings import embed_ids
-from diffutron.model.loading import load_checkpoint
+from diffutron.model.loading import load_checkpoint, load_tokenizer
 from diffutron.model.parts import compile_encoder
 from diffutron.model.precision import is_quantized
 from diffutron.model.tokenize import Tokenized, detokenize, tokenize
-from diffutron.model.tokens import SpecialIds, check_unicode, cut_to_fit, encode, encode_text
+from diffutron.model.tokens import SpecialIds, check_unicode, cut_to_fit, encode, encode_text, tokenizer_fingerprint
 from diffutron.sampling.config import GenerationConfig, checked_config
 from diffutron.sampling.infill import parse_placeholders
 from diffutron.sampling.logprobs import LogprobRecorder, ScoredAnswer, checked_top_logprobs
@@ -48,6 +50,7 @@ class Diffutron:
         self.config = checked_config(config)
         self.special = SpecialIds.from_tokenizer(tokenizer)
         self.answer_stops = AnswerStops.for_tokenizer(tokenizer)  # where an answer ends
+        self.adapters = Adapters(model, getattr(model.config, "_name_or_path", "") or type(model).__name__)
 
     @classmethod
     def from_pretrained(
@@ -57,17 +60,22 @@ class Diffutron:
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         speed: str = "exact",
+        adapters: Mapping[str, str | Path] | None = None,
     ) -> Diffutron:
         """Load a local directory or hub id; `None` is the model embedded in the package.
 
         `speed` (exact, fast, fastest) sets the default generation settings and, unless
-        `dtype` is given, the CPU precision (docs/fast-generation.md).
+        `dtype` is given, the CPU precision (docs/fast-generation.md). `adapters` maps names to
+        LoRA adapter directories written by `diffutron train` (`load_adapter`).
         """
         config = speed_config(speed)
         if dtype is None or dtype == "auto":
             dtype = speed_dtype(speed, None if device is None else str(device))
         model, tokenizer = load_checkpoint(name_or_path, device=device, dtype=dtype)
-        return cls(model, tokenizer, config)
+        lm = cls(model, tokenizer, config)
+        for name, path in (adapters or {}).items():
+            lm.load_adapter(name, path)
+        return lm
 
     @property
     def context_length(self) -> int:
@@ -91,6 +99,32 @@ class Diffutron:
             once = GenerationConfig(max_new_tokens=new_tokens, steps=1, block_length=new_tokens, temperature=0.0)
             self.chat("Merhaba", once)
             self.generate(["Merhaba", "Bugün hava çok güzel, parka gidelim mi?"], once)
+
+    def load_adapter(self, name: str, path: str | Path) -> None:
+        """Load a LoRA adapter (a directory `diffutron train` wrote) as `name`, off until `adapter(name)`.
+
+        It must fit this model's layers and, if it carries a tokenizer, use this model's vocabulary.
+        """
+        if is_quantized(self.model):
+            raise DiffutronError(
+                "LoRA adapters need an unquantized model, not an int8 one: load it with another dtype or speed"
+            )
+        adapter_tokenizer = Path(path) / "tokenizer_config.json"
+        if adapter_tokenizer.is_file() and tokenizer_fingerprint(load_tokenizer(path)) != tokenizer_fingerprint(
+            self.tokenizer
+        ):
+            raise DiffutronError(f"the adapter {path} was trained with another tokenizer than this model's")
+        self.adapters.load(name, path)
+
+    @contextlib.contextmanager
+    def adapter(self, name: str | None) -> Iterator[None]:
+        """Run the block with the LoRA adapter `name` on (None: the base model alone).
+
+        >>> with lm.adapter("legal"):  # doctest: +SKIP
+        ...     lm.chat("Kira sözleşmesi nasıl feshedilir?")
+        """
+        with self.adapters.active(name):
+            yield
 
     def encode(self, text: str, field: str = "text") -> list[int]:
         """Token ids without special tokens (the chat format uses plain-text tags); text that is
@@ -219,12 +253,17 @@ class Diffutron:
     def embed(self, inputs: str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]]) -> torch.Tensor:
         """(inputs, hidden) float32 unit vectors: the encoder's last hidden states mean-pooled over each
         input's tokens (a text, a list of texts, a list of token ids or a list of such lists), batched."""
+        return embed_ids(self.model, self.embedding_ids(inputs), self.special.pad)
+
+    def embedding_ids(self, inputs: str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]]) -> list[list[int]]:
+        """The token ids `embed` pools over, one list per input; an empty input, token ids outside the
+        vocabulary or an input longer than the context (`ContextLengthError`) are refused."""
         batch = self._embedding_inputs(inputs)
         for index, ids in enumerate(batch):
             if not ids:
                 raise DiffutronError(f"input {index} is empty: give some text or token ids")
             if len(ids) > self.context_length:
-                raise DiffutronError(
+                raise ContextLengthError(
                     f"input {index} has {len(ids)} tokens, more than the model's context of {self.context_length}"
                 )
             if any(
@@ -232,7 +271,7 @@ class Diffutron:
                 for token in ids
             ):
                 raise DiffutronError(f"input {index} holds a token id outside the vocabulary of {len(self.tokenizer)}")
-        return embed_ids(self.model, batch, self.special.pad)
+        return batch
 
     def tokenize(
         self,
@@ -340,11 +379,11 @@ class Diffutron:
     def _embedding_inputs(self, inputs: object) -> list[list[int]]:
         """Token id lists from a text, texts, token ids or lists of token ids."""
         if isinstance(inputs, str):
-            return encode(self.tokenizer, [inputs])
+            return encode(self.tokenizer, [inputs], "input")
         if not isinstance(inputs, Sequence) or not inputs:
             raise DiffutronError("embed takes a text, a list of texts or token ids (a list, or a list of lists)")
         if all(isinstance(item, str) for item in inputs):
-            return encode(self.tokenizer, list(inputs))
+            return encode(self.tokenizer, list(inputs), "input")
         if all(isinstance(item, int) for item in inputs):
             return [list(inputs)]
         if all(isinstance(item, Sequence) and not isinstance(item, str) for item in inputs):

@@ -72,3 +72,30 @@ def pretrain_sections(run_dir: Path, tokenizer_dir: Path, data_dir: Path, **chan
         else:
             sections[key] = value
     return sections
+
+
+def train_lora(directory: Path, base: Path, tokenizer, seed: int) -> Path:
+    """A LoRA SFT run of 4 steps on `base` with `diffutron train`: its run directory, which holds
+    `adapter` (the adapter) and `final` (the adapter merged into the base by the run)."""
+    from typer.testing import CliRunner
+
+    from diffutron.cli import app
+
+    ids, labels, _ = sft_rows(tokenizer)
+    data = save_dataset(directory / "sft", {"input_ids": ids * 4, "labels": labels * 4})
+    recipe = write_recipe(
+        directory / "lora.yaml",
+        task="sft",
+        seed=seed,
+        output_dir=str(directory / "run"),
+        model={"name_or_path": str(base)},
+        data={"train": str(data)},
+        lora={"r": 4, "alpha": 8, "dropout": 0.0},
+        optimizer={"lr": 0.05, "warmup": 0},
+        training={"batch_size": 4, "max_steps": 4, "max_length": 96, "precision": "fp32"},
+        checkpoints={"save_steps": 4, "keep_last": 1},
+        logging={"tensorboard": False},
+    )
+    result = CliRunner().invoke(app, ["train", str(recipe)])
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    return directory / "run"

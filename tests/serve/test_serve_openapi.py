@@ -15,11 +15,14 @@ from diffutron.serve.responses import (
     ChatCompletionChunk,
     Completion,
     CompletionChunk,
+    DetokenizeResponse,
+    EmbeddingList,
     ErrorResponse,
     Health,
     InfillResponse,
     ModelCard,
     ModelList,
+    TokenizeResponse,
 )
 from diffutron.serve.routes import endpoint_paths
 
@@ -31,6 +34,9 @@ OPERATIONS = {
     ("/v1/chat/completions", "post"): ("ChatCompletion", "ChatCompletionChunk"),
     ("/v1/completions", "post"): ("Completion", "CompletionChunk"),
     ("/v1/infill", "post"): ("InfillResponse", None),
+    ("/v1/embeddings", "post"): ("EmbeddingList", None),
+    ("/tokenize", "post"): ("TokenizeResponse", None),
+    ("/detokenize", "post"): ("DetokenizeResponse", None),
     ("/health", "get"): ("Health", None),
 }
 
@@ -84,6 +90,16 @@ def test_bodies_are_the_declared_models(app):
         infill = client.post("/v1/infill", json={"model": "tiny", "text": "a [MASK:2] b"})
         InfillResponse.model_validate(infill.json(), strict=True)
         Health.model_validate(client.get("/health").json(), strict=True)
+        for encoding in ("float", "base64"):
+            embedding = client.post(
+                "/v1/embeddings", json={"model": "tiny", "input": ["a", "b"], "encoding_format": encoding}
+            )
+            EmbeddingList.model_validate(embedding.json(), strict=True)
+        for fields in ({}, {"return_token_strs": True}):
+            tokens = client.post("/tokenize", json={"prompt": "Kitap", **fields}).json()
+            assert ("token_strs" in tokens) == bool(fields)
+            TokenizeResponse.model_validate(tokens, strict=True)
+        DetokenizeResponse.model_validate(client.post("/detokenize", json={"tokens": [5]}).json(), strict=True)
         ErrorResponse.model_validate(client.get("/v1/models/other").json(), strict=True)
         for path, body, chunk in (
             ("/v1/chat/completions", chat, ChatCompletionChunk),
@@ -99,10 +115,13 @@ def test_bodies_are_the_declared_models(app):
 
 def test_request_metrics_count_the_routes_by_path():
     assert sorted(endpoint_paths()) == [
+        "/detokenize",
         "/health",
         "/metrics",
+        "/tokenize",
         "/v1/chat/completions",
         "/v1/completions",
+        "/v1/embeddings",
         "/v1/infill",
         "/v1/models",
     ]

@@ -75,6 +75,14 @@ BatchAtATimeOption = Annotated[
         rich_help_panel=LIMITS_PANEL,
     ),
 ]
+LoraOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        metavar="NAME=PATH",
+        help="Serve a LoRA adapter written by diffutron train as the model NAME (repeatable); it must fit --model.",
+        rich_help_panel=SERVER_PANEL,
+    ),
+]
 CompileOption = Annotated[
     bool,
     _server("torch.compile the encoder before serving (about a minute on a CPU; faster batches after).", "--compile"),
@@ -102,12 +110,14 @@ def serve(
     user_tags: UserTagsOption = "keep",
     batch_at_a_time: BatchAtATimeOption = False,
     compile: CompileOption = False,
+    lora: LoraOption = None,
 ) -> None:
-    """Serve a model over the OpenAI API (chat, completions), plus /v1/infill, /health, /metrics and a chat page."""
+    """Serve a model over the OpenAI API (chat, completions, embeddings), plus /v1/infill, /tokenize,
+    /detokenize, /health, /metrics and a chat page."""
     from transformers.utils import logging as transformers_logging
 
     from diffutron.serve.app import ServeOptions
-    from diffutron.serve.server import run_server, served_model_id
+    from diffutron.serve.server import adapter_paths, run_server, served_model_id
 
     transformers_logging.disable_progress_bar()
     options = ServeOptions(
@@ -127,6 +137,7 @@ def serve(
         openapi=openapi,
         user_tags=user_tags,
     )
+    adapters = adapter_paths(lora or [], options.model_id)
     compiling = " and compiling its encoder (about a minute on a CPU)" if compile else ""
     errors.print(f"Loading {model or 'the embedded model'}{compiling} ...", markup=False, highlight=False)
     run_server(
@@ -136,5 +147,6 @@ def serve(
         port=port,
         device=device,
         dtype=dtype,
+        adapters=adapters,
         on_ready=lambda url: say(f"Serving {options.model_id} at {url}/v1 (Ctrl+C to stop)"),
     )

@@ -3,7 +3,7 @@ tokens and L2-normalised. They are the model's own states, not those of a traine
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -16,9 +16,14 @@ EMBED_BATCH = 32  # inputs per encoder pass
 
 @torch.no_grad()
 def embed_ids(
-    model: nn.Module, inputs: Sequence[Sequence[int]], pad: int, batch_size: int = EMBED_BATCH
+    model: nn.Module,
+    inputs: Sequence[Sequence[int]],
+    pad: int,
+    batch_size: int = EMBED_BATCH,
+    after_pass: Callable[[], None] | None = None,
 ) -> torch.Tensor:
-    """(inputs, hidden) float32 on the CPU, one unit vector per input; inputs of similar length share a pass."""
+    """(inputs, hidden) float32 on the CPU, one unit vector per input; inputs of similar length share a
+    pass. `after_pass` is called after each encoder pass (a server's heartbeat)."""
     parts = MaskedLMParts(model)
     if not parts.split:
         raise DiffutronError(f"embeddings need a ModernBERT- or BERT-like masked LM, not a {type(model).__name__}")
@@ -36,4 +41,6 @@ def embed_ids(
         hidden = parts.hidden(ids, attention if not bool(attention.all()) else None).float()
         pooled = (hidden * attention[..., None]).sum(dim=1) / attention.sum(dim=1, keepdim=True)
         pieces.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
+        if after_pass is not None:
+            after_pass()
     return torch.cat(pieces)[torch.tensor(order).argsort()]

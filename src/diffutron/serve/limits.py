@@ -114,3 +114,14 @@ def _bad_request(message: str, param: str, code: str = "invalid_value") -> Excep
     from diffutron.serve.errors import APIError  # FastAPI: not at import time (the CLI imports this module)
 
     return APIError(400, message, param=param, code=code)
+
+
+def check_input_tokens(total: int, limit: int) -> None:
+    """A 400 when a request's inputs to embed hold more than `limit` tokens in all."""
+    if total > limit:
+        raise _bad_request(
+            f"the inputs hold {total} tokens, more than this server's limit of {limit} per request "
+            "(--max-request-tokens): send fewer or shorter inputs",
+            "input",
+            "request_too_large",
+        )

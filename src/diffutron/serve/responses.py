@@ -37,6 +37,7 @@ class ModelCard(_Body):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "diffutron"
+    parent: str | None = Omitted  # a LoRA adapter's base model (vLLM's field)
 
 
 class ModelList(_Body):
@@ -141,6 +142,39 @@ class InfillResponse(_Body):
     model: str
     text: str
     diffutron: Extension
+
+
+class Embedding(_Body):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str  # floats, or base64 of little-endian float32s
+
+
+class EmbeddingUsage(_Body):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(_Body):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+
+
+class TokenizeResponse(_Body):
+    """vLLM's `/tokenize` answer."""
+
+    count: int
+    max_model_len: int
+    tokens: list[int]
+    token_strs: list[str] | None = Omitted
+
+
+class DetokenizeResponse(_Body):
+    """vLLM's `/detokenize` answer."""
+
+    prompt: str
 
 
 class Health(_Body):

@@ -23,21 +23,41 @@ from diffutron.serve.responses import (
     ChatCompletionChunk,
     Completion,
     CompletionChunk,
+    DetokenizeResponse,
+    EmbeddingList,
     ErrorResponse,
     Health,
     InfillResponse,
     ModelCard,
     ModelList,
+    TokenizeResponse,
 )
-from diffutron.serve.schemas import ChatCompletionRequest, CompletionRequest, InfillRequest, page_settings
+from diffutron.serve.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    EmbeddingRequest,
+    InfillRequest,
+    TokenizeRequest,
+    page_settings,
+)
 from diffutron.serve.serving.base import Serving, ServingContext
 from diffutron.serve.serving.chat import ChatServing
 from diffutron.serve.serving.completions import CompletionServing
+from diffutron.serve.serving.embeddings import EmbeddingServing
 from diffutron.serve.serving.infill import InfillServing
 from diffutron.serve.serving.models import ModelServing
+from diffutron.serve.serving.tokenize import TokenizeServing
 
 STATIC = Path(__file__).parent / "static"  # the chat page: plain HTML, CSS and JS, nothing fetched
-SERVING_CLASSES: tuple[type[Serving], ...] = (ModelServing, ChatServing, CompletionServing, InfillServing)
+SERVING_CLASSES: tuple[type[Serving], ...] = (
+    ModelServing,
+    ChatServing,
+    CompletionServing,
+    InfillServing,
+    EmbeddingServing,
+    TokenizeServing,
+)
 S = TypeVar("S", bound=Serving)
 # every error a /v1 route may answer with, in the one OpenAI shape
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -98,6 +118,31 @@ async def infill(
 ) -> Response:
     """Extension: fill `[MASK]` / `[MASK:n]` placeholders in a text."""
     return await infill.create(body, request)
+
+
+@openai.post("/v1/embeddings", response_model=EmbeddingList)
+async def embeddings(
+    body: EmbeddingRequest,
+    request: Request,
+    embedding: Annotated[EmbeddingServing, Depends(served(EmbeddingServing))],
+) -> Response:
+    return await embedding.create(body, request)
+
+
+@openai.post("/tokenize", response_model=TokenizeResponse)
+async def tokenize(
+    body: TokenizeRequest, tokens: Annotated[TokenizeServing, Depends(served(TokenizeServing))]
+) -> TokenizeResponse:
+    """vLLM's extension: the token ids of a prompt or of a conversation in the chat format."""
+    return tokens.tokenize(body)
+
+
+@openai.post("/detokenize", response_model=DetokenizeResponse)
+async def detokenize(
+    body: DetokenizeRequest, tokens: Annotated[TokenizeServing, Depends(served(TokenizeServing))]
+) -> DetokenizeResponse:
+    """vLLM's extension: the text of token ids."""
+    return tokens.detokenize(body)
 
 
 @service.get("/", include_in_schema=False)

@@ -3,6 +3,8 @@
 A work item (`WorkItem`) is one request's share of the model's time. It says which items may
 share a run (its `batch_key`) and how a batch of them is run (`run`); the worker knows nothing
 else about it: the items of an endpoint live beside its serving class (`serve/serving/`).
+Each item also names the LoRA adapter it runs with (None: the base model); items of different
+adapters never share a batch, and the worker turns the batch's adapter on while it runs.
 The worker takes the oldest waiting item and those of its key behind it, runs them, and lets
 later items of the same key join a running batch from the front of the queue (`joiners`).
 
@@ -91,6 +93,7 @@ class WorkItem:
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     cancelled: DropReason | None = None  # why the handler gave up: "client_left" or "timeout"
     settled: bool = False  # the worker sent its last event
+    adapter: str | None = None  # the LoRA adapter it runs with (None: the base model)
 
     @property
     def size(self) -> int:
@@ -101,6 +104,11 @@ class WorkItem:
     def batch_key(self) -> Hashable:
         """Items with equal keys can be run together."""
         return (type(self), self.number)
+
+    @property
+    def companions(self) -> Hashable:
+        """What items must share to run together: their batch key and their adapter."""
+        return (self.adapter, self.batch_key)
 
     @classmethod
     def run(cls, batch: Sequence[WorkItem], worker: Scheduler) -> None:
@@ -199,8 +207,9 @@ class Scheduler:
             return "shutdown"
         return item.cancelled or ("timeout" if time.monotonic() > item.deadline else None)
 
-    def joiners(self, key: Hashable, room: int) -> list[WorkItem]:
-        """Waiting items that may join a running batch with `key` now, up to `room` rows.
+    def joiners(self, running: WorkItem, room: int) -> list[WorkItem]:
+        """Waiting items that may join the running batch of `running` now (the same `companions`), up to
+        `room` rows.
 
         Taken from the front of the queue only while they fit the batch, so that an item of another
         key is never overtaken: once one waits at the front, the batch takes no more and drains.
@@ -209,7 +218,7 @@ class Scheduler:
         with self.condition:
             while self.pending and not self.stopping:
                 item = self.pending[0]
-                if item.batch_key != key or item.size > room:
+                if item.companions != running.companions or item.size > room:
                     break
                 taken.append(self.pending.pop(0))
                 room -= item.size
@@ -232,7 +241,7 @@ class Scheduler:
         self.running = list(batch)
         self.progressed()
         try:
-            with interrupt_when(self._abandoned):
+            with interrupt_when(self._abandoned), self.lm.adapter(batch[0].adapter):
                 type(batch[0]).run(batch, self)
         except Interrupted:  # nobody waits for any of it: its rows are dropped, each item is told why below
             for item in self.running:
@@ -279,7 +288,7 @@ class Scheduler:
             window_end = time.monotonic() + self.batch_wait_s
             while batch[0].shares_batches and rows < self.max_batch_size and not self.stopping:
                 for item in list(self.pending):
-                    if item.batch_key == batch[0].batch_key and rows + item.size <= self.max_batch_size:
+                    if item.companions == batch[0].companions and rows + item.size <= self.max_batch_size:
                         self.pending.remove(item)
                         batch.append(item)
                         rows += item.size

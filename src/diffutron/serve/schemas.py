@@ -52,6 +52,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
+class _TextChecked(_Strict):
+    """A request whose texts are checked for lone surrogates (a 400 naming the field)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_invalid_unicode(cls, data: Any) -> Any:
+        return _checked_unicode(data)
+
+
 class StreamOptions(_Strict):
     include_usage: bool = False
     include_denoising: bool = False  # extension: one chunk per model call with the canvas (docs/serving.md)
@@ -88,7 +97,7 @@ def _request_field(name: str, setting: Setting) -> tuple[Any, Any]:
 
 _Settings = create_model(
     "_Settings",
-    __base__=_Strict,
+    __base__=_TextChecked,
     **{name: _request_field(name, setting) for name, setting in settings().items() if setting.http},
 )
 
@@ -114,19 +123,6 @@ class DiffusionSettings(_Settings):
                     {"name": name},
                 )
         return {name: value for name, value in data.items() if name not in NEUTRAL_VALUES}
-
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse_invalid_unicode(cls, data: Any) -> Any:
-        """A lone surrogate (an unpaired `\\ud800` escape) in any text is a 400 naming its field."""
-        for path, text in _texts(data, ""):
-            try:
-                check_unicode(text, path)
-            except DiffutronError as error:
-                raise PydanticCustomError(
-                    "invalid_unicode", "{message}", {"name": path, "message": str(error)}
-                ) from None
-        return data
 
     def sampler_settings(self) -> dict[str, Any]:
         """The GenerationConfig fields this request sets (the seed is handled apart)."""
@@ -167,6 +163,43 @@ class CompletionRequest(GenerationRequest):
 class InfillRequest(DiffusionSettings):
     model: str
     text: str
+
+
+class EmbeddingRequest(_TextChecked):
+    model: str
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None  # only the model's own hidden size
+    user: str | None = None  # ignored
+
+
+class TokenizeRequest(_TextChecked):
+    """vLLM's `/tokenize` body: a `prompt` as it is, or `messages` in the chat format."""
+
+    model: str | None = None
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = None
+    add_special_tokens: bool = False  # the ids generation feeds the model add none
+    add_generation_prompt: bool = True  # messages: end with the answer prompt, as chat feeds them
+    return_token_strs: bool = False
+
+
+class DetokenizeRequest(_Strict):
+    """vLLM's `/detokenize` body."""
+
+    model: str | None = None
+    tokens: list[int]
+
+
+def _checked_unicode(data: Any) -> Any:
+    """`data`, if no text in it holds a lone surrogate (an unpaired `\\ud800` escape); otherwise a 400
+    naming the text's field."""
+    for path, text in _texts(data, ""):
+        try:
+            check_unicode(text, path)
+        except DiffutronError as error:
+            raise PydanticCustomError("invalid_unicode", "{message}", {"name": path, "message": str(error)}) from None
+    return data
 
 
 def _texts(value: Any, path: str) -> Iterator[tuple[str, str]]:

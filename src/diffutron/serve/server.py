@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import signal
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import h11
@@ -21,6 +21,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from diffutron.errors import DiffutronError
 from diffutron.lm import Diffutron
+from diffutron.model.adapters import parse_lora_option
 from diffutron.serve.app import ServeOptions, create_app
 from diffutron.serve.security import OVER_LIMIT
 
@@ -38,6 +39,19 @@ def served_model_id(model: str | None) -> str:
     return path.resolve().name if path.is_dir() else model
 
 
+def adapter_paths(specs: Sequence[str], model_id: str) -> dict[str, Path]:
+    """The `--lora NAME=PATH` options as names to adapter directories; each name is a model id of its
+    own, so it may be neither taken twice nor the served model's id."""
+    paths: dict[str, Path] = {}
+    for spec in specs:
+        name, path = parse_lora_option(spec)
+        if name in paths or name == model_id:
+            taken = "another adapter's" if name in paths else "the served model's id"
+            raise DiffutronError(f"--lora {spec}: the name {name!r} is {taken}; give each adapter its own name")
+        paths[name] = path
+    return paths
+
+
 def run_server(
     options: ServeOptions,
     *,
@@ -46,12 +60,16 @@ def run_server(
     port: int = 8000,
     device: str | None = None,
     dtype: str | None = None,
+    adapters: Mapping[str, Path] | None = None,
     on_ready: Callable[[str], None] = print,
 ) -> None:
-    """Serve until a shutdown signal; `on_ready` gets the base URL once requests are accepted."""
+    """Serve until a shutdown signal; `on_ready` gets the base URL once requests are accepted.
+
+    `adapters` (name: LoRA adapter directory) are served beside the model, each under its name.
+    """
     listener = bind(host, port)
     try:
-        lm = Diffutron.from_pretrained(model, device=device, dtype=dtype, speed=options.speed)
+        lm = Diffutron.from_pretrained(model, device=device, dtype=dtype, speed=options.speed, adapters=adapters)
         if options.compile:  # before the first request, which would otherwise wait for it
             lm.compile()
         served = dataclasses.replace(options, allowed_hosts=(*options.allowed_hosts, host))

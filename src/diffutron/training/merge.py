@@ -16,13 +16,12 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from diffutron.errors import DiffutronError
-from diffutron.files import atomic_directory, check_destination, file_damage, read_json_object
+from diffutron.files import atomic_directory, check_destination
+from diffutron.model.adapters import ADAPTER_CONFIG, AdapterMismatch, attach_adapter, read_adapter
 from diffutron.model.loading import load_checkpoint, load_tokenizer
 from diffutron.training.run_dir import is_run_directory
 
 PROBE_SHAPE = (2, 48)
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 def probe_batch(tokenizer: PreTrainedTokenizerBase, seed: int = 0) -> torch.Tensor:
@@ -97,44 +96,9 @@ def write_merged_card(adapter_dir: Path, out_dir: Path) -> None:
     write_card(out_dir, run_dir=run_dir, up_to_step=up_to_step, overwrite=True)
 
 
-def read_adapter(adapter_dir: Path) -> dict:
-    """The adapter's config, after checking that its config and whole safetensors weights are there."""
-    config_path, weights = adapter_dir / ADAPTER_CONFIG, adapter_dir / ADAPTER_WEIGHTS
-    if not config_path.is_file():
-        raise DiffutronError(f"{adapter_dir} is not a LoRA adapter directory (no {ADAPTER_CONFIG})")
-    config = read_json_object(config_path)
-    if not weights.is_file():
-        raise DiffutronError(
-            f"{adapter_dir} holds {ADAPTER_CONFIG} but no {ADAPTER_WEIGHTS}: the adapter's weights are missing"
-        )
-    problem = file_damage(weights)
-    if problem is not None:
-        raise DiffutronError(problem)
-    return config
-
-
 def load_adapter(model: PreTrainedModel, adapter_dir: Path, base: str) -> nn.Module:
     """`model` with the adapter loaded; an adapter whose tensors do not fit the base's layers is refused."""
-    from peft import PeftModel, get_peft_model_state_dict
-    from safetensors import safe_open
-
-    wrong_base = f"the adapter {adapter_dir} does not fit the base model {base}"
     try:
-        adapted = PeftModel.from_pretrained(model, adapter_dir)
-    except (RuntimeError, ValueError, KeyError) as error:  # size mismatch, no target module found
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
-        reason = next((line for line in lines if line.startswith("size mismatch")), lines[0])
-        raise DiffutronError(f"{wrong_base} ({reason}); pass the model it was trained on with --base") from None
-    with safe_open(str(adapter_dir / ADAPTER_WEIGHTS), framework="pt") as handle:
-        saved = set(handle.keys())
-    expected = set(get_peft_model_state_dict(adapted))
-    unused, missing = sorted(saved - expected), sorted(expected - saved)
-    if unused or missing:
-        details = [
-            f"{len(unused)} adapter tensor(s) have no layer in the base (e.g. {unused[0]})" if unused else "",
-            f"{len(missing)} adapted layer(s) of the base lack adapter tensors (e.g. {missing[0]})" if missing else "",
-        ]
-        raise DiffutronError(
-            f"{wrong_base}: {'; '.join(filter(None, details))}; pass the model it was trained on with --base"
-        )
-    return adapted
+        return attach_adapter(model, adapter_dir, "default", base)
+    except AdapterMismatch as error:
+        raise DiffutronError(f"{error}; pass the model it was trained on with --base") from None

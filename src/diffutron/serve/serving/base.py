@@ -62,14 +62,19 @@ class Serving:
         self.options = context.options
         self.scheduler = context.scheduler
 
-    def check_model(self, name: str) -> None:
-        if name != self.options.model_id:
-            raise APIError(
-                404,
-                f"model {name!r} is not served here; this server serves {self.options.model_id!r}",
-                param="model",
-                code="model_not_found",
-            )
+    def check_model(self, name: str) -> str | None:
+        """The LoRA adapter a request's `model` names (None: the base model); 404 for any other name."""
+        if name == self.options.model_id:
+            return None
+        if name in self.lm.adapters.names:
+            return name
+        served = ", ".join(repr(model) for model in (self.options.model_id, *self.lm.adapters.names))
+        raise APIError(
+            404,
+            f"model {name!r} is not served here; this server serves {served}",
+            param="model",
+            code="model_not_found",
+        )
 
     def settings(self, body: DiffusionSettings, max_tokens: int | None) -> Settings:
         speed = body.speed or self.options.speed

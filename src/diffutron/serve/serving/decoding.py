@@ -126,11 +126,10 @@ class _Batch:
 
     def run(self, items: list[GenerationWork]) -> None:
         self.join(items)
-        key = items[0].batch_key
         while True:
             if self.decoder.continuous and self.worker.continuous:
                 room = self.worker.max_batch_size - self.decoder.rows
-                self.join([item for item in self.worker.joiners(key, room) if isinstance(item, GenerationWork)])
+                self.join([item for item in self.worker.joiners(items[0], room) if isinstance(item, GenerationWork)])
             try:
                 if not self.decoder.step(self.on_step):
                     break

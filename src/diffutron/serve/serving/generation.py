@@ -69,6 +69,7 @@ class GenerationServing(Serving):
             stops=body.stop_texts(),
             stream=body.stream,
             denoising=bool(body.stream and body.stream_options and body.stream_options.include_denoising),
+            adapter=self.check_model(body.model),
         )
 
     async def answer(
@@ -76,7 +77,7 @@ class GenerationServing(Serving):
     ) -> Response:
         """The answer to `prompts`: a whole response, or a stream when the request asks for one."""
         work = self.work(body, prompts, settings)
-        output = Format(self.chat, self.options.model_id)
+        output = Format(self.chat, body.model)  # the base model's id or an adapter's name
         prompt_tokens = sum(len(ids) for ids in prompts)
         if work.stream:
             self.submit(work)

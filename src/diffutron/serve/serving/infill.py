@@ -62,7 +62,7 @@ class InfillWork(WorkItem):
 
 class InfillServing(Serving):
     async def create(self, body: InfillRequest, request: Request) -> Response:
-        self.check_model(body.model)
+        adapter = self.check_model(body.model)
         settings = self.settings(body, None)
         check_prompt_length(body.text, self.lm.context_length, "text")
         try:
@@ -74,6 +74,7 @@ class InfillServing(Serving):
             config=settings.config.replace(seed=settings.seed),
             deadline=self.deadline(),
             loop=self.loop(),
+            adapter=adapter,
         )
         try:
             events, done = await self.collect(work, request)
@@ -83,7 +84,7 @@ class InfillServing(Serving):
         response = InfillResponse(
             id=f"infill-{uuid.uuid4().hex}",
             created=int(time.time()),
-            model=self.options.model_id,
+            model=body.model,
             text=filled,
             diffutron=settings.extension(done),
         )

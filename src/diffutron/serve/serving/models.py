@@ -1,4 +1,4 @@
-"""`GET /v1/models`: the served model, as OpenAI lists models."""
+"""`GET /v1/models`: the served model and its LoRA adapters, as OpenAI lists models."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from diffutron.serve.serving.base import Serving
 
 
 class ModelServing(Serving):
-    def card(self) -> ModelCard:
-        return ModelCard(id=self.options.model_id, created=self.context.created)
+    def card(self, adapter: str | None) -> ModelCard:
+        """The base model's card, or an adapter's (its `parent` is the base model)."""
+        if adapter is None:
+            return ModelCard(id=self.options.model_id, created=self.context.created)
+        return ModelCard(id=adapter, created=self.context.created, parent=self.options.model_id)
 
     def list(self) -> ModelList:
-        return ModelList(data=[self.card()])
+        return ModelList(data=[self.card(name) for name in (None, *self.lm.adapters.names)])
 
     def get(self, model: str) -> ModelCard:
-        self.check_model(model)
-        return self.card()
+        return self.card(self.check_model(model))
