@@ -44,10 +44,12 @@ class GenerationServing(Serving):
             )
         answer = settings.config.max_new_tokens
         if len(ids) + answer + suffix > self.lm.context_length:
-            with_suffix = f" and the suffix has {suffix}" if suffix else ""
+            sizes = f"{len(ids)} tokens and max_tokens is {answer}"
+            if suffix:
+                sizes = f"{len(ids)} tokens, max_tokens is {answer} and the suffix has {suffix} tokens"
             raise APIError(
                 400,
-                f"the prompt has {len(ids)} tokens and max_tokens is {answer}{with_suffix}: together more than "
+                f"the prompt has {sizes}: together more than "
                 f"the model's context of {self.lm.context_length} tokens; shorten the prompt or lower max_tokens",
                 param=param,
                 code="context_length_exceeded",
