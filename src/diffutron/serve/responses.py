@@ -254,7 +254,7 @@ class Format:
                     index=item.choice,
                     message=AssistantMessage(content=item.text),
                     finish_reason=item.finish_reason,
-                    logprobs=self._chat_logprobs(item.logprobs),
+                    logprobs=self._chat_logprobs(self._scored(item.logprobs)),
                 )
                 for item in items
             ]
@@ -278,9 +278,10 @@ class Format:
         return [ChatCompletionChunk(**self._head(), choices=[choice]) for choice in opening]
 
     def delta(self, event: Delta) -> ChatCompletionChunk | CompletionChunk:
+        """A piece of an answer's text, with the tokens handed out with it when log-probabilities are asked for."""
+        scored = self._scored(event.logprobs)
         if self.chat:
-            return self._chunk(event.choice, event.text, self._chat_logprobs(event.logprobs), None)
-        scored = event.logprobs
+            return self._chunk(event.choice, event.text, self._chat_logprobs(scored), None)
         logprobs = None if scored is None else self._completion_logprobs(event.choice, event.text, (), scored)
         return self._chunk(event.choice, event.text, logprobs, None)
 
@@ -294,6 +295,10 @@ class Format:
     def usage(self, usage: Usage, extension: Extension) -> ChatCompletionChunk | CompletionChunk:
         kind = ChatCompletionChunk if self.chat else CompletionChunk
         return kind(**self._head(), choices=[], usage=usage, diffutron=extension)
+
+    def _scored(self, scored: Scored | None) -> Scored | None:
+        """An event's tokens when log-probabilities are asked for (none yet: an empty list), else None."""
+        return (scored or ()) if self.logprobs else None
 
     def _head(self) -> Json:
         return {"id": self.id, "created": self.created, "model": self.model}
@@ -313,7 +318,9 @@ class Format:
         echo = self.echoes.get(choice, Echo("", ()))
         if not self.logprobs:
             return echo.text + text, None
-        return echo.text + text, self._completion_logprobs(choice, echo.text + text, echo.tokens, scored or ())
+        return echo.text + text, self._completion_logprobs(
+            choice, echo.text + text, echo.tokens, self._scored(scored) or ()
+        )
 
     def _completion_logprobs(
         self, choice: int, text: str, prompt_tokens: Sequence[str], scored: Scored

@@ -1,0 +1,105 @@
+"""The OpenAI shapes of log-probabilities, echo and suffix, built without a server: `Format`'s chat and
+legacy logprobs, text offsets streamed and whole, the request fields each endpoint takes or refuses."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from pydantic import ValidationError
+
+from diffutron.sampling.logprobs import Alternative, TokenLogprob
+from diffutron.serve.errors import APIError
+from diffutron.serve.responses import IMPOSSIBLE, Echo, Extension, Format, Usage
+from diffutron.serve.schemas import NEUTRAL_VALUES, ChatCompletionRequest, CompletionRequest, DiffusionSettings
+from diffutron.serve.serving.chat import top_logprobs
+from diffutron.serve.serving.decoding import Delta, Finished
+
+EXTENSION = Extension(seed=1, speed="exact", settings={}, model_calls=2, batch_rows=1)
+USAGE = Usage(prompt_tokens=2, completion_tokens=2, total_tokens=4)
+# an answer " de" of two tokens: " d" (two alternatives, one of them of the same text) and "e"
+SCORED = (
+    TokenLogprob(7, " d", -0.5, (Alternative(7, " d", -0.5), Alternative(9, " d", -0.9), Alternative(8, "x", -1.5))),
+    TokenLogprob(5, "e", -math.inf, ()),
+)
+
+
+def test_chat_logprobs_carry_each_token_its_bytes_and_alternatives():
+    output = Format(chat=True, model="m", logprobs=True)
+    body = output.response([Finished(0, "de", "stop", 2, SCORED)], USAGE, EXTENSION).to_json()
+    content = body["choices"][0]["logprobs"]["content"]
+    assert content[0] == {
+        "token": " d",
+        "logprob": -0.5,
+        "bytes": [32, 100],
+        "top_logprobs": [
+            {"token": " d", "logprob": -0.5, "bytes": [32, 100]},
+            {"token": " d", "logprob": -0.9, "bytes": [32, 100]},
+            {"token": "x", "logprob": -1.5, "bytes": [120]},
+        ],
+    }
+    assert content[1] == {"token": "e", "logprob": IMPOSSIBLE, "bytes": [101], "top_logprobs": []}
+    chunk = output.delta(Delta(0, "de", SCORED[1:])).to_json()
+    assert chunk["choices"][0]["logprobs"]["content"][0]["token"] == "e"
+
+
+def test_without_logprobs_the_choices_carry_none():
+    output = Format(chat=True, model="m")
+    body = output.response([Finished(0, "de", "stop", 2)], USAGE, EXTENSION).to_json()
+    assert body["choices"][0]["logprobs"] is None
+    assert output.delta(Delta(0, "de")).to_json()["choices"][0]["logprobs"] is None
+    text = Format(chat=False, model="m").response([Finished(0, "de", "stop", 2)], USAGE, EXTENSION).to_json()
+    assert text["choices"][0]["logprobs"] is None
+
+
+def test_legacy_logprobs_with_an_echo_have_no_log_probability_for_the_prompt():
+    output = Format(chat=False, model="m", logprobs=True, echoes={0: Echo("Ab c", ("A", "b", " c"))})
+    choice = output.response([Finished(0, "de", "stop", 2, SCORED)], USAGE, EXTENSION).to_json()["choices"][0]
+    assert choice["text"] == "Ab cde"
+    assert choice["logprobs"] == {
+        "tokens": ["A", "b", " c", " d", "e"],
+        "token_logprobs": [None, None, None, -0.5, IMPOSSIBLE],
+        "top_logprobs": [None, None, None, {" d": -0.5, "x": -1.5}, {}],
+        "text_offset": [0, 1, 2, 4, 5],  # " d" is "d" in the trimmed answer
+    }
+
+
+def test_a_streamed_echo_comes_first_and_the_offsets_run_on_as_in_the_whole_answer():
+    def stream(output: Format) -> list[dict]:
+        chunks = [*output.start(1), output.delta(Delta(0, "d", SCORED[:1])), output.delta(Delta(0, "e", SCORED[1:]))]
+        return [chunk.to_json()["choices"][0] for chunk in chunks]
+
+    choices = stream(Format(chat=False, model="m", logprobs=True, echoes={0: Echo("Ab c", ("A", "b", " c"))}))
+    assert [choice["text"] for choice in choices] == ["Ab c", "d", "e"]
+    assert [choice["logprobs"]["text_offset"] for choice in choices] == [[0, 1, 2], [4], [5]]
+    assert [choice["logprobs"]["tokens"] for choice in choices] == [["A", "b", " c"], [" d"], ["e"]]
+    plain = stream(Format(chat=False, model="m", echoes={0: Echo("Ab c", ("A", "b", " c"))}))
+    assert [(choice["text"], choice["logprobs"]) for choice in plain] == [("Ab c", None), ("d", None), ("e", None)]
+    assert Format(chat=False, model="m").start(2) == []
+
+
+def test_top_logprobs_need_logprobs():
+    def body(**fields) -> ChatCompletionRequest:
+        return ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "a"}], **fields)
+
+    assert top_logprobs(body()) is None and top_logprobs(body(logprobs=False, top_logprobs=0)) is None
+    assert top_logprobs(body(logprobs=True)) == 0 and top_logprobs(body(logprobs=True, top_logprobs=20)) == 20
+    with pytest.raises(APIError) as raised:
+        top_logprobs(body(top_logprobs=1))
+    assert raised.value.param == "top_logprobs" and raised.value.status == 400
+
+
+def test_each_endpoint_takes_the_fields_it_implements_and_refuses_the_rest():
+    chat = {"model": "m", "messages": [{"role": "user", "content": "a"}]}
+    assert ChatCompletionRequest(**chat, logprobs=True, top_logprobs=3).top_logprobs == 3
+    text = CompletionRequest(model="m", prompt="a", logprobs=5, echo=True, suffix="b")
+    assert (text.logprobs, text.echo, text.suffix) == (5, True, "b")
+    for fields in ({"echo": True}, {"suffix": "b"}, {"top_logprobs": 21, "logprobs": True}):
+        with pytest.raises(ValidationError):
+            ChatCompletionRequest(**chat, **fields)
+    for fields in ({"top_logprobs": 2}, {"logprobs": 6}, {"logprobs": -1}):
+        with pytest.raises(ValidationError):
+            CompletionRequest(model="m", prompt="a", **fields)
+    assert {"logprobs", "top_logprobs", "echo", "suffix"} <= set(NEUTRAL_VALUES) == set(DiffusionSettings.refused)
+    assert set(NEUTRAL_VALUES) - set(ChatCompletionRequest.refused) == {"logprobs", "top_logprobs"}
+    assert set(NEUTRAL_VALUES) - set(CompletionRequest.refused) == {"logprobs", "echo", "suffix"}
