@@ -1,20 +1,28 @@
 """The OpenAI shapes of log-probabilities, echo and suffix, built without a server: `Format`'s chat and
-legacy logprobs, text offsets streamed and whole, the request fields each endpoint takes or refuses."""
+legacy logprobs, text offsets streamed and whole, the request fields each endpoint takes or refuses;
+and in process (a tiny model, FastAPI's test client): the served values are the library's."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
+from diffutron import GenerationConfig
+from diffutron.lm import Diffutron
 from diffutron.sampling.logprobs import Alternative, TokenLogprob
+from diffutron.serve.app import ServeOptions, create_app
 from diffutron.serve.errors import APIError
 from diffutron.serve.responses import IMPOSSIBLE, Echo, Extension, Format, Usage
 from diffutron.serve.schemas import NEUTRAL_VALUES, ChatCompletionRequest, CompletionRequest, DiffusionSettings
 from diffutron.serve.serving.chat import top_logprobs
 from diffutron.serve.serving.decoding import Delta, Finished
 
+GREEDY = {"max_tokens": 12, "steps": 12, "block_length": 4, "temperature": 0.0}
+LIBRARY_GREEDY = GenerationConfig(max_new_tokens=12, steps=12, block_length=4, temperature=0.0)
 EXTENSION = Extension(seed=1, speed="exact", settings={}, model_calls=2, batch_rows=1)
 USAGE = Usage(prompt_tokens=2, completion_tokens=2, total_tokens=4)
 # an answer " de" of two tokens: " d" (two alternatives, one of them of the same text) and "e"
@@ -38,6 +46,7 @@ def test_chat_logprobs_carry_each_token_its_bytes_and_alternatives():
             {"token": "x", "logprob": -1.5, "bytes": [120]},
         ],
     }
+    assert IMPOSSIBLE == -9999.0
     assert content[1] == {"token": "e", "logprob": IMPOSSIBLE, "bytes": [101], "top_logprobs": []}
     chunk = output.delta(Delta(0, "de", SCORED[1:])).to_json()
     assert chunk["choices"][0]["logprobs"]["content"][0]["token"] == "e"
@@ -103,3 +112,56 @@ def test_each_endpoint_takes_the_fields_it_implements_and_refuses_the_rest():
     assert {"logprobs", "top_logprobs", "echo", "suffix"} <= set(NEUTRAL_VALUES) == set(DiffusionSettings.refused)
     assert set(NEUTRAL_VALUES) - set(ChatCompletionRequest.refused) == {"logprobs", "top_logprobs"}
     assert set(NEUTRAL_VALUES) - set(CompletionRequest.refused) == {"logprobs", "echo", "suffix"}
+
+
+@pytest.fixture(scope="module")
+def http(tiny_model, tiny_tokenizer):
+    lm = Diffutron(tiny_model, tiny_tokenizer)
+    app = create_app(lm, ServeOptions(model_id="tiny", batch_wait_ms=0))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        yield client, lm
+
+
+def _events(response) -> list[dict]:
+    return [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+
+
+def test_served_chat_logprobs_are_the_library_s_whole_and_streamed(http):
+    client, lm = http
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "Kitap okumak"}], **GREEDY}
+    whole = client.post("/v1/chat/completions", json={**body, "logprobs": True, "top_logprobs": 3}).json()
+    content = whole["choices"][0]["logprobs"]["content"]
+    [scored] = lm.generate(["Kitap okumak"], LIBRARY_GREEDY, logprobs=3)
+    assert [token["token"] for token in content] == [token.text for token in scored.tokens] and content
+    assert [token["logprob"] for token in content] == pytest.approx([token.logprob for token in scored.tokens])
+    assert [[top["token"] for top in token["top_logprobs"]] for token in content] == [
+        [top.text for top in token.top] for token in scored.tokens
+    ]
+    with client.stream(
+        "POST", "/v1/chat/completions", json={**body, "logprobs": True, "top_logprobs": 3, "stream": True}
+    ) as response:
+        chunks = [event["choices"][0] for event in _events(response) if event["choices"]]
+    streamed = [token for chunk in chunks if chunk["logprobs"] for token in chunk["logprobs"]["content"]]
+    assert streamed == content
+    assert "".join(chunk["delta"].get("content", "") for chunk in chunks) == whole["choices"][0]["message"]["content"]
+
+
+def test_a_served_middle_is_the_library_s_and_an_echo_comes_before_it(http):
+    client, lm = http
+    body = {"model": "tiny", "prompt": "Kitap okumak", "suffix": " güzel", **GREEDY}
+    [scored] = lm.generate(["Kitap okumak"], LIBRARY_GREEDY, chat=False, suffix=" güzel", logprobs=2)
+    choice = client.post("/v1/completions", json={**body, "logprobs": 2}).json()["choices"][0]
+    assert choice["text"] == scored.text
+    assert choice["logprobs"]["tokens"] == [token.text for token in scored.tokens]
+    assert choice["logprobs"]["token_logprobs"] == pytest.approx([token.logprob for token in scored.tokens])
+    echoed = client.post("/v1/completions", json={**body, "echo": True}).json()["choices"][0]
+    assert echoed["text"] == "Kitap okumak" + scored.text and echoed["logprobs"] is None
+    with client.stream(
+        "POST", "/v1/completions", json={**body, "logprobs": 2, "echo": True, "stream": True}
+    ) as response:
+        chunks = [event["choices"][0] for event in _events(response) if event["choices"]]
+    whole = client.post("/v1/completions", json={**body, "logprobs": 2, "echo": True}).json()["choices"][0]
+    streamed = [chunk["logprobs"] for chunk in chunks if chunk["logprobs"]]
+    for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
+        assert [value for part in streamed for value in part[key]] == whole["logprobs"][key]
+    assert "".join(chunk["text"] for chunk in chunks) == whole["text"]

@@ -106,17 +106,11 @@ class _Scores:
         within = bisect.bisect_right(range(len(tokens) + 1), sent, key=lambda count: len(decode(tokens[:count]))) - 1
         return self._hand_out(range(tracker.start, tracker.start + within), canvas_row, decode)
 
-    def rest(self, tracker: AnswerStreamer, canvas_row: list[int], decode: Decode) -> Scored:
-        """The answer's tokens not handed out yet (the answer is settled)."""
-        return self._hand_out(self.answer(tracker, canvas_row, decode), canvas_row, decode)
-
-    def answer(self, tracker: AnswerStreamer, canvas_row: list[int], decode: Decode) -> range:
-        """The canvas positions of the settled answer's tokens."""
+    def settle(self, tracker: AnswerStreamer, canvas_row: list[int], decode: Decode) -> tuple[Scored, Scored]:
+        """The answer is settled: its tokens not handed out yet, and all of them."""
         end = tracker.start + tracker.length
-        return scored_positions(decode.tokenizer, tracker.stops, canvas_row, tracker.start, end)
-
-    def all(self, tracker: AnswerStreamer, canvas_row: list[int], decode: Decode) -> Scored:
-        return self.recorded.tokens(self.answer(tracker, canvas_row, decode), canvas_row, decode.token)
+        positions = scored_positions(decode.tokenizer, tracker.stops, canvas_row, tracker.start, end)
+        return self._hand_out(positions, canvas_row, decode), self.recorded.tokens(positions, canvas_row, decode.token)
 
     def _hand_out(self, positions: range, canvas_row: list[int], decode: Decode) -> Scored:
         start = positions.start + self.handed_out
@@ -291,14 +285,13 @@ class _Batch:
             self.finish(entry, entry.tracker.end(canvas_row), canvas_row)
 
     def finish(self, entry: _Entry, delta: str, canvas_row: list[int]) -> None:
-        item, row, tracker, scores = entry.item, entry.row, entry.tracker, entry.scores
-        rest = None if scores is None else scores.rest(tracker, canvas_row, self.decode)
+        item, row, tracker = entry.item, entry.row, entry.tracker
+        rest, scored = (None, None) if entry.scores is None else entry.scores.settle(tracker, canvas_row, self.decode)
         if item.stream and (delta or rest):
             item.emit(Delta(row.choice, delta, rest))
         assert tracker.text is not None and tracker.finish_reason is not None
         tokens = len(self.lm.encode(tracker.text)) if tracker.text else 0
         self.metrics.generated_tokens.inc(tokens)
-        scored = None if scores is None else scores.all(tracker, canvas_row, self.decode)
         item.emit(Finished(row.choice, tracker.text, tracker.finish_reason, tokens, scored))
         progress = self.progress[item.number]
         progress.open_rows -= 1
