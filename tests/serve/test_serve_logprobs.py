@@ -174,6 +174,12 @@ BAD_REQUESTS = {
     "completion logprobs above 5": ("text", {"logprobs": 6}, "logprobs", "less than or equal to 5"),
     "completion logprobs a bool": ("text", {"logprobs": True}, "logprobs", "valid integer"),
     "mask token in the suffix": ("text", {"suffix": "a <mask> b"}, "suffix", "suffix contains the mask token"),
+    "a suffix of more characters than the context can hold": (
+        "text",
+        {"suffix": "a" * (32 * 256 + 1)},
+        "suffix",
+        "suffix has 8193 characters, more than the 8192 this server reads",
+    ),
     "suffix over the context": (
         "text",
         {"suffix": "kitap " * 120, "max_tokens": 200},

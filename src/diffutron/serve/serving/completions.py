@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import Request, Response
 
 from diffutron.serve.errors import APIError
+from diffutron.serve.limits import check_prompt_length
 from diffutron.serve.responses import Echo
 from diffutron.serve.schemas import CompletionRequest
 from diffutron.serve.serving.generation import GenerationServing
@@ -30,7 +31,10 @@ class CompletionServing(GenerationServing):
 
     def suffix_ids(self, suffix: str | None) -> tuple[int, ...]:
         """The suffix's token ids (none for no suffix or an empty one)."""
-        ids = tuple(self.lm.encode(suffix)) if suffix else ()
+        if not suffix:
+            return ()
+        check_prompt_length(suffix, self.lm.context_length, "suffix")
+        ids = tuple(self.lm.encode(suffix))
         if self.lm.special.mask in ids:
             raise APIError(
                 400,
