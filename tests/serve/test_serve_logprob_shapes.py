@@ -73,6 +73,14 @@ def test_legacy_logprobs_with_an_echo_have_no_log_probability_for_the_prompt():
     }
 
 
+def test_each_token_is_placed_after_the_last_and_one_whose_text_is_not_there_at_the_last_s_end():
+    echo = Echo("aa", ("a", "a"))
+    answer = (TokenLogprob(3, "\ufffd", -1.0, ()), TokenLogprob(4, " d", -2.0, ()))  # a byte piece, a trimmed space
+    output = Format(chat=False, model="m", logprobs=True, echoes={0: echo})
+    choice = output.response([Finished(0, "-xd", "stop", 2, answer)], USAGE, EXTENSION).to_json()["choices"][0]
+    assert choice["text"] == "aa-xd" and choice["logprobs"]["text_offset"] == [0, 1, 2, 4]
+
+
 def test_a_streamed_echo_comes_first_and_the_offsets_run_on_as_in_the_whole_answer():
     def stream(output: Format) -> list[dict]:
         chunks = [*output.start(1), output.delta(Delta(0, "d", SCORED[:1])), output.delta(Delta(0, "e", SCORED[1:]))]
