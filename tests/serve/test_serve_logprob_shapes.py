@@ -173,3 +173,24 @@ def test_a_served_middle_is_the_library_s_and_an_echo_comes_before_it(http):
     for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
         assert [value for part in streamed for value in part[key]] == whole["logprobs"][key]
     assert "".join(chunk["text"] for chunk in chunks) == whole["text"]
+
+
+def test_streamed_copies_carry_their_own_logprobs(http):
+    client, _ = http
+    body = {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "Kitap okumak"}],
+        **GREEDY,
+        "temperature": 0.8,
+        "seed": 4,
+        "n": 2,
+        "logprobs": True,
+        "top_logprobs": 1,
+    }
+    whole = client.post("/v1/chat/completions", json=body).json()["choices"]
+    with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as response:
+        chunks = [event["choices"][0] for event in _events(response) if event["choices"]]
+    for choice in whole:
+        own = [chunk for chunk in chunks if chunk["index"] == choice["index"] and chunk["logprobs"]]
+        assert [token for chunk in own for token in chunk["logprobs"]["content"]] == choice["logprobs"]["content"]
+    assert whole[0]["logprobs"]["content"] != whole[1]["logprobs"]["content"]
