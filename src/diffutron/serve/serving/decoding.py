@@ -1,9 +1,10 @@
 """The work item of chat and text completions: rows of prompts decoded together by one `Decoder`.
 
-Requests whose settings can share one canvas (the same `GenerationConfig` apart from the seed)
-are decoded together as one batch of prompts of different lengths; each row draws from its own
-random stream, seeded by its request (`sampling/streams.py`), so a seeded answer does not
-depend on its batch.
+Requests whose settings can share one canvas (the same `GenerationConfig` apart from the seed,
+and the same number of log-probability alternatives, or none; a suffix may differ) are decoded
+together as one batch of prompts of different lengths; each row draws from its own random
+stream, seeded by its request (`sampling/streams.py`), so a seeded answer does not depend on
+its batch.
 
 Continuous batching: every row of the sampler's `Decoder` follows its own block schedule, so a
 row whose answer is decided is answered and leaves at once, one whose client went away or timed
