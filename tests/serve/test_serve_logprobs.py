@@ -3,6 +3,8 @@ embedded model), pinned against the library's own answers and log-probabilities.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import openai
 import pytest
 
@@ -139,6 +141,26 @@ def test_a_middle_shorter_than_max_tokens_drops_its_padding(openai_client, lm):
     biased = GenerationConfig(max_new_tokens=24, temperature=0, logit_bias={eos: EOS_BIAS})
     assert choice.text == lm.generate([prompt], biased, chat=False, suffix=suffix)[0] == ","
     assert choice.finish_reason == "stop" and choice.logprobs.tokens == [","]
+
+
+def test_suffixed_and_plain_completions_decoded_together_answer_as_alone(openai_client):
+    prompt, suffix = MIDDLE
+    requests = [
+        dict(prompt=prompt, suffix=suffix, logprobs=1),
+        dict(prompt="Kitap okumak", logprobs=1),
+        dict(prompt="Bugün hava çok uzun bir süre", suffix=" güzeldi.", logprobs=1),
+    ]
+
+    def complete(fields: dict) -> tuple[str, list[str], dict]:
+        response = openai_client.completions.create(model=MODEL, max_tokens=12, temperature=0, **fields)
+        return response.choices[0].text, response.choices[0].logprobs.tokens, response.model_extra["diffutron"]
+
+    alone = [complete(fields) for fields in requests]
+    with ThreadPoolExecutor(len(requests)) as pool:  # sent together: the worker batches them
+        together = list(pool.map(complete, requests))
+    assert [extension["batch_rows"] for *_, extension in alone] == [1, 1, 1]
+    assert max(extension["batch_rows"] for *_, extension in together) > 1
+    assert [answer[:2] for answer in together] == [answer[:2] for answer in alone]
 
 
 def test_echo_with_a_suffix_sends_the_prompt_and_the_middle_back(openai_client):
