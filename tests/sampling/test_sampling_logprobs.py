@@ -72,6 +72,13 @@ def test_the_callback_still_sees_every_step(lm):
     assert reported == committed == 10
 
 
+def test_scored_tokens_are_plain_numbers(lm):
+    (answer,) = lm.generate(["Kitap"], GREEDY, chat=False, logprobs=2)
+    numbers = [(token.token, token.logprob) for token in answer.tokens]
+    numbers += [(other.token, other.logprob) for token in answer.tokens for other in token.top]
+    assert numbers and all(type(token) is int and type(logprob) is float for token, logprob in numbers)
+
+
 def test_an_answer_s_scored_tokens_end_at_its_end(tiny_tokenizer):
     """Up to the first mask or end token, and only the tokens wholly before a stop text."""
 

@@ -79,6 +79,10 @@ def test_each_token_is_placed_after_the_last_and_one_whose_text_is_not_there_at_
     output = Format(chat=False, model="m", logprobs=True, echoes={0: echo})
     choice = output.response([Finished(0, "-xd", "stop", 2, answer)], USAGE, EXTENSION).to_json()["choices"][0]
     assert choice["text"] == "aa-xd" and choice["logprobs"]["text_offset"] == [0, 1, 2, 4]
+    output = Format(chat=False, model="m", logprobs=True, echoes={0: echo})
+    right_after = (answer[0], TokenLogprob(5, "b", -1.0, ()))  # an absent text moves nothing on
+    choice = output.response([Finished(0, "b", "stop", 2, right_after)], USAGE, EXTENSION).to_json()["choices"][0]
+    assert choice["logprobs"]["text_offset"] == [0, 1, 2, 2]
 
 
 def test_a_streamed_echo_comes_first_and_the_offsets_run_on_as_in_the_whole_answer():
