@@ -3,7 +3,6 @@ embeddings and tokenization."""
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -23,7 +22,7 @@ from diffutron.model.tokenize import Tokenized, detokenize, tokenize
 from diffutron.model.tokens import SpecialIds, check_unicode, cut_to_fit, encode, encode_text, tokenizer_fingerprint
 from diffutron.sampling.config import GenerationConfig, checked_config
 from diffutron.sampling.infill import parse_placeholders
-from diffutron.sampling.logprobs import LogprobRecorder, ScoredAnswer, checked_top_logprobs
+from diffutron.sampling.logprobs import LogprobRecorder, ScoredAnswer, checked_top_logprobs, scored_positions
 from diffutron.sampling.presets import speed_config, speed_dtype
 from diffutron.sampling.sampler import StepCallback, denoise, sample
 from diffutron.sampling.stopping import AnswerStops
@@ -352,26 +351,14 @@ class Diffutron:
             ScoredAnswer(
                 text,
                 recorder.tokens(
-                    row, self._scored_positions(canvas[row], len(prompt), end), canvas[row], self._token_text
+                    row,
+                    scored_positions(self.tokenizer, self.answer_stops, canvas[row], len(prompt), end),
+                    canvas[row],
+                    self._token_text,
                 ),
             )
             for row, (text, prompt, end) in enumerate(zip(answers, prompts, ends))
         ]
-
-    def _scored_positions(self, canvas_row: Sequence[int], start: int, end: int) -> range:
-        """The canvas positions of the answer's tokens: from `start` up to `end`, the first mask, EOS or
-        pad, and those wholly before `[/Answer]` where it is there."""
-        stops = self.answer_stops
-        tokens = stops.decided(canvas_row[start:end])
-        tokens = tokens[: stops.stop_token(tokens)]
-        decoded = lambda count: self.tokenizer.decode(tokens[:count], skip_special_tokens=True)  # noqa: E731
-        text, ended = stops.cut(decoded(len(tokens)))
-        if not ended:
-            return range(start, start + len(tokens))
-        tag = len(text)
-        # the fewest tokens whose text reaches into the tag; the ones before it end before it
-        reaching = bisect.bisect_right(range(len(tokens) + 1), tag, key=lambda count: len(decoded(count)))
-        return range(start, start + reaching - 1)
 
     def _token_text(self, token: int) -> str:
         return self.tokenizer.decode([token])

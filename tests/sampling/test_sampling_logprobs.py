@@ -7,7 +7,8 @@ import math
 import pytest
 
 from diffutron import Diffutron, DiffutronError, GenerationConfig
-from diffutron.sampling.logprobs import MAX_TOP_LOGPROBS, ScoredAnswer
+from diffutron.sampling.logprobs import MAX_TOP_LOGPROBS, ScoredAnswer, scored_positions
+from diffutron.sampling.stopping import AnswerStops
 from helpers.steered import favoured_logits
 
 GREEDY = GenerationConfig(max_new_tokens=10, steps=5, block_length=5, temperature=0.0, early_stop=False)
@@ -69,3 +70,34 @@ def test_the_callback_still_sees_every_step(lm):
     committed = sum(int(event.committed.sum()) for event in events)
     reported = sum(int((~event.logprobs.logprob.isnan()).sum()) for event in events)
     assert reported == committed == 10
+
+
+def test_scored_tokens_are_plain_numbers(lm):
+    (answer,) = lm.generate(["Kitap"], GREEDY, chat=False, logprobs=2)
+    numbers = [(token.token, token.logprob) for token in answer.tokens]
+    numbers += [(other.token, other.logprob) for token in answer.tokens for other in token.top]
+    assert numbers and all(type(token) is int and type(logprob) is float for token, logprob in numbers)
+
+
+def test_an_answer_s_scored_tokens_end_at_its_end(tiny_tokenizer):
+    """Up to the first mask or end token, and only the tokens wholly before a stop text."""
+
+    def encode(text: str) -> list[int]:
+        return tiny_tokenizer.encode(text, add_special_tokens=False)
+
+    start = len(encode("Soru"))
+    row = [*encode("Soru"), *encode("Kitap okumak güzel[/Answer] fazla"), tiny_tokenizer.mask_token_id]
+    stops = AnswerStops.for_tokenizer(tiny_tokenizer)
+
+    def scored(stops: AnswerStops, row: list[int], end: int) -> str:
+        positions = scored_positions(tiny_tokenizer, stops, row, start, end)
+        return tiny_tokenizer.decode(row[positions.start : positions.stop])
+
+    assert scored_positions(tiny_tokenizer, stops, row, start, len(row)) == range(start, start + 16)
+    assert scored(stops, row, len(row)) == "Kitap okumak güzel"
+    assert scored(stops.with_texts(["güzel"]), row, len(row)) == "Kitap okumak"  # " g" reaches into the stop
+    assert scored(stops, row, start + 3) == "Kit"
+    ended = [*encode("Soru"), *encode("Kitap"), tiny_tokenizer.eos_token_id, *encode("okumak")]
+    assert scored(stops, ended, len(ended)) == "Kitap"
+    masked = [*encode("Soru"), *encode("Kitap"), tiny_tokenizer.mask_token_id, *encode("okumak")]
+    assert scored(stops, masked, len(masked)) == "Kitap"

@@ -163,11 +163,13 @@ def test_client_leaving_a_plain_request_frees_its_row(server):
 
 
 def test_bounded_load(server):
-    """32 clients x 2 requests: each answered once or refused with 429; healthy and no memory growth after."""
+    """32 clients x 2 requests, every other one with logprobs: each answered once or refused with 429;
+    healthy and no memory growth after."""
 
     def client_session(number: int) -> list[int]:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
         statuses = []
+        scored = {"logprobs": True, "top_logprobs": 2} if number % 2 else {}
         for turn in range(2):
             try:
                 response = client.chat.completions.create(
@@ -175,8 +177,13 @@ def test_bounded_load(server):
                     max_tokens=8,
                     temperature=0,
                     messages=[{"role": "user", "content": f"{OTHERS[number % 3]} ({number}.{turn})"}],
+                    **scored,
                 )
                 assert response.choices[0].message.content is not None
+                logprobs = response.choices[0].logprobs
+                assert (logprobs is not None and all(len(token.top_logprobs) == 2 for token in logprobs.content)) == (
+                    bool(scored)
+                )
                 statuses.append(200)
             except openai.RateLimitError as error:
                 assert error.response.headers["Retry-After"]

@@ -103,7 +103,13 @@ BAD_CHAT_REQUESTS = {
         "tools",
         "tools is not supported by this server",
     ),
-    "logprobs": (chat(logprobs=True), 400, "logprobs", "logprobs is not supported by this server"),
+    "top_logprobs above 20": (
+        chat(logprobs=True, top_logprobs=21),
+        400,
+        "top_logprobs",
+        "top_logprobs: Input should be less than or equal to 20",
+    ),
+    "echo": (chat(echo=True), 400, "echo", "echo is not supported by this server"),
     "top_p zero": (chat(top_p=0), 400, "top_p", "top_p must be in (0, 1] (1.0 disables it), got 0.0"),
     "presence_penalty above 2": (
         chat(presence_penalty=2.5),
@@ -200,7 +206,18 @@ BAD_COMPLETION_AND_INFILL_REQUESTS = {
     # name: (endpoint, body, param, a fragment of the message)
     "no prompt": ("/v1/completions", {"model": MODEL, "prompt": []}, "prompt", "prompt is an empty list"),
     "an empty prompt": ("/v1/completions", {"model": MODEL, "prompt": ["Kitap", ""]}, "prompt.1", "prompt.1 is empty"),
-    "echo": ("/v1/completions", {"model": MODEL, "prompt": "Kitap", "echo": True}, "echo", "echo is not supported"),
+    "logprobs above 5": (
+        "/v1/completions",
+        {"model": MODEL, "prompt": "Kitap", "logprobs": 6},
+        "logprobs",
+        "logprobs: Input should be less than or equal to 5",
+    ),
+    "best_of": (
+        "/v1/completions",
+        {"model": MODEL, "prompt": "Kitap", "best_of": 2},
+        "best_of",
+        "best_of is not supported",
+    ),
     "17 prompts": (
         "/v1/completions",
         {"model": MODEL, "prompt": ["Kitap"] * 17, "max_tokens": 4},

@@ -8,14 +8,17 @@ left-to-right factorisation: the tokens of an answer are committed in any order,
 
 from __future__ import annotations
 
+import bisect
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import torch
+from transformers import PreTrainedTokenizerBase
 
 from diffutron.errors import DiffutronError
 from diffutron.sampling.predictions import CommitLogprobs
 from diffutron.sampling.sampler import StepCallback, StepEvent
+from diffutron.sampling.stopping import AnswerStops
 
 MAX_TOP_LOGPROBS = 20  # alternatives per token, as OpenAI allows
 
@@ -65,34 +68,86 @@ class LogprobRecorder:
         reported = event.logprobs
         if reported is None:
             raise DiffutronError("the decoder reports no log-probabilities: create it with logprobs=k")
-        if self.recorded is None:
-            self.recorded = reported
-        else:
-            self.recorded = CommitLogprobs(
-                torch.where(reported.logprob.isnan(), self.recorded.logprob, reported.logprob),
-                torch.where(reported.top_tokens < 0, self.recorded.top_tokens, reported.top_tokens),
-                torch.where(reported.top_logprobs.isnan(), self.recorded.top_logprobs, reported.top_logprobs),
-            )
+        self.recorded = reported if self.recorded is None else self.recorded.merged(reported)
         if self.then is not None:
             self.then(event)
 
-    def tokens(self, row: int, positions: range, canvas_row: list[int], decode) -> tuple[TokenLogprob, ...]:
+    def tokens(
+        self, row: int, positions: range, canvas_row: Sequence[int], decode: Callable[[int], str]
+    ) -> tuple[TokenLogprob, ...]:
         """The recorded tokens of `row` at `positions` (`decode`: one token id to its text)."""
         if self.recorded is None:
             return ()
-        logprob = self.recorded.logprob[row, positions.start : positions.stop].tolist()
-        top_tokens = self.recorded.top_tokens[row, positions.start : positions.stop].tolist()
-        top_values = self.recorded.top_logprobs[row, positions.start : positions.stop].tolist()
-        return tuple(
-            TokenLogprob(
-                canvas_row[position],
-                decode(canvas_row[position]),
-                logprob[index],
-                tuple(
-                    Alternative(token, decode(token), value)
-                    for token, value in zip(top_tokens[index], top_values[index], strict=True)
-                    if value != -math.inf
-                ),
-            )
-            for index, position in enumerate(positions)
+        return token_logprobs(self.recorded, row, positions, canvas_row, 0, decode)
+
+
+class RowLogprobs:
+    """What the committing calls reported for one row's answer region (`length` positions from `start`),
+    kept apart from its batch: a server's rows join and leave a running decoder, so their indices change."""
+
+    def __init__(self, start: int, length: int) -> None:
+        self.start = start
+        self.length = length
+        self.recorded: CommitLogprobs | None = None
+
+    def record(self, reported: CommitLogprobs, row: int) -> None:
+        """Keep what one call reported for this row, now at index `row` of its decoder."""
+        region = slice(self.start, self.start + self.length)
+        own = CommitLogprobs(
+            reported.logprob[row : row + 1, region],
+            reported.top_tokens[row : row + 1, region],
+            reported.top_logprobs[row : row + 1, region],
         )
+        self.recorded = own if self.recorded is None else self.recorded.merged(own)
+
+    def tokens(
+        self, positions: range, canvas_row: Sequence[int], decode: Callable[[int], str]
+    ) -> tuple[TokenLogprob, ...]:
+        """The recorded tokens at canvas `positions` (inside the region)."""
+        if self.recorded is None:
+            return ()
+        return token_logprobs(self.recorded, 0, positions, canvas_row, self.start, decode)
+
+
+def token_logprobs(
+    recorded: CommitLogprobs,
+    row: int,
+    positions: range,
+    canvas_row: Sequence[int],
+    origin: int,
+    decode: Callable[[int], str],
+) -> tuple[TokenLogprob, ...]:
+    """The tokens of `canvas_row` at `positions`, scored from `recorded` (its column 0: canvas position `origin`)."""
+    columns = slice(positions.start - origin, positions.stop - origin)
+    logprob = recorded.logprob[row, columns].tolist()
+    top_tokens = recorded.top_tokens[row, columns].tolist()
+    top_values = recorded.top_logprobs[row, columns].tolist()
+    return tuple(
+        TokenLogprob(
+            canvas_row[position],
+            decode(canvas_row[position]),
+            logprob[index],
+            tuple(
+                Alternative(token, decode(token), value)
+                for token, value in zip(top_tokens[index], top_values[index], strict=True)
+                if value != -math.inf
+            ),
+        )
+        for index, position in enumerate(positions)
+    )
+
+
+def scored_positions(
+    tokenizer: PreTrainedTokenizerBase, stops: AnswerStops, canvas_row: Sequence[int], start: int, end: int
+) -> range:
+    """The canvas positions of an answer's tokens: from `start` up to `end`, the first mask, EOS or pad,
+    and those wholly before the earliest stop text (`stops`) where one is there."""
+    tokens = stops.decided(canvas_row[start:end])
+    tokens = tokens[: stops.stop_token(tokens)]
+    decoded = lambda count: tokenizer.decode(tokens[:count], skip_special_tokens=True)  # noqa: E731
+    text, ended = stops.cut(decoded(len(tokens)))
+    if not ended:
+        return range(start, start + len(tokens))
+    # the fewest tokens whose text reaches into the stop text; the ones before it end before it
+    reaching = bisect.bisect_right(range(len(tokens) + 1), len(text), key=lambda count: len(decoded(count)))
+    return range(start, start + reaching - 1)

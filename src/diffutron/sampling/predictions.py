@@ -176,6 +176,14 @@ class CommitLogprobs:
             predictions._grid(top.values, math.nan, torch.float32),
         )
 
+    def merged(self, newer: CommitLogprobs) -> CommitLogprobs:
+        """These records, overwritten where `newer` reports (a position committed again after a revision)."""
+        return CommitLogprobs(
+            torch.where(newer.logprob.isnan(), self.logprob, newer.logprob),
+            torch.where(newer.top_tokens < 0, self.top_tokens, newer.top_tokens),
+            torch.where(newer.top_logprobs.isnan(), self.top_logprobs, newer.top_logprobs),
+        )
+
     def where(self, reported: torch.Tensor) -> CommitLogprobs:
         """Only at the positions `reported` (rows, width) bool: the tokens committed at the call."""
         wide = reported[..., None]

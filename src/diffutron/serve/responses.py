@@ -7,15 +7,20 @@ the server sends; `Format` builds those of one chat or text completion.
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from diffutron.serve.serving.decoding import Finished, Frame
+from diffutron.sampling.logprobs import Alternative
+from diffutron.serve.serving.decoding import Delta, Finished, Frame, Scored
 
 Json = dict[str, Any]
+IMPOSSIBLE = -9999.0  # a log-probability JSON cannot carry (minus infinity), as OpenAI writes it
 
 
 class _Body(BaseModel):
@@ -66,18 +71,45 @@ class AssistantMessage(_Body):
     content: str
 
 
+class TopLogprob(_Body):
+    """A token of the distribution an answer token was drawn from (chat `logprobs`)."""
+
+    token: str
+    logprob: float
+    bytes: list[int]  # the token text's UTF-8 bytes
+
+
+class ChatTokenLogprob(TopLogprob):
+    """An answer token: its log-probability at the call that committed it, and the likeliest alternatives."""
+
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(_Body):
+    content: list[ChatTokenLogprob]
+
+
+class CompletionLogprobs(_Body):
+    """OpenAI's legacy shape: one entry per token in each list; echoed prompt tokens have no log-probability."""
+
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
+    text_offset: list[int]  # where each token's text starts in the choice's text
+
+
 class ChatChoice(_Body):
     index: int
     message: AssistantMessage
     finish_reason: str
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class CompletionChoice(_Body):
     index: int
     text: str
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class _Answer(_Body):
@@ -111,7 +143,7 @@ class ChatChunkChoice(_Body):
     index: int
     delta: ChatDelta
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class _Chunk(_Body):
@@ -195,14 +227,57 @@ class ErrorResponse(_Body):
     error: ErrorDetail
 
 
-class Format:
-    """Responses and chunks of one request; `chat` picks chat.completion, else text_completion."""
+@dataclass(frozen=True)
+class Echo:
+    """A prompt sent back before its answer (completions' `echo`): its text and its tokens' texts."""
 
-    def __init__(self, chat: bool, model: str) -> None:
-        self.chat = chat
-        self.id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+    text: str
+    tokens: tuple[str, ...]
+
+
+@dataclass
+class _Offsets:
+    """Where each token's text starts in one choice's text as sent so far."""
+
+    text: str = ""
+    cursor: int = 0  # where the last placed token ended
+
+    def place(self, added: str, pieces: Sequence[str]) -> list[int]:
+        self.text += added
+        offsets = []
+        for piece in pieces:
+            start, length = self._find(piece)
+            offsets.append(start)
+            self.cursor = start + length
+        return offsets
+
+    def _find(self, piece: str) -> tuple[int, int]:
+        """The next place of a token's text, or of its text trimmed (the answer's first space is trimmed)."""
+        for candidate in (piece, piece.strip()):
+            if candidate and (found := self.text.find(candidate, self.cursor)) >= 0:
+                return found, len(candidate)
+        return self.cursor, 0
+
+
+@dataclass
+class Format:
+    """Responses and chunks of one request; `chat` picks chat.completion, else text_completion.
+
+    `logprobs`: the answer tokens' log-probabilities go with the text; `echoes`: per choice, the
+    prompt sent back before its answer (completions).
+    """
+
+    chat: bool
+    model: str
+    logprobs: bool = False
+    echoes: dict[int, Echo] = field(default_factory=dict)
+    id: str = field(init=False)
+    created: int = field(init=False)
+    _offsets: dict[int, _Offsets] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.id = f"{'chatcmpl' if self.chat else 'cmpl'}-{uuid.uuid4().hex}"
         self.created = int(time.time())
-        self.model = model
 
     def response(self, finished: list[Finished], usage: Usage, extension: Extension) -> ChatCompletion | Completion:
         items = sorted(finished, key=lambda item: item.choice)
@@ -210,52 +285,118 @@ class Format:
         if self.chat:
             choices = [
                 ChatChoice(
-                    index=item.choice, message=AssistantMessage(content=item.text), finish_reason=item.finish_reason
+                    index=item.choice,
+                    message=AssistantMessage(content=item.text),
+                    finish_reason=item.finish_reason,
+                    logprobs=self._chat_logprobs(self._scored(item.logprobs)),
                 )
                 for item in items
             ]
             return ChatCompletion(**head, choices=choices)
-        return Completion(**head, choices=[self._text(item.choice, item.text, item.finish_reason) for item in items])
+        texts = [self._echoed(item.choice, item.text, item.logprobs) for item in items]
+        choices = [
+            CompletionChoice(index=item.choice, text=text, finish_reason=item.finish_reason, logprobs=logprobs)
+            for item, (text, logprobs) in zip(items, texts, strict=True)
+        ]
+        return Completion(**head, choices=choices)
 
-    def start(self, choices: int) -> list[ChatCompletionChunk]:
-        """Chat streams open each choice with the assistant role, as OpenAI's do."""
+    def start(self, choices: int) -> list[ChatCompletionChunk | CompletionChunk]:
+        """Chat streams open each choice with the assistant role, as OpenAI's do; text streams with the
+        echoed prompt, if asked for."""
         if not self.chat:
-            return []
+            return [self._chunk(choice, *self._echoed(choice, "", None), None) for choice in sorted(self.echoes)]
         opening = [
             ChatChunkChoice(index=index, delta=ChatDelta(role="assistant", content=""), finish_reason=None)
             for index in range(choices)
         ]
         return [ChatCompletionChunk(**self._head(), choices=[choice]) for choice in opening]
 
-    def delta(self, choice: int, text: str) -> ChatCompletionChunk | CompletionChunk:
-        return self._chunk(choice, text, None)
+    def delta(self, event: Delta) -> ChatCompletionChunk | CompletionChunk:
+        """A piece of an answer's text, with the tokens handed out with it when log-probabilities are asked for."""
+        scored = self._scored(event.logprobs)
+        if self.chat:
+            return self._chunk(event.choice, event.text, self._chat_logprobs(scored), None)
+        logprobs = None if scored is None else self._completion_logprobs(event.choice, event.text, (), scored)
+        return self._chunk(event.choice, event.text, logprobs, None)
 
     def finish(self, item: Finished) -> ChatCompletionChunk | CompletionChunk:
-        return self._chunk(item.choice, "", item.finish_reason)
+        return self._chunk(item.choice, "", None, item.finish_reason)
 
     def frame(self, frame: Frame) -> ChatCompletionChunk | CompletionChunk:
         """An extension chunk: no text, the canvas of one answer after one model call."""
-        return self._chunk(frame.choice, "", None, denoising=dict(frame.denoising))
+        return self._chunk(frame.choice, "", None, None, denoising=dict(frame.denoising))
 
     def usage(self, usage: Usage, extension: Extension) -> ChatCompletionChunk | CompletionChunk:
         kind = ChatCompletionChunk if self.chat else CompletionChunk
         return kind(**self._head(), choices=[], usage=usage, diffutron=extension)
 
+    def _scored(self, scored: Scored | None) -> Scored | None:
+        """An event's tokens when log-probabilities are asked for (none yet: an empty list), else None."""
+        return (scored or ()) if self.logprobs else None
+
     def _head(self) -> Json:
         return {"id": self.id, "created": self.created, "model": self.model}
 
     def _chunk(
-        self, choice: int, text: str, finish_reason: str | None, **extra: Any
+        self, choice: int, text: str, logprobs: Any, finish_reason: str | None, **extra: Any
     ) -> ChatCompletionChunk | CompletionChunk:
         if self.chat:
             delta = ChatDelta(content=text) if text else ChatDelta()
-            piece = ChatChunkChoice(index=choice, delta=delta, finish_reason=finish_reason)
+            piece = ChatChunkChoice(index=choice, delta=delta, finish_reason=finish_reason, logprobs=logprobs)
             return ChatCompletionChunk(**self._head(), choices=[piece], **extra)
-        return CompletionChunk(**self._head(), choices=[self._text(choice, text, finish_reason)], **extra)
+        piece = CompletionChoice(index=choice, text=text, finish_reason=finish_reason, logprobs=logprobs)
+        return CompletionChunk(**self._head(), choices=[piece], **extra)
+
+    def _echoed(self, choice: int, text: str, scored: Scored | None) -> tuple[str, CompletionLogprobs | None]:
+        """A choice's text with its echoed prompt before it, and their log-probabilities when asked for."""
+        echo = self.echoes.get(choice, Echo("", ()))
+        if not self.logprobs:
+            return echo.text + text, None
+        return echo.text + text, self._completion_logprobs(
+            choice, echo.text + text, echo.tokens, self._scored(scored) or ()
+        )
+
+    def _completion_logprobs(
+        self, choice: int, text: str, prompt_tokens: Sequence[str], scored: Scored
+    ) -> CompletionLogprobs:
+        """Legacy logprobs of the tokens behind `text` (added to the choice's text): the prompt's, then the answer's."""
+        offsets = self._offsets.setdefault(choice, _Offsets())
+        pieces = [*prompt_tokens, *(token.text for token in scored)]
+        return CompletionLogprobs(
+            tokens=pieces,
+            token_logprobs=[None] * len(prompt_tokens) + [_finite(token.logprob) for token in scored],
+            top_logprobs=[None] * len(prompt_tokens) + [_top_dict(token.top) for token in scored],
+            text_offset=offsets.place(text, pieces),
+        )
 
     @staticmethod
-    def _text(choice: int, text: str, finish_reason: str | None) -> CompletionChoice:
-        return CompletionChoice(index=choice, text=text, finish_reason=finish_reason)
+    def _chat_logprobs(scored: Scored | None) -> ChatLogprobs | None:
+        if scored is None:
+            return None
+        return ChatLogprobs(
+            content=[
+                ChatTokenLogprob(
+                    **_top(token).model_dump(), top_logprobs=[_top(alternative) for alternative in token.top]
+                )
+                for token in scored
+            ]
+        )
+
+
+def _finite(logprob: float) -> float:
+    return logprob if math.isfinite(logprob) else IMPOSSIBLE
+
+
+def _top(token: Alternative) -> TopLogprob:
+    return TopLogprob(token=token.text, logprob=_finite(token.logprob), bytes=list(token.text.encode("utf-8")))
+
+
+def _top_dict(alternatives: Sequence[Alternative]) -> dict[str, float]:
+    """The alternatives by text (tokens of the same text keep the likeliest's log-probability)."""
+    top: dict[str, float] = {}
+    for alternative in alternatives:
+        top.setdefault(alternative.text, _finite(alternative.logprob))
+    return top
 
 
 def usage(prompt_tokens: int, finished: list[Finished]) -> Usage:

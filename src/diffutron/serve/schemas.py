@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Iterator, Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic_core import PydanticCustomError
@@ -18,13 +18,16 @@ from pydantic_core import PydanticCustomError
 from diffutron.errors import DiffutronError
 from diffutron.model.tokens import check_unicode
 from diffutron.sampling.config import MAX_SEED, Setting, choices, default, field_type, settings
+from diffutron.sampling.logprobs import MAX_TOP_LOGPROBS
 from diffutron.sampling.presets import SPEEDS
 
 # seeds drawn for requests without one: below 2**53, so that any JSON parser (a browser's) reads them exactly
 DRAWN_SEEDS = 2**53
 MAX_STOPS = 16  # stop strings per request (OpenAI allows 4)
+MAX_COMPLETION_LOGPROBS = 5  # alternatives per token on /v1/completions, as OpenAI's legacy endpoint allows
 
-# OpenAI fields with no meaning here: accepted only when null or equal to one of these values.
+# OpenAI fields with no meaning here: accepted only when null or equal to one of these values
+# (a request class that implements some of them leaves those out of its `refused`).
 NEUTRAL_VALUES: dict[str, tuple[Any, ...]] = {
     "logprobs": (False, 0),
     "top_logprobs": (0,),
@@ -46,6 +49,10 @@ NEUTRAL_VALUES: dict[str, tuple[Any, ...]] = {
     "metadata": ({},),
     "web_search_options": (),
 }
+
+
+def _without(fields: dict[str, tuple[Any, ...]], *names: str) -> dict[str, tuple[Any, ...]]:
+    return {name: values for name, values in fields.items() if name not in names}
 
 
 class _Strict(BaseModel):
@@ -107,6 +114,7 @@ class DiffusionSettings(_Settings):
     `GenerationConfig` field but those OpenAI's own fields carry (max_tokens) or that mean nothing
     to a server (early_stop, truncate); and the speed preset."""
 
+    refused: ClassVar[dict[str, tuple[Any, ...]]] = NEUTRAL_VALUES
     speed: Literal[SPEEDS] | None = None  # type: ignore[valid-type]
     user: str | None = None  # ignored
 
@@ -115,14 +123,14 @@ class DiffusionSettings(_Settings):
     def _refuse_meaningless_fields(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        for name, neutral in NEUTRAL_VALUES.items():
+        for name, neutral in cls.refused.items():
             if name in data and data[name] is not None and not any(_same(data[name], value) for value in neutral):
                 raise PydanticCustomError(
                     "unsupported_parameter",
                     "{name} is not supported by this server (a masked diffusion model): leave it out",
                     {"name": name},
                 )
-        return {name: value for name, value in data.items() if name not in NEUTRAL_VALUES}
+        return {name: value for name, value in data.items() if name not in cls.refused}
 
     def sampler_settings(self) -> dict[str, Any]:
         """The GenerationConfig fields this request sets (the seed is handled apart)."""
@@ -149,12 +157,19 @@ class GenerationRequest(DiffusionSettings):
 
 
 class ChatCompletionRequest(GenerationRequest):
+    refused: ClassVar[dict[str, tuple[Any, ...]]] = _without(NEUTRAL_VALUES, "logprobs", "top_logprobs")
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = None
+    logprobs: bool | None = None  # each answer token's log-probability at the call that committed it
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)  # alternatives per token
 
 
 class CompletionRequest(GenerationRequest):
+    refused: ClassVar[dict[str, tuple[Any, ...]]] = _without(NEUTRAL_VALUES, "logprobs", "echo", "suffix")
     prompt: str | list[str]
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_COMPLETION_LOGPROBS)  # alternatives per token
+    echo: bool = False  # the prompt before the answer (never the suffix)
+    suffix: str | None = None  # the text after the answer: fill in the middle
 
     def prompts(self) -> list[str]:
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request, Response
 
 from diffutron.serve.conversation import chat_prompt
+from diffutron.serve.errors import APIError
 from diffutron.serve.schemas import ChatCompletionRequest
 from diffutron.serve.serving.generation import GenerationServing
 
@@ -16,5 +17,18 @@ class ChatServing(GenerationServing):
         self.check_model(body.model)
         max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         settings = self.settings(body, max_tokens)
+        top = top_logprobs(body)
         prompt = chat_prompt(body.messages, self.options.user_tags)
-        return await self.answer(body, [self.prompt_ids(prompt, settings, "messages")], settings, request)
+        prompts = [self.prompt_ids(prompt, settings, "messages")]
+        return await self.answer(body, prompts, settings, request, logprobs=top)
+
+
+def top_logprobs(body: ChatCompletionRequest) -> int | None:
+    """Alternatives per answer token; None without `logprobs` (`top_logprobs` needs it, as at OpenAI)."""
+    if body.logprobs:
+        return body.top_logprobs or 0
+    if body.top_logprobs:
+        raise APIError(
+            400, "top_logprobs needs logprobs: set logprobs to true", param="top_logprobs", code="invalid_value"
+        )
+    return None

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from diffutron.sampling.streams import row_seeds_for
 from diffutron.serve.errors import APIError
 from diffutron.serve.limits import check_answers, check_prompt_length, check_request_tokens
-from diffutron.serve.responses import Format, server_sent_event, usage
+from diffutron.serve.responses import Echo, Format, server_sent_event, usage
 from diffutron.serve.scheduler import Done, Dropped, Failed
 from diffutron.serve.schemas import GenerationRequest
 from diffutron.serve.serving.base import CLIENT_LEFT, ClientGone, Serving, Settings, outcome_error
@@ -29,8 +29,8 @@ class GenerationServing(Serving):
 
     chat: ClassVar[bool]  # chat.completion, else text_completion
 
-    def prompt_ids(self, text: str, settings: Settings, param: str) -> list[int]:
-        """Token ids of a prompt that, with the answer, fits the model's context."""
+    def prompt_ids(self, text: str, settings: Settings, param: str, suffix: int = 0) -> list[int]:
+        """Token ids of a prompt that, with the answer (and a suffix of `suffix` tokens), fits the model's context."""
         if not text.strip():
             raise APIError(400, f"{param} is empty: give some text", param=param, code="invalid_value")
         check_prompt_length(text, self.lm.context_length, param)
@@ -43,21 +43,32 @@ class GenerationServing(Serving):
                 code="invalid_value",
             )
         answer = settings.config.max_new_tokens
-        if len(ids) + answer > self.lm.context_length:
+        if len(ids) + answer + suffix > self.lm.context_length:
+            sizes = f"{len(ids)} tokens and max_tokens is {answer}"
+            if suffix:
+                sizes = f"{len(ids)} tokens, max_tokens is {answer} and the suffix has {suffix} tokens"
             raise APIError(
                 400,
-                f"the prompt has {len(ids)} tokens and max_tokens is {answer}: together more than "
+                f"the prompt has {sizes}: together more than "
                 f"the model's context of {self.lm.context_length} tokens; shorten the prompt or lower max_tokens",
                 param=param,
                 code="context_length_exceeded",
             )
         return ids
 
-    def work(self, body: GenerationRequest, prompts: list[list[int]], settings: Settings) -> GenerationWork:
+    def work(
+        self,
+        body: GenerationRequest,
+        prompts: list[list[int]],
+        settings: Settings,
+        logprobs: int | None = None,
+        suffix: tuple[int, ...] = (),
+    ) -> GenerationWork:
         """n rows per prompt, seeded seed, seed + 1, ... in choice order (as a seeded call's rows are)."""
         check_answers(body.n, len(prompts), self.options.max_batch_size)
         max_tokens = settings.config.max_new_tokens
-        check_request_tokens([len(ids) for ids in prompts], body.n, max_tokens, self.options.max_request_tokens)
+        lengths = [len(ids) + len(suffix) for ids in prompts]
+        check_request_tokens(lengths, body.n, max_tokens, self.options.max_request_tokens)
         copies = [ids for ids in prompts for _ in range(body.n)]
         seeds = row_seeds_for(settings.seed, len(copies))
         rows = [Row(ids, row_seed, choice) for choice, (ids, row_seed) in enumerate(zip(copies, seeds))]
@@ -70,14 +81,28 @@ class GenerationServing(Serving):
             stream=body.stream,
             denoising=bool(body.stream and body.stream_options and body.stream_options.include_denoising),
             adapter=self.check_model(body.model),
+            logprobs=logprobs,
+            suffix=suffix,
         )
 
     async def answer(
-        self, body: GenerationRequest, prompts: list[list[int]], settings: Settings, request: Request
+        self,
+        body: GenerationRequest,
+        prompts: list[list[int]],
+        settings: Settings,
+        request: Request,
+        *,
+        logprobs: int | None = None,
+        suffix: tuple[int, ...] = (),
+        echoes: dict[int, Echo] | None = None,
     ) -> Response:
-        """The answer to `prompts`: a whole response, or a stream when the request asks for one."""
-        work = self.work(body, prompts, settings)
-        output = Format(self.chat, body.model)  # the base model's id or an adapter's name
+        """The answer to `prompts`: a whole response, or a stream when the request asks for one.
+
+        `logprobs`: alternatives per answer token (None: no log-probabilities); `suffix`: token ids
+        after each answer (fill in the middle); `echoes`: per choice, the prompt sent back before its answer.
+        """
+        work = self.work(body, prompts, settings, logprobs, suffix)
+        output = Format(self.chat, body.model, logprobs is not None, echoes or {})  # the base's id or an adapter's
         prompt_tokens = sum(len(ids) for ids in prompts)
         if work.stream:
             self.submit(work)
@@ -107,7 +132,7 @@ class GenerationServing(Serving):
                     yield server_sent_event(error.body())
                     break
                 if isinstance(event, Delta):
-                    yield server_sent_event(output.delta(event.choice, event.text))
+                    yield server_sent_event(output.delta(event))
                 elif isinstance(event, Frame):
                     yield server_sent_event(output.frame(event))
                 elif isinstance(event, Finished):
