@@ -46,6 +46,9 @@ def test_every_route_needs_the_key_except_the_open_ones(tiny_model, tiny_tokeniz
             "/v1/chat/completions",
             "/v1/completions",
             "/v1/infill",
+            "/v1/embeddings",
+            "/tokenize",
+            "/detokenize",
             "/settings",
         }
         for path, method, url in routes:

@@ -15,7 +15,7 @@ from helpers.server import MODEL
 QUESTION = "Kitap okumak neden önemlidir?"
 PROMPT = "Kitap okumak"
 MIDDLE = ("Türk kahvesi", " kültürümüzün bir parçasıdır.")  # a prompt and the suffix after its middle
-EOS_BIAS = 8  # a logit bias on EOS that ends the greedy middle of MIDDLE after one token
+EOS_BIAS = 14  # a logit bias on EOS that ends the greedy middle of MIDDLE after one token
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +95,26 @@ def test_completion_logprobs_with_echo(openai_client, lm):
     assert answer == pytest.approx([token.logprob for token in scored.tokens], abs=1e-5)
     for value, top in zip(answer, logprobs.top_logprobs[echoed:], strict=True):
         assert len(top) == 3 and value == max(top.values())
-    assert (choice.text, logprobs.tokens, logprobs.text_offset) == (
-        "Kitap okumak.",
-        ["Kitap", " okumak", "."],
-        [0, 5, 12],
+    assert (choice.text, logprobs.tokens) == (
+        "Kitap okumak(fiil): Bir şeyi bir biçimde, sıkıntı gibi olmak.",
+        [
+            "Kitap",
+            " okumak",
+            " (",
+            "fiil",
+            "):",
+            " Bir",
+            " şeyi",
+            " bir",
+            " biçimde",
+            ",",
+            " sıkıntı",
+            " gibi",
+            " olmak",
+            ".",
+        ],
     )
+    assert logprobs.text_offset == [0, 5, 12, 13, 17, 19, 23, 28, 32, 40, 41, 49, 54, 60]  # the answer's space trimmed
 
 
 def test_streamed_completion_logprobs_and_echo_join_to_the_whole_answer_s(openai_client):
