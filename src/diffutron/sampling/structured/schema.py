@@ -89,7 +89,15 @@ class FreeObject:
     max_members: int
 
 
-Node = Choice | Text | Numeral | Object | Array | FreeObject
+@dataclass(frozen=True)
+class ToolCall:
+    """A call of one of `functions` (name, its arguments' node), written `{"name": ..., "arguments": ...}`;
+    among several functions the model's likelihood of each call's opening picks one."""
+
+    functions: tuple[tuple[str, Node], ...]
+
+
+Node = Choice | Text | Numeral | Object | Array | FreeObject | ToolCall
 
 
 def free_object() -> FreeObject:
