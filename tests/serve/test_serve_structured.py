@@ -90,7 +90,7 @@ def test_schema_answer_validates_and_is_the_library_s(openai_client, lm):
 
 def test_json_object_on_text_completions(openai_client, lm):
     response = openai_client.completions.create(
-        model=MODEL, prompt="Bir kayıt:", response_format={"type": "json_object"}, seed=2, max_tokens=4
+        model=MODEL, prompt="Bir kayıt:", seed=2, max_tokens=4, extra_body={"response_format": {"type": "json_object"}}
     )
     [choice] = response.choices
     value = json.loads(choice.text)
@@ -273,3 +273,6 @@ def test_only_an_assistant_call_may_leave_out_content():
     with pytest.raises(APIError) as refusal:
         chat_prompt([ChatMessage(role="tool", tool_call_id="x")], "keep")
     assert (refusal.value.status, refusal.value.param) == (400, "messages.0.content")
+    assert refusal.value.message == (
+        "messages.0.content is required (only an assistant message with tool_calls may leave it out)"
+    )

@@ -42,7 +42,7 @@ def chat_turns(messages: Sequence[ChatMessage]) -> list[Message]:
         if message.content is None and not (message.role == "assistant" and message.tool_calls):
             raise APIError(
                 400,
-                f"message {index} ({message.role}) has no content (only an assistant message with tool_calls may)",
+                f"messages.{index}.content is required (only an assistant message with tool_calls may leave it out)",
                 param=f"messages.{index}.content",
                 code="invalid_value",
             )
