@@ -161,7 +161,7 @@ class StructuredWork(GenerationWork):
             if self.denoising:
                 [row] = rows
                 region = range(len(row.prompt), event.canvas.shape[1])
-                frame = frames.frame(event, 0, row.choice, region=region, call=calls)
+                frame = frames.frame(event, 0, row.choice, region=region)
                 frame["visible"] = list(frame["tokens"])  # the whole skeleton: a slot's padding shows as ""
                 self.emit(Frame(row.choice, frame))
 
@@ -222,7 +222,7 @@ class StructuredServing(GenerationServing):
         )
         events, _ = await self.collect(decision, request)
         [decided] = [event for event in events if isinstance(event, Decided)]
-        return decided.call_probability >= 0.5
+        return decided.call_probability >= 1 - decided.call_probability  # calling against answering
 
     def structured_work(
         self,
