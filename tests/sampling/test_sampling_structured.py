@@ -226,7 +226,10 @@ def test_cli_json_schema_and_exit_2_on_a_bad_schema(tmp_path):
 
 
 def test_a_tool_call_s_function_is_a_choice_then_its_arguments_are_laid_out(lm):
-    functions = [Function("saat"), Function("hava", {"type": "object", "properties": {"gun": {"enum": [1]}}})]
+    functions = [
+        Function("saat"),
+        Function("hava", {"type": "object", "properties": {"gun": {"enum": [1]}}, "required": ["gun"]}),
+    ]
     skeleton = Skeleton(lm.tokenizer, lm.encode("Soru"))
     steps = plan(tool_call_format(functions).node, skeleton)
     request = next(steps)

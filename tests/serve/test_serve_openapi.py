@@ -58,7 +58,8 @@ def test_every_route_has_its_response_models(app):
             }
     components = schema["components"]["schemas"]
     assert "HTTPValidationError" not in components
-    assert set(components["ChatDelta"]["properties"]) == {"role", "content"}
+    assert set(components["ChatDelta"]["properties"]) == {"role", "content", "tool_calls"}
+    assert set(components["AssistantMessage"]["properties"]) == {"role", "content", "tool_calls"}
     assert set(components["ChatCompletionChunk"]["properties"]) == {
         "id",
         "object",
