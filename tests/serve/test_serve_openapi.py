@@ -73,6 +73,15 @@ def test_every_route_has_its_response_models(app):
     json.dumps(schema)  # serialisable as it is served
 
 
+SAAT = {"type": "object", "properties": {"dilim": {"type": "string", "maxLength": 3}}, "required": ["dilim"]}
+TOOL_CALL = {
+    "model": "tiny",
+    "messages": [{"role": "user", "content": "Saat kaç?"}],
+    "tools": [{"type": "function", "function": {"name": "saat", "parameters": SAAT}}],
+    "tool_choice": "required",
+}
+
+
 def test_bodies_are_the_declared_models(app):
     chat = {"model": "tiny", "messages": [{"role": "user", "content": "Kitap ne demek?"}], "max_tokens": 4}
     with TestClient(app, base_url="http://127.0.0.1") as client:  # the Host must name the server
@@ -86,8 +95,11 @@ def test_bodies_are_the_declared_models(app):
         InfillResponse.model_validate(infill.json(), strict=True)
         Health.model_validate(client.get("/health").json(), strict=True)
         ErrorResponse.model_validate(client.get("/v1/models/other").json(), strict=True)
+        call = ChatCompletion.model_validate(client.post("/v1/chat/completions", json=TOOL_CALL).json(), strict=True)
+        assert call.choices[0].finish_reason == "tool_calls" and call.choices[0].message.content is None
         for path, body, chunk in (
             ("/v1/chat/completions", chat, ChatCompletionChunk),
+            ("/v1/chat/completions", TOOL_CALL, ChatCompletionChunk),
             ("/v1/completions", {"model": "tiny", "prompt": "a", "max_tokens": 3}, CompletionChunk),
         ):
             options = {"include_usage": True, "include_denoising": True}
