@@ -14,7 +14,14 @@ from diffutron.cli import app
 from diffutron.errors import DiffutronError
 from diffutron.model.chat import render_chat, tool_call_text
 from diffutron.sampling.processors import AllowedTokens, DuePositions
-from diffutron.sampling.structured import Function, response_format, schema_format, tool_call_format, with_instruction
+from diffutron.sampling.structured import (
+    Function,
+    call_probability,
+    response_format,
+    schema_format,
+    tool_call_format,
+    with_instruction,
+)
 from diffutron.sampling.structured.schema import Numeral
 from diffutron.sampling.structured.skeleton import Reading, Skeleton, clamp, parse_numeral, plan
 from diffutron.sampling.structured.tokens import TokenSet, token_sets
@@ -286,3 +293,15 @@ def test_tool_results_are_question_turns():
     )
     with pytest.raises(DiffutronError, match="turns must alternate"):
         render_chat([*messages, {"role": "assistant", "content": "x"}, {"role": "user", "content": "a"}, messages[0]])
+
+
+def test_call_probability_is_that_of_a_call_s_first_token_opening_the_answer(lm):
+    prompt = lm.encode(render_chat("Saat kaç?"))
+    canvas = torch.tensor([[*prompt, *[lm.special.mask] * 8]])
+    with torch.inference_mode():
+        logits = lm.model(input_ids=canvas, attention_mask=torch.ones_like(canvas)).logits[0, len(prompt)]
+    brace = lm.encode("{")[0]
+    assert lm.encode(tool_call_text("f", {}))[0] == brace
+    probability = call_probability(lm.model, lm.tokenizer, prompt, 8)
+    assert probability == pytest.approx(torch.softmax(logits.float(), dim=-1)[brace].item(), rel=1e-5)
+    assert 0 < probability < 0.5  # the embedded model answers this question rather than calling
