@@ -269,10 +269,15 @@ def test_tool_calls_and_results_are_rendered_into_the_prompt():
     )
 
 
-def test_only_an_assistant_call_may_leave_out_content():
+@pytest.mark.parametrize(
+    "message",
+    [ChatMessage(role="tool", tool_call_id="x"), ChatMessage(role="assistant", tool_calls=[])],
+    ids=["tool", "assistant without calls"],
+)
+def test_only_an_assistant_call_may_leave_out_content(message):
     with pytest.raises(APIError) as refusal:
-        chat_prompt([ChatMessage(role="tool", tool_call_id="x")], "keep")
-    assert (refusal.value.status, refusal.value.param) == (400, "messages.0.content")
+        chat_prompt([ChatMessage(role="user", content="Soru"), message, ChatMessage(role="user", content="?")], "keep")
+    assert (refusal.value.status, refusal.value.param) == (400, "messages.1.content")
     assert refusal.value.message == (
-        "messages.0.content is required (only an assistant message with tool_calls may leave it out)"
+        "messages.1.content is required (only an assistant message with tool_calls may leave it out)"
     )
