@@ -88,6 +88,11 @@ def test_a_json_answer_in_process_parses_and_is_counted(client):
     assert answer["diffutron"]["batch_rows"] == 2 and answer["diffutron"]["model_calls"] >= 1
     assert _counter(client, "diffutron_model_calls") - calls == answer["diffutron"]["model_calls"]
     assert _counter(client, "diffutron_generated_tokens") - tokens == answer["usage"]["completion_tokens"]
+    chunks = _events(client, {**body, "n": 1, "seed": 5, "stream_options": {"include_usage": False}})
+    deltas = [chunk["choices"][0]["delta"].get("content") for chunk in chunks if chunk["choices"]]
+    whole = client.post("/v1/chat/completions", json={**body, "n": 1, "seed": 5}).json()
+    assert [delta for delta in deltas if delta] == [whole["choices"][0]["message"]["content"]]
+    assert not any("usage" in chunk for chunk in chunks)  # include_usage false: no usage chunk
 
 
 def test_streamed_tool_calls_count_one_call_per_frame(client):
@@ -114,12 +119,11 @@ def test_streamed_tool_calls_count_one_call_per_frame(client):
 
 def test_auto_answers_or_calls(client):
     body = {"model": "tiny", "messages": [{"role": "user", "content": "a"}], "tools": TOOLS, "max_tokens": 4}
-    response = client.post("/v1/chat/completions", json=body)
-    assert response.status_code == 200 and response.json()["choices"][0]["finish_reason"] in (
-        "stop",
-        "length",
-        "tool_calls",
-    )
+    calls = _counter(client, "diffutron_model_calls")
+    response = client.post("/v1/chat/completions", json=body).json()
+    assert response["choices"][0]["finish_reason"] in ("stop", "length", "tool_calls")
+    # the decision is one forward pass of its own, beside the answer's
+    assert _counter(client, "diffutron_model_calls") - calls == 1 + response["diffutron"]["model_calls"]
 
 
 def test_too_many_structured_answers_are_refused(client):

@@ -134,7 +134,7 @@ class StructuredWork(GenerationWork):
 
     shares_batches = False
     format: ResponseFormat
-    tool_call: bool = False
+    tool_call: bool  # the answer is a call (finish_reason "tool_calls", streamed as a tool_calls delta)
 
     @property
     def batch_key(self) -> Hashable:
