@@ -12,11 +12,18 @@ from typer.testing import CliRunner
 from diffutron import Diffutron, GenerationConfig
 from diffutron.cli import app
 from diffutron.errors import DiffutronError
-from diffutron.model.chat import render_chat
+from diffutron.model.chat import render_chat, tool_call_text
 from diffutron.sampling.processors import AllowedTokens, DuePositions
-from diffutron.sampling.structured import response_format, schema_format, with_instruction
+from diffutron.sampling.structured import (
+    Function,
+    call_probability,
+    response_format,
+    schema_format,
+    tool_call_format,
+    with_instruction,
+)
 from diffutron.sampling.structured.schema import Numeral
-from diffutron.sampling.structured.skeleton import Skeleton, clamp, parse_numeral, plan
+from diffutron.sampling.structured.skeleton import Reading, Skeleton, clamp, parse_numeral, plan
 from diffutron.sampling.structured.tokens import TokenSet, token_sets
 
 PERSON = {
@@ -41,11 +48,12 @@ def lm() -> Diffutron:
     [
         ({"type": "string", "pattern": "a+"}, "schema uses the keyword 'pattern'"),
         ({"type": "string", "format": "date"}, "keyword 'format'"),
-        ({"anyOf": [{"type": "string"}]}, "needs a 'type'"),
+        ({"anyOf": [{"type": "string"}]}, "schema uses the keyword 'anyOf'"),
+        ({"properties": {}}, "schema needs a 'type'"),
         ({"type": "integer", "exclusiveMinimum": 0}, "keyword 'exclusiveMinimum'"),
         ({"type": "integer", "multipleOf": 2}, "keyword 'multipleOf'"),
         ({"type": "array", "items": {"type": "null"}, "uniqueItems": True}, "keyword 'uniqueItems'"),
-        ({"type": "object", "properties": {"a": {"$ref": "#/$defs/a"}}}, "schema.properties.a needs a 'type'"),
+        ({"type": "object", "properties": {"a": {"$ref": "#/$defs/a"}}}, "schema.properties.a uses the keyword '$ref'"),
         ({"type": "object", "patternProperties": {}}, "keyword 'patternProperties'"),
         ({"type": "object", "additionalProperties": {"type": "string"}}, "additionalProperties may only be"),
         ({"type": ["string", "null"]}, "has type ['string', 'null']"),
@@ -222,3 +230,78 @@ def test_cli_json_schema_and_exit_2_on_a_bad_schema(tmp_path):
         assert result.exit_code == 2 and fragment in result.output and "Traceback" not in result.output
     both = runner.invoke(app, ["chat", "--json", "--json-schema", str(good)], input="/exit\n")
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_a_tool_call_s_function_is_a_choice_then_its_arguments_are_laid_out(lm):
+    functions = [
+        Function("saat"),
+        Function("hava", {"type": "object", "properties": {"gun": {"enum": [1]}}, "required": ["gun"]}),
+    ]
+    skeleton = Skeleton(lm.tokenizer, lm.encode("Soru"))
+    steps = plan(tool_call_format(functions).node, skeleton)
+    request = next(steps)
+    assert [lm.tokenizer.decode(option) for option in request.options] == [
+        '{"name": "saat", "arguments": ',
+        '{"name": "hava", "arguments": ',
+    ]
+    with pytest.raises(StopIteration) as laid_out:
+        steps.send(1)
+    skeleton.flush()
+    assert (
+        lm.tokenizer.decode(skeleton.ids[skeleton.prompt_length :])
+        == ('{"name": "hava", "arguments": {"gun": 1}}')
+        == tool_call_text("hava", {"gun": 1})
+    )
+    assert laid_out.value.value(Reading(skeleton.ids, lm.tokenizer)) == {"name": "hava", "arguments": {"gun": 1}}
+
+
+def test_one_function_is_laid_out_without_a_choice(lm):
+    skeleton = Skeleton(lm.tokenizer, [])
+    with pytest.raises(StopIteration):
+        next(plan(tool_call_format([Function("saat")]).node, skeleton))
+    skeleton.flush()
+    assert lm.tokenizer.decode(skeleton.ids) == '{"name": "saat", "arguments": {}}'
+
+
+def test_tools_instruction_lists_the_functions():
+    functions = [Function("saat", description=" Saati söyler. "), Function("hava")]
+    assert tool_call_format(functions).instruction == (
+        "Şu araçları çağırabilirsin:\n- saat: Saati söyler.\n- hava\n"
+        'Bir araç çağırmak için yalnızca {"name": "araç adı", "arguments": {...}} biçiminde JSON yaz.'
+    )
+
+
+def test_a_tool_s_parameters_outside_the_subset_are_refused_naming_their_place():
+    bad = {"type": "object", "properties": {"x": {"type": "string", "pattern": "a"}}}
+    with pytest.raises(
+        DiffutronError, match=r"^tools\.1\.function\.parameters\.properties\.x uses the keyword 'pattern'"
+    ):
+        tool_call_format([Function("a"), Function("b", bad)])
+
+
+def test_tool_results_are_question_turns():
+    messages = [
+        {"role": "user", "content": "Saat kaç?"},
+        {"role": "assistant", "content": tool_call_text("saat", {})},
+        {"role": "tool", "name": "saat", "content": "14:00"},
+        {"role": "tool", "content": "UTC"},
+    ]
+    assert render_chat(messages) == (
+        "[Question]\nSaat kaç?\n[/Question]\n\n"
+        '[Answer]\n{"name": "saat", "arguments": {}}\n[/Answer]\n\n'
+        "[Question]\nsaat aracının sonucu:\n14:00\n\ntool aracının sonucu:\nUTC\n[/Question]\n\n[Answer]\n"
+    )
+    with pytest.raises(DiffutronError, match="turns must alternate"):
+        render_chat([*messages, {"role": "assistant", "content": "x"}, {"role": "user", "content": "a"}, messages[0]])
+
+
+def test_call_probability_is_that_of_a_call_s_first_token_opening_the_answer(lm):
+    prompt = lm.encode(render_chat("Saat kaç?"))
+    canvas = torch.tensor([[*prompt, *[lm.special.mask] * 8]])
+    with torch.inference_mode():
+        logits = lm.model(input_ids=canvas, attention_mask=torch.ones_like(canvas)).logits[0, len(prompt)]
+    brace = lm.encode("{")[0]
+    assert lm.encode(tool_call_text("f", {}))[0] == brace
+    probability = call_probability(lm.model, lm.tokenizer, prompt, 8)
+    assert probability == pytest.approx(torch.softmax(logits.float(), dim=-1)[brace].item(), rel=1e-5)
+    assert 0 < probability < 0.5  # the embedded model answers this question rather than calling

@@ -23,7 +23,7 @@ BAD_CHAT_REQUESTS = {
     "empty messages": (chat(messages=[]), 400, "messages", "messages: List should have at least 1 item"),
     "messages not a list": (chat(messages="Merhaba"), 400, "messages", "messages: Input should be a valid list"),
     "bad role": (
-        chat(messages=[{"role": "tool", "content": "x"}]),
+        chat(messages=[{"role": "function", "content": "x"}]),
         400,
         "messages.0.role",
         "messages.0.role: Input should be",
@@ -97,11 +97,11 @@ BAD_CHAT_REQUESTS = {
         "stream_options.include_logits",
         "unknown field 'stream_options.include_logits'",
     ),
-    "tools": (
-        chat(tools=[{"type": "function", "function": {"name": "f"}}]),
+    "unsupported keyword in a tool's parameters": (
+        chat(tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "string", "format": "x"}}}]),
         400,
         "tools",
-        "tools is not supported by this server",
+        "tools.0.function.parameters uses the keyword 'format', which structured output does not support here",
     ),
     "top_logprobs above 20": (
         chat(logprobs=True, top_logprobs=21),

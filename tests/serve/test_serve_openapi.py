@@ -64,7 +64,8 @@ def test_every_route_has_its_response_models(app):
             }
     components = schema["components"]["schemas"]
     assert "HTTPValidationError" not in components
-    assert set(components["ChatDelta"]["properties"]) == {"role", "content"}
+    assert set(components["ChatDelta"]["properties"]) == {"role", "content", "tool_calls"}
+    assert set(components["AssistantMessage"]["properties"]) == {"role", "content", "tool_calls"}
     assert set(components["ChatCompletionChunk"]["properties"]) == {
         "id",
         "object",
@@ -76,6 +77,15 @@ def test_every_route_has_its_response_models(app):
         "denoising",
     }
     json.dumps(schema)  # serialisable as it is served
+
+
+SAAT = {"type": "object", "properties": {"dilim": {"type": "string", "maxLength": 3}}, "required": ["dilim"]}
+TOOL_CALL = {
+    "model": "tiny",
+    "messages": [{"role": "user", "content": "Saat kaç?"}],
+    "tools": [{"type": "function", "function": {"name": "saat", "parameters": SAAT}}],
+    "tool_choice": "required",
+}
 
 
 def test_bodies_are_the_declared_models(app):
@@ -101,8 +111,11 @@ def test_bodies_are_the_declared_models(app):
             TokenizeResponse.model_validate(tokens, strict=True)
         DetokenizeResponse.model_validate(client.post("/detokenize", json={"tokens": [5]}).json(), strict=True)
         ErrorResponse.model_validate(client.get("/v1/models/other").json(), strict=True)
+        call = ChatCompletion.model_validate(client.post("/v1/chat/completions", json=TOOL_CALL).json(), strict=True)
+        assert call.choices[0].finish_reason == "tool_calls" and call.choices[0].message.content is None
         for path, body, chunk in (
             ("/v1/chat/completions", chat, ChatCompletionChunk),
+            ("/v1/chat/completions", TOOL_CALL, ChatCompletionChunk),
             ("/v1/completions", {"model": "tiny", "prompt": "a", "max_tokens": 3}, CompletionChunk),
         ):
             options = {"include_usage": True, "include_denoising": True}

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 
+import jsonschema
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -260,3 +261,29 @@ def test_the_seed_field_sends_its_digits_exactly(server, browser):
         assert "Seed: give a whole number from 0 to 18446744073709551615" in _answers(driver)[-1].text, typed
         assert _chat_requests(driver) == [], typed  # nothing was sent
     assert len(_severe(driver)) == 1  # the first 401 only
+
+
+def test_a_json_schema_in_the_settings_asks_for_a_structured_answer(server, browser):
+    """The page sends the schema as response_format and shows the JSON answer the API gives for it."""
+    driver = browser
+    driver.get(server.url + "/")
+    _wait(driver, driver.find_element(By.ID, "key-dialog").is_displayed, message="no key dialog after the 401")
+    driver.find_element(By.ID, "api-key").send_keys(API_KEY + Keys.ENTER)
+    _wait(driver, lambda: driver.find_element(By.ID, "model-name").text == MODEL)
+    driver.execute_script("document.getElementById('settings').open = true")
+    schema = {"type": "object", "properties": {"anlam": {"type": "string", "maxLength": 20}}, "required": ["anlam"]}
+    _set(driver, "json-schema", json.dumps(schema))
+    _set(driver, "seed", 3)
+    _chat_requests(driver)  # empties the network log
+    _ask(driver, QUESTIONS[0])
+    _wait(driver, lambda: _finished(driver, 1))
+    [request] = _chat_requests(driver)
+    assert request["response_format"] == {"type": "json_schema", "json_schema": {"name": "page", "schema": schema}}
+    text = _check_against_the_api(server, _answers(driver)[0], request)
+    jsonschema.validate(json.loads(text), schema)
+
+    _set(driver, "json-schema", "{not json")
+    _ask(driver, QUESTIONS[1])
+    _wait(driver, lambda: len(_answers(driver)) == 2)
+    assert "Check the settings: JSON schema:" in _answers(driver)[-1].text
+    assert _chat_requests(driver) == []  # nothing was sent

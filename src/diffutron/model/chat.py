@@ -3,10 +3,14 @@
 Because the tags are plain text, a user turn that contains one (`[/Question]`, `[SYS]`, ...) reads
 to the model as the end of the question or the start of a system turn: a user can forge turns.
 `render_chat(..., user_tags="escape")` or `"refuse"` stops that where user text is not trusted.
+
+Tool calls have no tags of their own: an assistant turn that called a tool holds the call as JSON
+(`tool_call_text`), and tool results are read to the model as a question turn (`tool_result_text`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -39,6 +43,26 @@ def render_answer(content: str) -> str:
     return f"{ANSWER_START}{content.strip()}\n{ANSWER_END}\n\n"
 
 
+def tool_call_text(name: str, arguments: object) -> str:
+    """An assistant's call of the tool `name`: the JSON that structured output writes for a call."""
+    return json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)
+
+
+def tool_result_text(name: str, content: str) -> str:
+    """A tool's result as the model reads it, in the question turn after the call."""
+    return f"{name} aracının sonucu:\n{content.strip()}"
+
+
+def with_system_note(messages: str | Sequence[Message], note: str) -> list[Message]:
+    """The conversation with `note` at the end of its system turn (a new one first if it has none)."""
+    turns = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
+    if turns and isinstance(turns[0], Mapping) and turns[0].get("role") == "system":
+        system = dict(turns[0])
+        system["content"] = f"{str(system.get('content', '')).strip()}\n{note}".strip()
+        return [system, *turns[1:]]
+    return [{"role": "system", "content": note}, *turns]
+
+
 def escape_tags(text: str) -> str:
     """`text` with every chat tag in it escaped (its brackets full-width), so it cannot open or close a turn."""
     for tag in CHAT_TAGS:
@@ -50,7 +74,9 @@ def render_chat(messages: str | Sequence[Message], user_tags: UserTags = "keep")
     """Render a conversation; a trailing user turn gets the generation prompt `[Answer]\\n`.
 
     `messages` is either the text of one user turn or a list of {"role", "content"} dicts
-    with roles system (first only), user and assistant, alternating from a user turn.
+    with roles system (first only), user and assistant, alternating from a user turn. A `tool`
+    message (its result as content, the tool's `name`) reads as a question (`tool_result_text`):
+    consecutive tool messages, and a user message right after them, make one question turn.
     `user_tags` says what becomes of chat tags inside user turns: kept as they are (a user can
     then forge turns), escaped (`escape_tags`) or refused with an error.
     """
@@ -65,6 +91,7 @@ def render_chat(messages: str | Sequence[Message], user_tags: UserTags = "keep")
         )
     if not messages:
         raise DiffutronError("the conversation is empty: give at least one user message")
+    messages = _with_tool_results(messages)
     parts: list[str] = []
     expected = "user"
     for index, message in enumerate(messages):
@@ -94,6 +121,24 @@ def render_chat(messages: str | Sequence[Message], user_tags: UserTags = "keep")
     return "".join(parts)
 
 
+def _with_tool_results(messages: Sequence[Message]) -> Sequence[Message]:
+    """Tool messages as user turns, merged with the tool messages and the user message that follow them."""
+    if not any(isinstance(message, Mapping) and message.get("role") == "tool" for message in messages):
+        return messages
+    turns: list[Message] = []
+    merging = False  # the last turn holds tool results: a tool or user message joins it
+    for index, message in enumerate(messages):
+        role, content = _unpack(message, index)
+        if role == "tool":
+            content = tool_result_text(str(message.get("name") or "tool"), content)
+        if merging and role in ("tool", "user"):
+            turns[-1] = {"role": "user", "content": f"{turns[-1]['content']}\n\n{content.strip()}"}
+        else:
+            turns.append({"role": "user" if role == "tool" else role, "content": content})
+        merging = role == "tool"
+    return turns
+
+
 def _user_text(content: str, index: int, user_tags: UserTags) -> str:
     if user_tags == "escape":
         return escape_tags(content)
@@ -110,8 +155,8 @@ def _unpack(message: Message, index: int) -> tuple[str, str]:
         role, content = message["role"], message["content"]
     except (KeyError, TypeError):
         raise DiffutronError(f"message {index} must be a mapping with 'role' and 'content', got {message!r}") from None
-    if role not in ("system", "user", "assistant"):
-        raise DiffutronError(f"message {index} has unknown role {role!r}; use system, user or assistant")
+    if role not in ("system", "user", "assistant", "tool"):
+        raise DiffutronError(f"message {index} has unknown role {role!r}; use system, user, assistant or tool")
     if not isinstance(content, str):
         raise DiffutronError(f"message {index} content must be text, got {type(content).__name__}")
     return role, check_unicode(content, f"message {index} content")

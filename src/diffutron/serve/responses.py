@@ -21,6 +21,7 @@ from diffutron.serve.serving.decoding import Delta, Finished, Frame, Scored
 
 Json = dict[str, Any]
 IMPOSSIBLE = -9999.0  # a log-probability JSON cannot carry (minus infinity), as OpenAI writes it
+TOOL_CALLS = "tool_calls"  # the finish_reason of an answer that is a tool call
 
 
 class _Body(BaseModel):
@@ -66,9 +67,25 @@ class Extension(_Body):
     batch_rows: int  # the most answers decoded together in one pass while it was
 
 
+class FunctionCall(_Body):
+    name: str
+    arguments: str  # JSON text, as OpenAI sends it
+
+
+class ToolCall(_Body):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class ToolCallDelta(ToolCall):
+    index: int  # the call's place in the message (always 0: an answer holds one call)
+
+
 class AssistantMessage(_Body):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None  # None for a tool call
+    tool_calls: list[ToolCall] | None = Omitted
 
 
 class TopLogprob(_Body):
@@ -137,6 +154,7 @@ class Completion(_Answer):
 class ChatDelta(_Body):
     role: Literal["assistant"] | None = Omitted
     content: str | None = Omitted
+    tool_calls: list[ToolCallDelta] | None = Omitted
 
 
 class ChatChunkChoice(_Body):
@@ -286,7 +304,7 @@ class Format:
             choices = [
                 ChatChoice(
                     index=item.choice,
-                    message=AssistantMessage(content=item.text),
+                    message=self._message(item),
                     finish_reason=item.finish_reason,
                     logprobs=self._chat_logprobs(self._scored(item.logprobs)),
                 )
@@ -321,6 +339,27 @@ class Format:
 
     def finish(self, item: Finished) -> ChatCompletionChunk | CompletionChunk:
         return self._chunk(item.choice, "", None, item.finish_reason)
+
+    def tool_calls(self, item: Finished) -> ChatCompletionChunk:
+        """The chunk of a streamed tool call: the whole call at once (it is sent when it is complete)."""
+        call = ToolCallDelta(index=0, **self._call(item).model_dump())
+        piece = ChatChunkChoice(index=item.choice, delta=ChatDelta(tool_calls=[call]), finish_reason=None)
+        return ChatCompletionChunk(**self._head(), choices=[piece])
+
+    def _message(self, item: Finished) -> AssistantMessage:
+        if item.finish_reason == TOOL_CALLS:
+            return AssistantMessage(content=None, tool_calls=[self._call(item)])
+        return AssistantMessage(content=item.text)
+
+    def _call(self, item: Finished) -> ToolCall:
+        """The call written as `{"name": ..., "arguments": {...}}` in OpenAI's shape; its id is the
+        response's with the choice's index."""
+        call = json.loads(item.text)
+        arguments = json.dumps(call["arguments"], ensure_ascii=False)
+        return ToolCall(
+            id=f"call_{self.id.split('-', 1)[1]}_{item.choice}",
+            function=FunctionCall(name=call["name"], arguments=arguments),
+        )
 
     def frame(self, frame: Frame) -> ChatCompletionChunk | CompletionChunk:
         """An extension chunk: no text, the canvas of one answer after one model call."""

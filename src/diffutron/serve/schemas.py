@@ -31,12 +31,8 @@ MAX_COMPLETION_LOGPROBS = 5  # alternatives per token on /v1/completions, as Ope
 NEUTRAL_VALUES: dict[str, tuple[Any, ...]] = {
     "logprobs": (False, 0),
     "top_logprobs": (0,),
-    "tools": ([],),
-    "tool_choice": ("none",),
     "functions": ([],),
     "function_call": ("none",),
-    "parallel_tool_calls": (),
-    "response_format": ({"type": "text"},),
     "best_of": (1,),
     "echo": (False,),
     "suffix": ("",),
@@ -78,19 +74,33 @@ class TextPart(_Strict):
     text: str
 
 
+class FunctionCall(_Strict):
+    name: str
+    arguments: str  # JSON text
+
+
+class ToolCallRecord(_Strict):
+    """A tool call of an earlier assistant message in the history."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(_Strict):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
-    name: str | None = None  # accepted and ignored, as OpenAI servers do for plain chat
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None  # None only for an assistant message with tool_calls
+    name: str | None = None  # ignored as OpenAI servers do, but in a tool message: the tool it answers for
+    tool_calls: list[ToolCallRecord] | None = None  # an assistant message's calls
+    tool_call_id: str | None = None  # a tool message: the call it answers
+    refusal: str | None = None  # in assistant messages the official client sends back; ignored
 
     def text(self) -> str:
+        if self.content is None:
+            return ""
         if isinstance(self.content, str):
             return self.content
         return "\n".join(part.text for part in self.content)
-
-    def as_turn(self) -> dict[str, str]:
-        """The message as `render_chat` takes it (OpenAI's `developer` is the system role)."""
-        return {"role": "system" if self.role == "developer" else self.role, "content": self.text()}
 
 
 def _request_field(name: str, setting: Setting) -> tuple[Any, Any]:
@@ -145,6 +155,8 @@ class GenerationRequest(DiffusionSettings):
     """Fields shared by chat and text completions."""
 
     model: str
+    # {"type": "text" | "json_object" | "json_schema", ...}: read by `diffutron.sampling.structured`
+    response_format: dict[str, Any] | None = None
     max_tokens: int | None = None
     n: int = 1
     stop: str | Annotated[list[str], Field(max_length=MAX_STOPS)] | None = None
@@ -156,12 +168,36 @@ class GenerationRequest(DiffusionSettings):
         return tuple(stop for stop in stops if stop)
 
 
+class FunctionDefinition(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON schema of the structured output subset
+    strict: bool | None = None  # calls always keep to the schema
+
+
+class Tool(_Strict):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class FunctionName(_Strict):
+    name: str
+
+
+class NamedToolChoice(_Strict):
+    type: Literal["function"]
+    function: FunctionName
+
+
 class ChatCompletionRequest(GenerationRequest):
     refused: ClassVar[dict[str, tuple[Any, ...]]] = _without(NEUTRAL_VALUES, "logprobs", "top_logprobs")
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = None
     logprobs: bool | None = None  # each answer token's log-probability at the call that committed it
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)  # alternatives per token
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None  # an answer holds at most one call either way
 
 
 class CompletionRequest(GenerationRequest):

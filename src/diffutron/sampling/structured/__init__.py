@@ -14,11 +14,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from diffutron.errors import DiffutronError
-from diffutron.model.chat import Message
+from diffutron.model.chat import Message, with_system_note
 from diffutron.sampling.structured.fill import structured_answers
 from diffutron.sampling.structured.schema import Node, free_object, read_schema
+from diffutron.sampling.structured.tools import Function, call_probability, tool_call_node, tools_instruction
 
-__all__ = ["ResponseFormat", "response_format", "schema_format", "structured_answers", "with_instruction"]
+__all__ = [
+    "Function",
+    "ResponseFormat",
+    "call_probability",
+    "response_format",
+    "schema_format",
+    "structured_answers",
+    "tool_call_format",
+    "with_instruction",
+]
 
 # the skeleton already shows the keys and the shape: the schema itself is not repeated in the prompt
 JSON_INSTRUCTION = "Yanıtını yalnızca JSON olarak ver."
@@ -64,11 +74,12 @@ def response_format(value: object) -> ResponseFormat | None:
     return schema_format(body["schema"])
 
 
+def tool_call_format(functions: Sequence[Function], where: str = "tools") -> ResponseFormat:
+    """An answer that calls one of `functions` (docs/serving.md, Tools): its skeleton, and the tools
+    described in the system turn."""
+    return ResponseFormat(tool_call_node(functions, where), instruction=tools_instruction(functions))
+
+
 def with_instruction(messages: str | Sequence[Message], response: ResponseFormat) -> list[Message]:
-    """The conversation with the JSON instruction at the end of its system turn (a new one if it has none)."""
-    turns = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
-    if turns and isinstance(turns[0], Mapping) and turns[0].get("role") == "system":
-        system = dict(turns[0])
-        system["content"] = f"{str(system.get('content', '')).strip()}\n{response.instruction}".strip()
-        return [system, *turns[1:]]
-    return [{"role": "system", "content": response.instruction}, *turns]
+    """The conversation with the format's instruction at the end of its system turn (a new one if it has none)."""
+    return with_system_note(messages, response.instruction)

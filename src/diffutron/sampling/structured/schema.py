@@ -89,7 +89,15 @@ class FreeObject:
     max_members: int
 
 
-Node = Choice | Text | Numeral | Object | Array | FreeObject
+@dataclass(frozen=True)
+class ToolCall:
+    """A call of one of `functions` (name, its arguments' node), written `{"name": ..., "arguments": ...}`;
+    among several functions the model's likelihood of each call's opening picks one."""
+
+    functions: tuple[tuple[str, Node], ...]
+
+
+Node = Choice | Text | Numeral | Object | Array | FreeObject | ToolCall
 
 
 def free_object() -> FreeObject:
@@ -107,6 +115,7 @@ def read_schema(schema: object, where: str = "schema") -> Node:
     kind = schema.get("type")
     if not isinstance(kind, str) or kind not in KEYWORDS:
         if kind is None:
+            _refuse_unknown(keys, set().union(*KEYWORDS.values()), where)
             raise DiffutronError(f"{where} needs a 'type' (one of {', '.join(KEYWORDS)}), or enum / const")
         raise DiffutronError(f"{where} has type {kind!r}; structured output supports {', '.join(KEYWORDS)}")
     _refuse_unknown(keys - {"type"}, KEYWORDS[kind], where)

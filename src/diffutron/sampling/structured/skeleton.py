@@ -18,7 +18,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from diffutron.model.tokens import SpecialIds, encode_text
-from diffutron.sampling.structured.schema import Array, Choice, FreeObject, Node, Numeral, Object, Text
+from diffutron.sampling.structured.schema import Array, Choice, FreeObject, Node, Numeral, Object, Text, ToolCall
 from diffutron.sampling.structured.tokens import TokenSet
 
 
@@ -107,6 +107,8 @@ def plan(node: Node, skeleton: Skeleton) -> Plan:
         return (yield from _object(node, skeleton))
     if isinstance(node, Array):
         return (yield from _array(node, skeleton))
+    if isinstance(node, ToolCall):
+        return (yield from _tool_call(node, skeleton))
     return _free_object(node, skeleton)
 
 
@@ -119,6 +121,27 @@ def _choice(options: Sequence[Any], skeleton: Skeleton) -> Plan:
     index = yield ChoiceRequest(tuple(skeleton.ids), encoded)
     skeleton.fixed(encoded[index])
     return lambda reading: options[index]
+
+
+def tool_call_opening(name: str) -> str:
+    """A tool call's text up to its arguments (the shape `model.chat.tool_call_text` writes)."""
+    return f'{{"name": {dumps(name)}, "arguments": '
+
+
+def _tool_call(node: ToolCall, skeleton: Skeleton) -> Plan:
+    """The function's opening (among several, chosen like an enum's option), its arguments, the close."""
+    index = 0
+    if len(node.functions) > 1:
+        skeleton.flush()
+        encoded = tuple(skeleton.encoded(tool_call_opening(name)) for name, _ in node.functions)
+        index = yield ChoiceRequest(tuple(skeleton.ids), encoded)
+        skeleton.fixed(encoded[index])
+    else:
+        skeleton.text(tool_call_opening(node.functions[0][0]))
+    name, arguments = node.functions[index]
+    read = yield from plan(arguments, skeleton)
+    skeleton.text("}")
+    return lambda reading: {"name": name, "arguments": read(reading)}
 
 
 def _text(node: Text, skeleton: Skeleton) -> Reader:

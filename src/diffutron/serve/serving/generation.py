@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from diffutron.sampling.streams import row_seeds_for
 from diffutron.serve.errors import APIError
 from diffutron.serve.limits import check_answers, check_prompt_length, check_request_tokens
-from diffutron.serve.responses import Echo, Format, server_sent_event, usage
+from diffutron.serve.responses import TOOL_CALLS, Echo, Format, server_sent_event, usage
 from diffutron.serve.scheduler import Done, Dropped, Failed
 from diffutron.serve.schemas import GenerationRequest
 from diffutron.serve.serving.base import CLIENT_LEFT, ClientGone, Serving, Settings, outcome_error
@@ -29,8 +29,9 @@ class GenerationServing(Serving):
 
     chat: ClassVar[bool]  # chat.completion, else text_completion
 
-    def prompt_ids(self, text: str, settings: Settings, param: str, suffix: int = 0) -> list[int]:
-        """Token ids of a prompt that, with the answer (and a suffix of `suffix` tokens), fits the model's context."""
+    def prompt_ids(self, text: str, settings: Settings, param: str, suffix: int = 0, room: bool = True) -> list[int]:
+        """Token ids of a prompt that, with the answer (and a suffix of `suffix` tokens), fits the model's
+        context (`room`: max_tokens of it; a structured answer's skeleton is checked where it is laid out)."""
         if not text.strip():
             raise APIError(400, f"{param} is empty: give some text", param=param, code="invalid_value")
         check_prompt_length(text, self.lm.context_length, param)
@@ -42,7 +43,7 @@ class GenerationServing(Serving):
                 param=param,
                 code="invalid_value",
             )
-        answer = settings.config.max_new_tokens
+        answer = settings.config.max_new_tokens if room else 0
         if len(ids) + answer + suffix > self.lm.context_length:
             sizes = f"{len(ids)} tokens and max_tokens is {answer}"
             if suffix:
@@ -137,6 +138,8 @@ class GenerationServing(Serving):
                     yield server_sent_event(output.frame(event))
                 elif isinstance(event, Finished):
                     finished.append(event)
+                    if event.finish_reason == TOOL_CALLS:
+                        yield server_sent_event(output.tool_calls(event))
                     yield server_sent_event(output.finish(event))
                 elif isinstance(event, (Dropped, Failed)):
                     yield server_sent_event(outcome_error(event).body())

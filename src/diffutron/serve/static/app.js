@@ -141,6 +141,19 @@ function settings() {
   return body;
 }
 
+// A JSON schema in the settings asks for structured output: the frames then show its skeleton filling.
+function responseFormat() {
+  const text = $("json-schema").value.trim();
+  if (!text) return {};
+  let schema;
+  try {
+    schema = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`JSON schema: ${error.message}`);
+  }
+  return { response_format: { type: "json_schema", json_schema: { name: "page", schema } } };
+}
+
 // The seed as its digits: a JavaScript number would round seeds above 2^53 and read "1e3" as 1000.
 function seedDigits() {
   const field = $("seed");
@@ -232,7 +245,7 @@ async function send(question) {
   let seed;
   try {
     request = { model: state.model, messages, stream: true,
-      stream_options: { include_denoising: true, include_usage: true }, ...settings() };
+      stream_options: { include_denoising: true, include_usage: true }, ...settings(), ...responseFormat() };
     seed = seedDigits();
   } catch (error) {
     $("settings").open = true;
