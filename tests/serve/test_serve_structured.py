@@ -148,11 +148,17 @@ def test_tool_call_round_trip(openai_client):
     [call] = choice.message.tool_calls
     assert call.type == "function" and call.function.name == "hava_durumu" and call.id.startswith("call_")
     jsonschema.validate(json.loads(call.function.arguments), WEATHER["function"]["parameters"])
-    messages += [choice.message, {"role": "tool", "tool_call_id": call.id, "content": "18 derece, güneşli."}]
+    # the tool's result and a follow-up question form one turn (the embedded model answers a bare
+    # tool result with nothing, and a dictionary question after it)
+    messages += [
+        choice.message,
+        {"role": "tool", "tool_call_id": call.id, "content": "18 derece, güneşli."},
+        {"role": "user", "content": "«hava» ne demek?"},
+    ]
     answer = openai_client.chat.completions.create(
         model=MODEL, messages=messages, tools=[WEATHER], tool_choice="none", max_tokens=16, seed=1
     )
-    assert answer.choices[0].finish_reason in ("stop", "length") and answer.choices[0].message.content
+    assert (answer.choices[0].finish_reason, answer.choices[0].message.content) == ("stop", "Azası.")
     assert answer.choices[0].message.tool_calls is None
 
 
@@ -240,6 +246,32 @@ def test_tools_are_refused_on_text_completions(server):
         response = http.post("/v1/completions", json={"model": MODEL, "prompt": "a", "tools": [WEATHER]})
     assert response.status_code == 400
     assert response.json()["error"]["message"] == "unknown field 'tools': this server does not take it"
+
+
+@pytest.mark.parametrize(
+    ("path", "fields", "param"),
+    [
+        ("/v1/chat/completions", {"messages": QUESTION, "logprobs": True}, "logprobs"),
+        ("/v1/chat/completions", {"messages": QUESTION, "tools": [WEATHER], "logprobs": True}, "logprobs"),
+        ("/v1/completions", {"prompt": "Bir kayıt:", "logprobs": 2}, "logprobs"),
+        ("/v1/completions", {"prompt": "Bir kayıt:", "echo": True}, "echo"),
+        ("/v1/completions", {"prompt": "Bir kayıt:", "suffix": " son."}, "suffix"),
+    ],
+)
+def test_logprobs_echo_and_suffix_are_refused_with_structured_output(server, path, fields, param):
+    shaped = {} if "tools" in fields else {"response_format": {"type": "json_object"}}
+    with server.client() as http:
+        response = http.post(path, json={"model": MODEL, **fields, **shaped})
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "message": f"{param} is not available with response_format or tools: leave one of them out",
+        "type": "invalid_request_error",
+        "param": param,
+        "code": "unsupported_parameter",
+    }
+    with server.client() as http:  # without them the same request is answered
+        neutral = {"echo": False}.get(param)
+        assert http.post(path, json={"model": MODEL, **fields, **shaped, param: neutral}).status_code == 200
 
 
 def test_a_skeleton_past_the_context_is_a_400(openai_client):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from diffutron.errors import DiffutronError
 from diffutron.model.chat import ANSWER_START, render_chat
 from diffutron.model.tokenize import detokenize, tokenize
+from diffutron.serve.conversation import chat_turns
 from diffutron.serve.errors import APIError
 from diffutron.serve.limits import check_prompt_length
 from diffutron.serve.responses import DetokenizeResponse, TokenizeResponse
@@ -41,7 +42,7 @@ class TokenizeServing(Serving):
         if body.prompt is not None:
             return body.prompt, "prompt"
         try:
-            text = render_chat([message.as_turn() for message in body.messages or []], self.options.user_tags)
+            text = render_chat(chat_turns(body.messages or []), self.options.user_tags)
         except DiffutronError as error:
             raise APIError(400, str(error), param="messages", code="invalid_value") from error
         return (text if body.add_generation_prompt else text.removesuffix(ANSWER_START)), "messages"
