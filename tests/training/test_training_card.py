@@ -462,6 +462,19 @@ def test_the_packages_own_model_is_named_and_used_without_model(run_copy, tmp_pa
     assert code == 0 and "\n# tiny-tr\n" in text and "diffutron chat --model someone/tiny-tr\n" in text
 
 
+def test_a_cards_name_comes_from_the_repo_id_the_package_or_the_folder(tmp_path, monkeypatch):
+    from diffutron.training.card import CardOptions, _identity
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "sft" / "final").mkdir(parents=True)
+    monkeypatch.setattr("diffutron.training.card.default_model_path", lambda: tmp_path / "assets" / "default")
+    (tmp_path / "assets" / "default").mkdir(parents=True)
+    assert _identity(Path("assets/default"), CardOptions()) == ("diffutron-tiny-tr", "")  # relative or not
+    assert _identity(Path("runs/sft/final/../final"), CardOptions()) == ("sft", "runs/sft/final/../final")
+    assert _identity(Path("runs/sft"), CardOptions()) == ("sft", "runs/sft")
+    assert _identity(Path("assets/default"), CardOptions(repo_id="someone/tiny-tr")) == ("tiny-tr", "someone/tiny-tr")
+
+
 def licensed(*licenses):
     sources = {f"s{i}": {"origin": "x"} for i in range(len(licenses))}
     facts = DataFacts("d", {"sources": sources})
