@@ -49,7 +49,8 @@ class Diffutron:
         self.config = checked_config(config)
         self.special = SpecialIds.from_tokenizer(tokenizer)
         self.answer_stops = AnswerStops.for_tokenizer(tokenizer)  # where an answer ends
-        self.adapters = Adapters(model, getattr(model.config, "_name_or_path", "") or type(model).__name__)
+        base = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
+        self.adapters = Adapters(model, base)
 
     @classmethod
     def from_pretrained(
