@@ -104,6 +104,18 @@ class GenerationServing(Serving):
         """
         work = self.work(body, prompts, settings, logprobs, suffix)
         output = Format(self.chat, body.model, logprobs is not None, echoes or {})  # the base's id or an adapter's
+        return await self.respond(body, work, output, prompts, settings, request)
+
+    async def respond(
+        self,
+        body: GenerationRequest,
+        work: GenerationWork,
+        output: Format,
+        prompts: list[list[int]],
+        settings: Settings,
+        request: Request,
+    ) -> Response:
+        """Run `work`: a stream of server-sent events, or the whole response once it is done."""
         prompt_tokens = sum(len(ids) for ids in prompts)
         if work.stream:
             self.submit(work)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
 
 from diffutron.errors import DiffutronError
 from diffutron.sampling.frames import FrameBuilder
@@ -32,12 +31,12 @@ from diffutron.sampling.structured.schema import ToolCall
 from diffutron.sampling.structured.tools import tools_instruction
 from diffutron.serve.errors import APIError
 from diffutron.serve.limits import check_answers
-from diffutron.serve.responses import TOOL_CALLS, Format, usage
+from diffutron.serve.responses import TOOL_CALLS, Format
 from diffutron.serve.scheduler import Done, Event, Scheduler, WorkItem
 from diffutron.serve.schemas import ChatCompletionRequest, GenerationRequest, NamedToolChoice
 from diffutron.serve.serving.base import CLIENT_LEFT, ClientGone, Settings
 from diffutron.serve.serving.decoding import Delta, Finished, Frame, GenerationWork, Row
-from diffutron.serve.serving.generation import STREAM_HEADERS, GenerationServing
+from diffutron.serve.serving.generation import GenerationServing
 
 
 @dataclass(frozen=True)
@@ -226,22 +225,13 @@ class StructuredServing(GenerationServing):
                 not shape.auto or await self.calls_a_tool(body, prompts[0], settings, request)
             ):
                 answer_format, tool_call = shape.call, True
-            if answer_format is None:
-                return await self.answer(body, prompts, settings, request, **free)
-            work = self.structured_work(body, prompts, settings, answer_format, tool_call)
-            output = Format(self.chat, body.model)  # the base model's id or an adapter's name
-            prompt_tokens = sum(len(ids) for ids in prompts)
-            if work.stream:
-                self.submit(work)
-                include_usage = bool(body.stream_options and body.stream_options.include_usage)
-                events = self.stream(work, output, prompt_tokens, settings, include_usage)
-                return StreamingResponse(events, media_type="text/event-stream", headers=STREAM_HEADERS)
-            events, done = await self.collect(work, request)
         except ClientGone:
             return Response(status_code=CLIENT_LEFT)
-        finished = [event for event in events if isinstance(event, Finished)]
-        response = output.response(finished, usage(prompt_tokens, finished), settings.extension(done))
-        return JSONResponse(response.to_json())
+        if answer_format is None:
+            return await self.answer(body, prompts, settings, request, **free)
+        work = self.structured_work(body, prompts, settings, answer_format, tool_call)
+        output = Format(self.chat, body.model)  # the base model's id or an adapter's name
+        return await self.respond(body, work, output, prompts, settings, request)
 
     async def calls_a_tool(
         self, body: GenerationRequest, prompt: list[int], settings: Settings, request: Request
