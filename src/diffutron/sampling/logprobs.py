@@ -144,10 +144,14 @@ def scored_positions(
     and those wholly before the earliest stop text (`stops`) where one is there."""
     tokens = stops.decided(canvas_row[start:end])
     tokens = tokens[: stops.stop_token(tokens)]
-    decoded = lambda count: tokenizer.decode(tokens[:count], skip_special_tokens=True)  # noqa: E731
-    text, ended = stops.cut(decoded(len(tokens)))
+    decode = lambda part: tokenizer.decode(part, skip_special_tokens=True)  # noqa: E731
+    text, ended = stops.cut(decode(tokens))
     if not ended:
         return range(start, start + len(tokens))
-    # the fewest tokens whose text reaches into the stop text; the ones before it end before it
-    reaching = bisect.bisect_right(range(len(tokens) + 1), len(text), key=lambda count: len(decoded(count)))
-    return range(start, start + reaching - 1)
+    return range(start, start + tokens_within(tokens, len(text), decode))  # those wholly before the stop text
+
+
+def tokens_within(tokens: Sequence[int], length: int, decode: Callable[[Sequence[int]], str]) -> int:
+    """How many of `tokens`, from the first, decode to at most `length` characters (a text that only
+    grows with each token, so the count is found by bisection)."""
+    return bisect.bisect_right(range(len(tokens) + 1), length, key=lambda count: len(decode(tokens[:count]))) - 1

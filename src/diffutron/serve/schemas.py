@@ -167,6 +167,10 @@ class GenerationRequest(DiffusionSettings):
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         return tuple(stop for stop in stops if stop)
 
+    def denoising(self) -> bool:
+        """Whether the stream also carries the canvas after every model call (an extension)."""
+        return bool(self.stream and self.stream_options and self.stream_options.include_denoising)
+
 
 class FunctionDefinition(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")

@@ -235,10 +235,9 @@ def _identity(model_dir: Path, options: CardOptions) -> tuple[str, str]:
     """The card's model name and what `--model` takes ("": the package's own model, no flag needed)."""
     if options.repo_id:
         return options.repo_id.split("/")[-1], options.repo_id
-    embedded = default_model_path()
-    if embedded is not None and model_dir.resolve() == embedded.resolve():
+    resolved, embedded = model_dir.resolve(), default_model_path()
+    if embedded is not None and resolved == embedded.resolve():
         return EMBEDDED_NAME, ""
-    resolved = model_dir.resolve()
     return (resolved.parent.name if resolved.name == "final" else resolved.name), str(model_dir)
 
 

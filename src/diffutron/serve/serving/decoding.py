@@ -14,7 +14,6 @@ call (stochastic transfer, whose rows go from block to block together, is the ex
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ from diffutron.model.chat import ANSWER_END
 from diffutron.sampling.config import GenerationConfig
 from diffutron.sampling.frames import DenoisingFrame, FrameBuilder
 from diffutron.sampling.interrupt import Interrupted
-from diffutron.sampling.logprobs import RowLogprobs, TokenLogprob, scored_positions
+from diffutron.sampling.logprobs import RowLogprobs, TokenLogprob, scored_positions, tokens_within
 from diffutron.sampling.sampler import Decoder, StepEvent, build_canvas
 from diffutron.sampling.streamer import AnswerStreamer
 from diffutron.serve.scheduler import Done, Event, Scheduler, WorkItem
@@ -103,8 +102,7 @@ class _Scores:
         """The tokens wholly inside the text streamed so far that were not handed out yet."""
         tokens = tracker.stops.decided(tracker.region(canvas_row))
         tokens = tokens[: tracker.stops.stop_token(tokens)]
-        sent = len(tracker.sent)
-        within = bisect.bisect_right(range(len(tokens) + 1), sent, key=lambda count: len(decode(tokens[:count]))) - 1
+        within = tokens_within(tokens, len(tracker.sent), decode)
         return self._hand_out(range(tracker.start, tracker.start + within), canvas_row, decode)
 
     def settle(self, tracker: AnswerStreamer, canvas_row: list[int], decode: Decode) -> tuple[Scored, Scored]:
@@ -127,7 +125,7 @@ class Decode:
 
     tokenizer: PreTrainedTokenizerBase
 
-    def __call__(self, tokens: list[int]) -> str:
+    def __call__(self, tokens: Sequence[int]) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
 
     def token(self, token: int) -> str:

@@ -45,9 +45,11 @@ class GenerationServing(Serving):
             )
         answer = settings.config.max_new_tokens if room else 0
         if len(ids) + answer + suffix > self.lm.context_length:
-            sizes = f"{len(ids)} tokens and max_tokens is {answer}"
-            if suffix:
-                sizes = f"{len(ids)} tokens, max_tokens is {answer} and the suffix has {suffix} tokens"
+            sizes = (
+                f"{len(ids)} tokens, max_tokens is {answer} and the suffix has {suffix} tokens"
+                if suffix
+                else f"{len(ids)} tokens and max_tokens is {answer}"
+            )
             raise APIError(
                 400,
                 f"the prompt has {sizes}: together more than "
@@ -65,14 +67,11 @@ class GenerationServing(Serving):
         logprobs: int | None = None,
         suffix: tuple[int, ...] = (),
     ) -> GenerationWork:
-        """n rows per prompt, seeded seed, seed + 1, ... in choice order (as a seeded call's rows are)."""
-        check_answers(body.n, len(prompts), self.options.max_batch_size)
+        """The free answers' work: `rows`, each prompt with `suffix` within the request's token budget."""
+        rows = self.rows(body, prompts, settings)
         max_tokens = settings.config.max_new_tokens
         lengths = [len(ids) + len(suffix) for ids in prompts]
         check_request_tokens(lengths, body.n, max_tokens, self.options.max_request_tokens)
-        copies = [ids for ids in prompts for _ in range(body.n)]
-        seeds = row_seeds_for(settings.seed, len(copies))
-        rows = [Row(ids, row_seed, choice) for choice, (ids, row_seed) in enumerate(zip(copies, seeds))]
         return GenerationWork(
             rows=rows,
             config=settings.config,
@@ -80,11 +79,18 @@ class GenerationServing(Serving):
             loop=self.loop(),
             stops=body.stop_texts(),
             stream=body.stream,
-            denoising=bool(body.stream and body.stream_options and body.stream_options.include_denoising),
+            denoising=body.denoising(),
             adapter=self.check_model(body.model),
             logprobs=logprobs,
             suffix=suffix,
         )
+
+    def rows(self, body: GenerationRequest, prompts: list[list[int]], settings: Settings) -> list[Row]:
+        """n rows per prompt, seeded seed, seed + 1, ... in choice order (as a seeded call's rows are)."""
+        check_answers(body.n, len(prompts), self.options.max_batch_size)
+        copies = [ids for ids in prompts for _ in range(body.n)]
+        seeds = row_seeds_for(settings.seed, len(copies))
+        return [Row(ids, row_seed, choice) for choice, (ids, row_seed) in enumerate(zip(copies, seeds))]
 
     async def answer(
         self,

@@ -18,7 +18,6 @@ from diffutron.errors import DiffutronError
 from diffutron.sampling.frames import FrameBuilder
 from diffutron.sampling.interrupt import Interrupted
 from diffutron.sampling.sampler import StepEvent
-from diffutron.sampling.streams import row_seeds_for
 from diffutron.sampling.structured import (
     Function,
     ResponseFormat,
@@ -30,7 +29,6 @@ from diffutron.sampling.structured import (
 from diffutron.sampling.structured.schema import ToolCall
 from diffutron.sampling.structured.tools import tools_instruction
 from diffutron.serve.errors import APIError
-from diffutron.serve.limits import check_answers
 from diffutron.serve.responses import TOOL_CALLS, Format
 from diffutron.serve.scheduler import Done, Event, Scheduler, WorkItem
 from diffutron.serve.schemas import ChatCompletionRequest, GenerationRequest, NamedToolChoice
@@ -257,17 +255,14 @@ class StructuredServing(GenerationServing):
         tool_call: bool,
     ) -> StructuredWork:
         """n rows per prompt, seeded as free answers' rows are; the choices' likelihoods use the seed."""
-        check_answers(body.n, len(prompts), self.options.max_batch_size)
-        copies = [ids for ids in prompts for _ in range(body.n)]
-        seeds = row_seeds_for(settings.seed, len(copies))
         return StructuredWork(
-            rows=[Row(ids, seed, choice) for choice, (ids, seed) in enumerate(zip(copies, seeds))],
+            rows=self.rows(body, prompts, settings),
             config=settings.config.replace(seed=settings.seed),
             format=answer_format,
             tool_call=tool_call,
             deadline=self.deadline(),
             loop=self.loop(),
             stream=body.stream,
-            denoising=bool(body.stream and body.stream_options and body.stream_options.include_denoising),
+            denoising=body.denoising(),
             adapter=self.check_model(body.model),
         )
